@@ -1,0 +1,115 @@
+//! The executor interface: the one seam between the shared controller logic and what actually
+//! happens. `DryRun` carries nothing out; the real executor (a worker) arrives with the data
+//! plane. Also the experiment clock, the other thing a mode swaps.
+
+use crate::experiment::{Action, ExitStatus, ProcExit};
+use crate::script::units::Nanos;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What an executor reports back for one action.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    /// The pid of a spawned process.
+    pub pid: Option<u32>,
+    /// Processes that ended because of this action (dry-run reports them at once).
+    pub exits: Vec<ProcExit>,
+}
+
+pub trait Executor: Send {
+    fn execute(&mut self, action: &Action) -> Result<Outcome, ExecError>;
+
+    /// Process exits that happened on their own since the last call, with their time.
+    fn drain_exits(&mut self) -> Vec<(Nanos, ProcExit)>;
+}
+
+/// The experiment clock. Time starts at 0 when the script starts.
+pub trait Clock: Send {
+    fn now(&self) -> Nanos;
+    /// Returns when experiment time `t` has come (at once if it has passed).
+    fn sleep_until(&mut self, t: Nanos);
+}
+
+/// A clock that jumps: dry-runs take milliseconds whatever the experiment's length.
+#[derive(Debug, Default)]
+pub struct VirtualClock {
+    now: Nanos,
+}
+
+impl Clock for VirtualClock {
+    fn now(&self) -> Nanos {
+        self.now
+    }
+
+    fn sleep_until(&mut self, t: Nanos) {
+        self.now = self.now.max(t);
+    }
+}
+
+/// Carries nothing out. Processes get virtual pids, end only when killed, failed or left
+/// (reported at once), and `wait()` treats them as exiting at once with code 0.
+#[derive(Debug, Default)]
+pub struct DryRun;
+
+/// Virtual pids start high so they are never mistaken for real ones in a log.
+const DRY_RUN_PID_BASE: u32 = 100_000;
+
+impl Executor for DryRun {
+    fn execute(&mut self, action: &Action) -> Result<Outcome, ExecError> {
+        let killed = |procs: &[crate::experiment::ProcId], signal| Outcome {
+            pid: None,
+            exits: procs
+                .iter()
+                .map(|&proc| ProcExit {
+                    proc,
+                    status: ExitStatus::Signal(signal),
+                })
+                .collect(),
+        };
+        Ok(match action {
+            Action::Spawn { proc, .. } => Outcome {
+                pid: Some(DRY_RUN_PID_BASE + proc.0),
+                exits: Vec::new(),
+            },
+            Action::Kill { proc } => killed(&[*proc], SIGKILL),
+            Action::FailNode { procs, .. } => killed(procs, SIGKILL),
+            Action::Leave { procs, .. } => killed(procs, SIGTERM),
+            Action::Wait { proc } => Outcome {
+                pid: None,
+                exits: vec![ProcExit {
+                    proc: *proc,
+                    status: ExitStatus::Code(0),
+                }],
+            },
+            Action::AddNode(_)
+            | Action::Shape { .. }
+            | Action::LinkGroups { .. }
+            | Action::Revive { .. } => Outcome::default(),
+        })
+    }
+
+    fn drain_exits(&mut self) -> Vec<(Nanos, ProcExit)> {
+        Vec::new()
+    }
+}
+
+pub const SIGKILL: i32 = 9;
+pub const SIGTERM: i32 = 15;
+
+/// The conventional name of a signal, for events.
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        1 => "SIGHUP".into(),
+        2 => "SIGINT".into(),
+        6 => "SIGABRT".into(),
+        9 => "SIGKILL".into(),
+        11 => "SIGSEGV".into(),
+        13 => "SIGPIPE".into(),
+        15 => "SIGTERM".into(),
+        n => format!("SIG{n}"),
+    }
+}

@@ -1,0 +1,284 @@
+//! The controller's core: `Lab` applies each primitive to the experiment state through an
+//! executor and records it in the event log. Validation happens before execution, and the
+//! state changes only after the executor succeeded, so nothing is left half-applied. Dry-run
+//! and real mode differ only in the `Executor` and `Clock` given to `Lab::new`.
+
+pub mod executor;
+pub mod timers;
+
+use std::io;
+
+use rand_chacha::ChaCha8Rng;
+
+use crate::experiment::{
+    Action, ExitStatus, Experiment, GroupId, GroupLink, NodeId, NodeRecord, ProcExit, ProcId,
+    ShapeUpdate, SpawnSpec, StateError,
+};
+use crate::results::{Event, EventLog};
+use crate::script::units::{self, Nanos};
+pub use executor::{Clock, DryRun, ExecError, Executor, Outcome, VirtualClock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error("node {id} ({ip}) is failed: revive() it before spawning on it")]
+    NodeFailed { id: u32, ip: String },
+    #[error("writing events: {0}")]
+    Log(#[from] io::Error),
+}
+
+pub struct Lab {
+    state: Experiment,
+    executor: Box<dyn Executor>,
+    clock: Box<dyn Clock>,
+    log: EventLog,
+    pub rng: ChaCha8Rng,
+}
+
+impl Lab {
+    pub fn new(
+        state: Experiment,
+        executor: Box<dyn Executor>,
+        clock: Box<dyn Clock>,
+        log: EventLog,
+        rng: ChaCha8Rng,
+    ) -> Self {
+        Lab {
+            state,
+            executor,
+            clock,
+            log,
+            rng,
+        }
+    }
+
+    pub fn state(&self) -> &Experiment {
+        &self.state
+    }
+
+    pub fn now(&self) -> Nanos {
+        self.clock.now()
+    }
+
+    pub fn events_recorded(&self) -> u64 {
+        self.log.count()
+    }
+
+    /// Records an event that is not an action (start, end, log, metric).
+    pub fn record(&mut self, event: Event) -> Result<(), LabError> {
+        self.log.record(&event)?;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<(), LabError> {
+        self.log.flush()?;
+        Ok(())
+    }
+
+    /// Sleeps until experiment time `t`, recording processes that ended meanwhile.
+    pub fn advance_to(&mut self, t: Nanos) -> Result<(), LabError> {
+        self.clock.sleep_until(t);
+        self.collect_exits()
+    }
+
+    fn collect_exits(&mut self) -> Result<(), LabError> {
+        for (at, exit) in self.executor.drain_exits() {
+            self.record_exit(at, exit)?;
+        }
+        Ok(())
+    }
+
+    fn record_exit(&mut self, at: Nanos, exit: ProcExit) -> Result<(), LabError> {
+        if !self.state.proc_exited(exit.proc, exit.status) {
+            return Ok(());
+        }
+        let proc = self.state.proc(exit.proc);
+        let node = self.state.node(proc.node);
+        let event = Event::new(at, "exit")
+            .with("node", node.id.0)
+            .with("ip", node.ip.to_string())
+            .with("pid", proc.pid);
+        let event = match exit.status {
+            ExitStatus::Code(c) => event.with("code", c),
+            ExitStatus::Signal(s) => event.with("signal", executor::signal_name(s)),
+        };
+        self.record(event)
+    }
+
+    fn execute(&mut self, action: &Action) -> Result<Outcome, LabError> {
+        Ok(self.executor.execute(action)?)
+    }
+
+    fn node_event(&self, kind: &str, node: NodeId) -> Event {
+        let n = self.state.node(node);
+        Event::new(self.now(), kind)
+            .with("node", n.id.0)
+            .with("ip", n.ip.to_string())
+    }
+
+    /// Creates `n` nodes in `group`, on `worker` or spread by weight.
+    pub fn alloc(
+        &mut self,
+        n: usize,
+        group: &str,
+        worker: Option<u32>,
+    ) -> Result<Vec<NodeRecord>, LabError> {
+        let planned = self.state.plan_nodes(n, group, worker)?;
+        for node in &planned {
+            self.execute(&Action::AddNode(node.clone()))?;
+            self.state.add_node(node.clone(), group);
+            let event = self
+                .node_event("alloc_ip", node.id)
+                .with("group", group)
+                .with("worker", node.worker);
+            self.record(event)?;
+        }
+        Ok(planned)
+    }
+
+    pub fn shape(&mut self, nodes: &[NodeId], update: &ShapeUpdate) -> Result<(), LabError> {
+        for &node in nodes {
+            let shape = self.state.node(node).shape.apply(update);
+            self.execute(&Action::Shape { node, shape })?;
+            self.state.set_shape(node, shape);
+            let event = self
+                .node_event("shape", node)
+                .with_opt("up", update.up)
+                .with_opt("down", update.down)
+                .with_opt("latency", update.latency.map(units::secs))
+                .with_opt("jitter", update.jitter.map(units::secs))
+                .with_opt("loss", update.loss)
+                .with_opt("queue", update.queue);
+            self.record(event)?;
+        }
+        Ok(())
+    }
+
+    pub fn link_groups(&mut self, a: GroupId, b: GroupId, link: GroupLink) -> Result<(), LabError> {
+        self.execute(&Action::LinkGroups { a, b, link })?;
+        self.state.set_group_link(a, b, link);
+        let event = Event::new(self.now(), "link_groups")
+            .with("a", self.state.group_name(a))
+            .with("b", self.state.group_name(b))
+            .with("latency", units::secs(link.latency))
+            .with("jitter", units::secs(link.jitter))
+            .with("loss", link.loss);
+        self.record(event)
+    }
+
+    pub fn spawn(&mut self, node: NodeId, spec: SpawnSpec) -> Result<ProcId, LabError> {
+        let n = self.state.node(node);
+        if n.failed {
+            return Err(LabError::NodeFailed {
+                id: n.id.0,
+                ip: n.ip.to_string(),
+            });
+        }
+        let proc = self.state.next_proc_id();
+        let outcome = self.execute(&Action::Spawn {
+            proc,
+            node,
+            spec: spec.clone(),
+        })?;
+        let pid = outcome.pid.unwrap_or_default();
+        self.state.add_proc(node, spec.cmd.clone(), pid);
+        let event = self
+            .node_event("spawn", node)
+            .with("pid", pid)
+            .with("cmd", spec.cmd);
+        self.record(event)?;
+        self.record_exits_now(outcome.exits)?;
+        Ok(proc)
+    }
+
+    fn record_exits_now(&mut self, exits: Vec<ProcExit>) -> Result<(), LabError> {
+        let now = self.now();
+        for exit in exits {
+            self.record_exit(now, exit)?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs one process; a process that already ended is left alone.
+    pub fn kill(&mut self, proc: ProcId) -> Result<(), LabError> {
+        self.collect_exits()?;
+        if !self.is_running(proc) {
+            return Ok(());
+        }
+        let outcome = self.execute(&Action::Kill { proc })?;
+        let p = self.state.proc(proc);
+        let event = self.node_event("kill", p.node).with("pid", p.pid);
+        self.record(event)?;
+        self.record_exits_now(outcome.exits)
+    }
+
+    pub fn is_running(&self, proc: ProcId) -> bool {
+        self.state.proc(proc).status == crate::experiment::ProcStatus::Running
+    }
+
+    /// Waits for a process to end and returns how it ended.
+    pub fn wait(&mut self, proc: ProcId) -> Result<ExitStatus, LabError> {
+        self.collect_exits()?;
+        if self.is_running(proc) {
+            let outcome = self.execute(&Action::Wait { proc })?;
+            self.record_exits_now(outcome.exits)?;
+            self.collect_exits()?;
+        }
+        match self.state.proc(proc).status {
+            crate::experiment::ProcStatus::Exited(status) => Ok(status),
+            crate::experiment::ProcStatus::Running => Err(LabError::Exec(ExecError::Refused(
+                "the process is still running after wait()".into(),
+            ))),
+        }
+    }
+
+    /// Crashes nodes: SIGKILL their processes, drop their traffic. Failed nodes are skipped.
+    pub fn fail(&mut self, nodes: &[NodeId]) -> Result<(), LabError> {
+        self.collect_exits()?;
+        for &node in nodes {
+            if self.state.node(node).failed {
+                continue;
+            }
+            let procs = self.state.running_procs(node);
+            let outcome = self.execute(&Action::FailNode { node, procs })?;
+            self.state.set_failed(node, true);
+            self.record(self.node_event("fail_node", node))?;
+            self.record_exits_now(outcome.exits)?;
+        }
+        Ok(())
+    }
+
+    /// Lets traffic of failed nodes flow again; nodes that are not failed are skipped.
+    pub fn revive(&mut self, nodes: &[NodeId]) -> Result<(), LabError> {
+        for &node in nodes {
+            if !self.state.node(node).failed {
+                continue;
+            }
+            self.execute(&Action::Revive { node })?;
+            self.state.set_failed(node, false);
+            self.record(self.node_event("revive", node))?;
+        }
+        Ok(())
+    }
+
+    /// Graceful departure: SIGTERM, SIGKILL after `grace`. Nodes with no process are skipped.
+    pub fn leave(&mut self, nodes: &[NodeId], grace: Nanos) -> Result<(), LabError> {
+        self.collect_exits()?;
+        for &node in nodes {
+            let procs = self.state.running_procs(node);
+            if procs.is_empty() {
+                continue;
+            }
+            let outcome = self.execute(&Action::Leave { node, procs, grace })?;
+            let event = self
+                .node_event("leave", node)
+                .with("grace", units::secs(grace));
+            self.record(event)?;
+            self.record_exits_now(outcome.exits)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! The link model: what happens to one packet between two virtual nodes, as pure logic.
+//! It owns no socket, no clock and no RNG: callers pass `now` and a seeded RNG.
+//!
+//! # The packet path
+//!
+//! A packet from node `a` to node `b` (see DESIGN.md, "Link model"):
+//!
+//! 1. **Failure**: if `a` or `b` is failed, the packet is dropped silently.
+//! 2. **Uplink of `a`**: a [`LinkFifo`] serialising at `up(a)`; drop-tail at the queue limit.
+//! 3. **Loss**: `loss(a)`, `loss(b)` and the group pair's loss, each one Bernoulli draw
+//!    ([`loss`]).
+//! 4. **Propagation**: the [`DelayLine`] adds `latency(a) + latency(b) + group latency` and
+//!    jitter, never reordering packets of one (src, dst) pair.
+//! 5. The packet waits in the [`Fabric`]'s event heap until it reaches `b`'s downlink.
+//! 6. **Downlink of `b`**: the same FIFO at `down(b)`, offered at the arrival time, so
+//!    packets from different senders meet there in arrival order.
+//! 7. After serialisation it is handed back by [`Fabric::poll`].
+//!
+//! Steps 1–4 are [`Fabric::send_to_remote`] and steps 5–7 are [`Fabric::receive_from_remote`];
+//! [`Fabric::send`] is the two halves back to back, which is how the decentralized mode splits
+//! the work between the sender's and the receiver's machine.
+//!
+//! ```
+//! use p2plab::dataplane::model::{Fabric, GroupIdx, LinkParams, MS};
+//! use rand::SeedableRng;
+//!
+//! let mut fabric = Fabric::new();
+//! let a = fabric.add_node(GroupIdx(0));
+//! let b = fabric.add_node(GroupIdx(0));
+//! let slow = LinkParams { latency: 30 * MS, ..LinkParams::default() };
+//! fabric.set_params(a, slow).unwrap();
+//! fabric.set_params(b, slow).unwrap();
+//!
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+//! fabric.send(0, a, b, 100, "hello", &mut rng).unwrap();
+//! assert_eq!(fabric.next_deadline(), Some(60 * MS));
+//! let mut out = Vec::new();
+//! fabric.poll(60 * MS, &mut out);
+//! assert_eq!(out, vec![(b, "hello")]);
+//! ```
+
+mod counters;
+mod delay;
+mod fabric;
+mod fifo;
+mod groups;
+pub mod loss;
+mod params;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+pub use counters::NodeCounters;
+pub use delay::DelayLine;
+pub use fabric::Fabric;
+pub use fifo::LinkFifo;
+pub use groups::GroupMatrix;
+pub use params::{GroupLinkParams, LinkParams, default_queue_limit};
+
+/// Time in nanoseconds since the lab started. `u64` covers 584 years.
+pub type Nanos = u64;
+
+/// One microsecond in [`Nanos`].
+pub const US: Nanos = 1_000;
+/// One millisecond in [`Nanos`].
+pub const MS: Nanos = 1_000_000;
+/// One second in [`Nanos`].
+pub const SEC: Nanos = 1_000_000_000;
+
+/// A virtual node, as a dense index into the fabric's node table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeIdx(pub u32);
+
+/// A group of nodes, as a dense index into the [`GroupMatrix`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupIdx(pub u32);
+
+impl fmt::Display for NodeIdx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node #{}", self.0)
+    }
+}
+
+impl fmt::Display for GroupIdx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "group #{}", self.0)
+    }
+}
+
+/// Why a packet did not make it. Drops are normal outcomes and are also counted in
+/// [`NodeCounters`]; only [`Dropped::UnknownNode`] is a caller bug, and it is counted nowhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Dropped {
+    /// A FIFO's backlog plus the packet exceeded its queue limit (drop-tail).
+    #[error("queue full")]
+    Queue,
+    /// A loss draw of the source, the destination or their group pair hit.
+    #[error("lost on the link")]
+    Loss,
+    /// The source or the destination is failed.
+    #[error("node is failed")]
+    Failed,
+    /// The fabric has no such node.
+    #[error("unknown {0}")]
+    UnknownNode(NodeIdx),
+}
+
+/// A configuration call named something the model does not have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    /// No node with this index was added.
+    #[error("unknown {0}")]
+    UnknownNode(NodeIdx),
+    /// The group matrix is dense, so group indices are capped at [`GroupMatrix::MAX_GROUPS`].
+    #[error("{0} is beyond the limit of {max} groups", max = GroupMatrix::MAX_GROUPS)]
+    TooManyGroups(GroupIdx),
+}

@@ -1,0 +1,81 @@
+//! What the controller asks an executor to do, with every value resolved, and what comes
+//! back about processes. Dry-run and real executors receive exactly the same actions.
+
+use super::{GroupId, LinkShape, NodeId, NodeRecord, ProcId};
+use crate::experiment::GroupLink;
+use crate::script::units::Nanos;
+
+/// How to start one program on one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpawnSpec {
+    /// The command line after `{ip}`/`{id}` substitution, as recorded in events.
+    pub cmd: String,
+    /// The program and its arguments: shell-words of `cmd`, or `sh -c cmd` with `shell: true`.
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    AddNode(NodeRecord),
+    Shape {
+        node: NodeId,
+        shape: LinkShape,
+    },
+    LinkGroups {
+        a: GroupId,
+        b: GroupId,
+        link: GroupLink,
+    },
+    Spawn {
+        proc: ProcId,
+        node: NodeId,
+        spec: SpawnSpec,
+    },
+    /// SIGKILL one process.
+    Kill {
+        proc: ProcId,
+    },
+    /// SIGKILL every process of the node, then drop its traffic.
+    FailNode {
+        node: NodeId,
+        procs: Vec<ProcId>,
+    },
+    Revive {
+        node: NodeId,
+    },
+    /// SIGTERM every process of the node, SIGKILL after `grace`.
+    Leave {
+        node: NodeId,
+        procs: Vec<ProcId>,
+        grace: Nanos,
+    },
+    /// Block until the process exits.
+    Wait {
+        proc: ProcId,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The value `Proc.wait()` returns: the exit code, or 128 + signal like a shell.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// A process that ended, reported by an executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcExit {
+    pub proc: ProcId,
+    pub status: ExitStatus,
+}

@@ -1,0 +1,273 @@
+//! The experiment state: nodes, groups, link shapes, group links, processes, failed nodes, and
+//! the placement of nodes on workers. One model for dry-run and real mode; it knows nothing of
+//! Rhai, clocks or executors, and only changes after an action was carried out.
+
+mod action;
+mod placement;
+mod shape;
+
+pub use action::{Action, ExitStatus, ProcExit, SpawnSpec};
+pub use placement::{AddressPlan, NODES_PER_WORKER, Placement};
+pub use shape::{GroupLink, LinkShape, ShapeUpdate};
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupId(pub u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcId(pub u32);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRecord {
+    pub id: NodeId,
+    pub ip: Ipv4Addr,
+    pub group: GroupId,
+    pub worker: u32,
+    pub shape: LinkShape,
+    pub failed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcStatus {
+    Running,
+    Exited(ExitStatus),
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcRecord {
+    pub id: ProcId,
+    pub node: NodeId,
+    pub cmd: String,
+    pub pid: u32,
+    pub status: ProcStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("unknown group {name:?} (known groups: {known})")]
+    UnknownGroup { name: String, known: String },
+    #[error("{0}")]
+    Placement(#[from] placement::PlacementError),
+}
+
+#[derive(Debug, Default)]
+pub struct Experiment {
+    nodes: Vec<NodeRecord>,
+    group_names: Vec<String>,
+    group_members: Vec<Vec<NodeId>>,
+    group_index: HashMap<String, GroupId>,
+    group_links: BTreeMap<(GroupId, GroupId), GroupLink>,
+    procs: Vec<ProcRecord>,
+    placement: Placement,
+}
+
+impl Experiment {
+    pub fn new(placement: Placement) -> Self {
+        Experiment {
+            placement,
+            ..Default::default()
+        }
+    }
+
+    /// Plans `n` new nodes (addresses and workers) without adding them: the caller executes
+    /// the `AddNode` actions, then commits each with `add_node`.
+    pub fn plan_nodes(
+        &self,
+        n: usize,
+        group: &str,
+        worker: Option<u32>,
+    ) -> Result<Vec<NodeRecord>, StateError> {
+        let group = self
+            .group_index
+            .get(group)
+            .copied()
+            .unwrap_or(GroupId(self.group_names.len() as u32));
+        let placed = self.placement.place(n, worker)?;
+        Ok(placed
+            .into_iter()
+            .enumerate()
+            .map(|(i, (worker, ip))| NodeRecord {
+                id: NodeId((self.nodes.len() + i) as u32),
+                ip,
+                group,
+                worker,
+                shape: LinkShape::default(),
+                failed: false,
+            })
+            .collect())
+    }
+
+    pub fn add_node(&mut self, node: NodeRecord, group_name: &str) {
+        let group = self.intern_group(group_name);
+        debug_assert_eq!(group, node.group);
+        self.placement.commit(node.worker);
+        self.group_members[group.0 as usize].push(node.id);
+        self.nodes.push(node);
+    }
+
+    fn intern_group(&mut self, name: &str) -> GroupId {
+        if let Some(&id) = self.group_index.get(name) {
+            return id;
+        }
+        let id = GroupId(self.group_names.len() as u32);
+        self.group_names.push(name.to_string());
+        self.group_members.push(Vec::new());
+        self.group_index.insert(name.to_string(), id);
+        id
+    }
+
+    pub fn node(&self, id: NodeId) -> &NodeRecord {
+        &self.nodes[id.0 as usize]
+    }
+
+    pub fn nodes(&self) -> &[NodeRecord] {
+        &self.nodes
+    }
+
+    pub fn group_name(&self, id: GroupId) -> &str {
+        &self.group_names[id.0 as usize]
+    }
+
+    pub fn group_names(&self) -> &[String] {
+        &self.group_names
+    }
+
+    pub fn group(&self, name: &str) -> Result<GroupId, StateError> {
+        self.group_index
+            .get(name)
+            .copied()
+            .ok_or_else(|| StateError::UnknownGroup {
+                name: name.to_string(),
+                known: if self.group_names.is_empty() {
+                    "none yet: alloc_ip(n, #{ group: \"name\" }) creates one".to_string()
+                } else {
+                    self.group_names
+                        .iter()
+                        .map(|g| format!("{g:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            })
+    }
+
+    pub fn members(&self, group: GroupId) -> &[NodeId] {
+        &self.group_members[group.0 as usize]
+    }
+
+    pub fn set_shape(&mut self, node: NodeId, shape: LinkShape) {
+        self.nodes[node.0 as usize].shape = shape;
+    }
+
+    pub fn set_failed(&mut self, node: NodeId, failed: bool) {
+        self.nodes[node.0 as usize].failed = failed;
+    }
+
+    pub fn set_group_link(&mut self, a: GroupId, b: GroupId, link: GroupLink) {
+        self.group_links.insert((a.min(b), a.max(b)), link);
+    }
+
+    pub fn group_link(&self, a: GroupId, b: GroupId) -> GroupLink {
+        self.group_links
+            .get(&(a.min(b), a.max(b)))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn next_proc_id(&self) -> ProcId {
+        ProcId(self.procs.len() as u32)
+    }
+
+    pub fn add_proc(&mut self, node: NodeId, cmd: String, pid: u32) -> ProcId {
+        let id = self.next_proc_id();
+        self.procs.push(ProcRecord {
+            id,
+            node,
+            cmd,
+            pid,
+            status: ProcStatus::Running,
+        });
+        id
+    }
+
+    pub fn proc(&self, id: ProcId) -> &ProcRecord {
+        &self.procs[id.0 as usize]
+    }
+
+    /// Records an exit; returns false when the process had already exited (a late duplicate).
+    pub fn proc_exited(&mut self, id: ProcId, status: ExitStatus) -> bool {
+        let proc = &mut self.procs[id.0 as usize];
+        if proc.status != ProcStatus::Running {
+            return false;
+        }
+        proc.status = ProcStatus::Exited(status);
+        true
+    }
+
+    /// Running processes of one node, in spawn order.
+    pub fn running_procs(&self, node: NodeId) -> Vec<ProcId> {
+        self.procs
+            .iter()
+            .filter(|p| p.node == node && p.status == ProcStatus::Running)
+            .map(|p| p.id)
+            .collect()
+    }
+
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(exp: &mut Experiment, n: usize, group: &str) -> Vec<NodeId> {
+        let planned = exp.plan_nodes(n, group, None).unwrap();
+        planned
+            .into_iter()
+            .map(|node| {
+                let id = node.id;
+                exp.add_node(node, group);
+                id
+            })
+            .collect()
+    }
+
+    #[test]
+    fn groups_and_links() {
+        let mut exp = Experiment::new(Placement::single());
+        let dsl = add(&mut exp, 3, "dsl");
+        add(&mut exp, 2, "fiber");
+        assert_eq!(exp.node(dsl[2]).ip, Ipv4Addr::new(10, 0, 0, 3));
+        let (d, f) = (exp.group("dsl").unwrap(), exp.group("fiber").unwrap());
+        assert_eq!(exp.members(f).len(), 2);
+        exp.set_group_link(
+            f,
+            d,
+            GroupLink {
+                latency: 9,
+                ..Default::default()
+            },
+        );
+        assert_eq!(exp.group_link(d, f).latency, 9);
+        assert_eq!(exp.group_link(d, d).latency, 0);
+        let err = exp.group("cable").unwrap_err().to_string();
+        assert!(err.contains("\"dsl\", \"fiber\""), "{err}");
+    }
+
+    #[test]
+    fn procs_exit_once() {
+        let mut exp = Experiment::new(Placement::single());
+        let n = add(&mut exp, 1, "g")[0];
+        let p = exp.add_proc(n, "sleep 1".into(), 42);
+        assert_eq!(exp.running_procs(n), vec![p]);
+        assert!(exp.proc_exited(p, ExitStatus::Code(0)));
+        assert!(!exp.proc_exited(p, ExitStatus::Signal(9)));
+        assert!(exp.running_procs(n).is_empty());
+    }
+}

@@ -1,0 +1,49 @@
+//! # p2plab: lightweight emulation of peer-to-peer and distributed systems
+//!
+//! Real, unmodified programs run side by side, each on a virtual node with its own IPv4
+//! address behind an emulated access link, while a Rhai script drives the experiment: nodes
+//! arrive, leave and crash, network conditions change. A tour of the parts, in the order a
+//! primitive travels through them:
+//!
+//! ## Scripts (`script`)
+//! `script::run` compiles a scenario, checks that every function it calls exists, and runs it
+//! with the primitives of `script::api` (`alloc_ip`, `shape`, `link_groups`, `spawn`, `sleep`,
+//! `at`, `every`, `fail_node`, ...). Units (`"2mbit"`, `"30ms"`, `"64kb"`) are parsed by
+//! `script::units`; errors carry `file:line:col` (`script::error`). `import "churn"` finds a
+//! module next to the script or in the stdlib built into the binary (`script::modules`).
+//!
+//! ## Controller (`controller`)
+//! `Lab` applies each primitive to the experiment state (`experiment`) through an `Executor`
+//! and records it in `events.jsonl` (`results`). Dry-run and real mode share all of it; only
+//! the executor and the clock differ. `at`/`every` callbacks wait in `controller::timers` and
+//! run, in time order, while the script sleeps.
+//!
+//! ## Experiment state (`experiment`)
+//! Nodes, groups, link shapes, group links, processes, failed nodes, and where nodes live
+//! (`Placement`: worker `k` owns `10.k.0.0/16`).
+//!
+//! ## Data plane (`dataplane`)
+//! The link model of every node, free of I/O: uplink FIFO, propagation delay with group
+//! latency, jitter and loss, downlink FIFO (`dataplane::model`).
+//!
+//! ## Example
+//! ```
+//! use p2plab::run::{self, RunConfig};
+//! let dir = tempfile::tempdir().unwrap();
+//! let script = dir.path().join("hello.rhai");
+//! std::fs::write(&script, r#"
+//!     let peers = alloc_ip(3, #{ group: "dsl" });
+//!     shape(peers, #{ up: "128kbit", latency: "30ms" });
+//!     sleep("10s");
+//!     fail_node(peers[0]);
+//! "#).unwrap();
+//! let out = run::check(&RunConfig::new(&script)).unwrap();
+//! assert_eq!(out.report.end_time, 10_000_000_000);
+//! ```
+
+pub mod controller;
+pub mod dataplane;
+pub mod experiment;
+pub mod results;
+pub mod run;
+pub mod script;

@@ -1,0 +1,98 @@
+//! The results folder of one run: where it is, `events.jsonl` (see `events`), per-node
+//! folders and `summary.json`. Plots and the HTML report come later, from `p2plab report`.
+
+pub mod events;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use events::{Event, EventLog};
+
+#[derive(Debug, thiserror::Error)]
+#[error("results folder {path}: {source}")]
+pub struct ResultsError {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+pub struct ResultsDir {
+    path: PathBuf,
+}
+
+impl ResultsDir {
+    /// Creates `out`, or `results/<script>-<UTC timestamp>` (with `-2`, `-3`... when a run of
+    /// the same second already took the name).
+    pub fn create(out: Option<&Path>, script: &Path) -> Result<Self, ResultsError> {
+        let path = match out {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let stem = script
+                    .file_stem()
+                    .map_or("script".into(), |s| s.to_string_lossy());
+                let base = format!("{stem}-{}", utc_stamp(SystemTime::now()));
+                let mut path = Path::new("results").join(&base);
+                let mut n = 2;
+                while path.exists() {
+                    path = Path::new("results").join(format!("{base}-{n}"));
+                    n += 1;
+                }
+                path
+            }
+        };
+        fs::create_dir_all(&path).map_err(|source| ResultsError {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(ResultsDir { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn events_path(&self) -> PathBuf {
+        self.path.join("events.jsonl")
+    }
+
+    pub fn write_summary(&self, summary: &serde_json::Value) -> Result<(), ResultsError> {
+        let path = self.path.join("summary.json");
+        let text = serde_json::to_string_pretty(summary).unwrap_or_default();
+        fs::write(&path, text + "\n").map_err(|source| ResultsError { path, source })
+    }
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC, without a date crate (days-to-civil from H. Hinnant).
+pub fn utc_stamp(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn stamp() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_636_566);
+        assert_eq!(utc_stamp(t), "20261125-195606");
+        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101-000000");
+    }
+}

@@ -1,0 +1,149 @@
+//! One run of a scenario, as the command line asks for it: `check` (run on a virtual clock,
+//! keep nothing), `dry-run` (virtual clock, timeline and results folder) and real mode. Every
+//! mode goes through `script::run` with a `Lab`; they differ in executor, clock and output.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
+
+use crate::controller::{DryRun, Lab, VirtualClock};
+use crate::experiment::{Experiment, Placement};
+use crate::results::{EventLog, ResultsDir};
+use crate::script::units::{NANOS_PER_SEC, Nanos};
+use crate::script::{self, Scenario, ScriptError, ScriptOptions, ScriptReport};
+
+/// A dry-run stops scripts that would run past 10 days of experiment time.
+pub const DRY_RUN_HORIZON: Nanos = 10 * 86_400 * NANOS_PER_SEC;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The script is wrong: exit code 1.
+    #[error("{0}")]
+    Script(#[from] ScriptError),
+    /// Usage or environment: exit code 2.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Script(_) => 1,
+            RunError::Setup(_) => 2,
+        }
+    }
+}
+
+pub struct RunConfig {
+    pub script: PathBuf,
+    pub seed: Option<u64>,
+    pub params: BTreeMap<String, String>,
+    pub out: Option<PathBuf>,
+    pub max_operations: u64,
+    /// Where the dry-run timeline goes (stdout for the CLI); `None` prints nothing.
+    pub timeline: Option<Box<dyn Write + Send>>,
+}
+
+impl RunConfig {
+    pub fn new(script: impl Into<PathBuf>) -> Self {
+        RunConfig {
+            script: script.into(),
+            seed: None,
+            params: BTreeMap::new(),
+            out: None,
+            max_operations: script::DEFAULT_MAX_OPERATIONS,
+            timeline: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub seed: u64,
+    pub results: Option<PathBuf>,
+    pub report: ScriptReport,
+}
+
+fn load(cfg: &RunConfig) -> Result<Scenario, RunError> {
+    Scenario::load(&cfg.script)
+        .map_err(|e| RunError::Setup(format!("cannot read {}: {e}", cfg.script.display())))
+}
+
+fn options(cfg: &RunConfig, seed: u64) -> ScriptOptions {
+    ScriptOptions {
+        seed,
+        params: cfg.params.clone(),
+        max_operations: cfg.max_operations,
+        horizon: Some(DRY_RUN_HORIZON),
+    }
+}
+
+fn dry_lab(seed: u64, log: EventLog) -> Lab {
+    Lab::new(
+        Experiment::new(Placement::single()),
+        Box::new(DryRun),
+        Box::new(VirtualClock::default()),
+        log,
+        ChaCha8Rng::seed_from_u64(seed),
+    )
+}
+
+/// Compiles, checks and runs the script on a virtual clock, keeping nothing.
+pub fn check(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
+    let scenario = load(cfg)?;
+    let seed = cfg.seed.unwrap_or(0);
+    let report = script::run(
+        &scenario,
+        dry_lab(seed, EventLog::discard()),
+        &options(cfg, seed),
+    )?;
+    Ok(RunOutcome {
+        seed,
+        results: None,
+        report,
+    })
+}
+
+/// Runs the script on a virtual clock: timeline, `events.jsonl` and `summary.json`.
+pub fn dry_run(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
+    let scenario = load(&cfg)?;
+    let seed = cfg.seed.unwrap_or_else(rand::random);
+    let dir = ResultsDir::create(cfg.out.as_deref(), &cfg.script)
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    let log = EventLog::create(&dir.events_path(), cfg.timeline.take()).map_err(|e| {
+        RunError::Setup(format!("cannot write {}: {e}", dir.events_path().display()))
+    })?;
+    let result = script::run(&scenario, dry_lab(seed, log), &options(&cfg, seed));
+    let summary = serde_json::json!({
+        "script": scenario.name(),
+        "mode": "dry-run",
+        "seed": seed,
+        "params": cfg.params,
+        "started": crate::results::utc_stamp(std::time::SystemTime::now()),
+        "outcome": if result.is_ok() { "ok" } else { "error" },
+        "error": result.as_ref().err().map(|e| e.to_string()),
+        "experiment_seconds": result.as_ref().ok().map(|r| crate::script::units::secs(r.end_time)),
+        "events": result.as_ref().ok().map(|r| r.events),
+    });
+    dir.write_summary(&summary)
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    Ok(RunOutcome {
+        seed,
+        results: Some(dir.path().to_path_buf()),
+        report: result?,
+    })
+}
+
+/// Real mode. The whole script is first checked on a virtual clock, so that a mistake at
+/// minute 30 is found before anything starts.
+pub fn real(cfg: RunConfig) -> Result<RunOutcome, RunError> {
+    check(&cfg)?;
+    Err(RunError::Setup(
+        "real mode needs p2plab's data plane (lab namespace, TUN device, link emulation), which \
+         this build does not have yet; run the script with --dry-run to see its timeline"
+            .into(),
+    ))
+}

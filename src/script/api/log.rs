@@ -1,0 +1,109 @@
+//! What a script tells the results: `log`, `metric`, and what it asks the command line:
+//! `param` (values from `--set name=value`).
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, ImmutableString, NativeCallContext};
+
+use super::{RhaiResult, ScriptState, lab_err, number};
+use crate::results::Event;
+use crate::script::error::at_call;
+
+pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
+    let s = state.clone();
+    engine.register_fn(
+        "log",
+        move |ctx: NativeCallContext, msg: Dynamic| -> RhaiResult<()> {
+            let mut lab = s.lab();
+            let event = Event::new(lab.now(), "log").with("msg", msg.to_string());
+            lab.record(event).map_err(|e| lab_err(&ctx, e))
+        },
+    );
+
+    let s = state.clone();
+    engine.register_fn(
+        "metric",
+        move |ctx: NativeCallContext, name: ImmutableString, value: Dynamic| -> RhaiResult<()> {
+            let value = number(&value)
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| at_call(&ctx, format!("expected a number as value, got {value}")))?;
+            let mut lab = s.lab();
+            let event = Event::new(lab.now(), "metric")
+                .with("name", name.as_str())
+                .with("value", value);
+            lab.record(event).map_err(|e| lab_err(&ctx, e))
+        },
+    );
+
+    let s = state.clone();
+    engine.register_fn(
+        "param",
+        move |ctx: NativeCallContext, name: &str| -> RhaiResult<Dynamic> {
+            s.params()
+                .get(name)
+                .map(Dynamic::from)
+                .ok_or_else(|| at_call(&ctx, format!("no value for {name:?}: pass --set {name}=VALUE or give a default: param({name:?}, default)")))
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "param",
+        move |ctx: NativeCallContext, name: &str, default: Dynamic| -> RhaiResult<Dynamic> {
+            let Some(raw) = s.params().get(name) else {
+                return Ok(default);
+            };
+            convert_like(&raw, &default).ok_or_else(|| {
+                at_call(
+                    &ctx,
+                    format!(
+                        "--set {name}={raw}: expected {} like the default {default}",
+                        default.type_name()
+                    ),
+                )
+            })
+        },
+    );
+}
+
+/// Reads a `--set` value as the type of the script's default.
+fn convert_like(raw: &str, default: &Dynamic) -> Option<Dynamic> {
+    if default.is_int() {
+        raw.trim().parse::<i64>().ok().map(Dynamic::from)
+    } else if default.is_float() {
+        raw.trim().parse::<f64>().ok().map(Dynamic::from)
+    } else if default.is_bool() {
+        raw.trim().parse::<bool>().ok().map(Dynamic::from)
+    } else {
+        Some(Dynamic::from(raw.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_follow_default_type() {
+        assert_eq!(
+            convert_like("12", &Dynamic::from(1_i64)).unwrap().as_int(),
+            Ok(12)
+        );
+        assert!(convert_like("x", &Dynamic::from(1_i64)).is_none());
+        assert_eq!(
+            convert_like("0.5", &Dynamic::from(1.0)).unwrap().as_float(),
+            Ok(0.5)
+        );
+        assert_eq!(
+            convert_like("true", &Dynamic::from(false))
+                .unwrap()
+                .as_bool(),
+            Ok(true)
+        );
+        assert_eq!(
+            convert_like("a b", &Dynamic::from("s"))
+                .unwrap()
+                .to_string(),
+            "a b"
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! Real programs on nodes: `spawn` and the `Proc` handle (`wait`, `kill`, `running`, `pid`).
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, ImmutableString, Map, NativeCallContext};
+
+use super::nodes::Node;
+use super::{RhaiResult, ScriptState, check_keys, expected, lab_err};
+use crate::experiment::{ExitStatus, ProcId, ProcStatus, SpawnSpec};
+use crate::script::error::at_call;
+
+/// A script's handle on one spawned process.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub id: ProcId,
+    pub pid: u32,
+    pub node: Node,
+    pub cmd: ImmutableString,
+}
+
+pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
+    engine
+        .register_type_with_name::<Proc>("Proc")
+        .register_get("pid", |p: &mut Proc| p.pid as i64)
+        .register_get("node", |p: &mut Proc| p.node.clone())
+        .register_get("cmd", |p: &mut Proc| p.cmd.clone())
+        .register_fn("to_string", |p: &mut Proc| {
+            format!("proc {} on {}: {}", p.pid, p.node.ip, p.cmd)
+        })
+        .register_fn("to_debug", |p: &mut Proc| {
+            format!("proc {} on {}: {}", p.pid, p.node.ip, p.cmd)
+        });
+
+    let s = state.clone();
+    engine.register_get("running", move |p: &mut Proc| s.lab().is_running(p.id));
+    let s = state.clone();
+    engine.register_get("exit_code", move |p: &mut Proc| -> Dynamic {
+        match s.lab().state().proc(p.id).status {
+            ProcStatus::Exited(ExitStatus::Code(c)) => Dynamic::from(c as i64),
+            _ => Dynamic::UNIT,
+        }
+    });
+    let s = state.clone();
+    engine.register_fn(
+        "wait",
+        move |ctx: NativeCallContext, p: &mut Proc| -> RhaiResult<i64> {
+            let status = s.lab().wait(p.id).map_err(|e| lab_err(&ctx, e))?;
+            Ok(status.shell_code() as i64)
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "kill",
+        move |ctx: NativeCallContext, p: &mut Proc| -> RhaiResult<()> {
+            s.lab().kill(p.id).map_err(|e| lab_err(&ctx, e))
+        },
+    );
+
+    let s = state.clone();
+    engine.register_fn(
+        "spawn",
+        move |ctx: NativeCallContext, node: Node, cmd: &str| {
+            spawn(&ctx, &s, node, cmd, &Map::new())
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "spawn",
+        move |ctx: NativeCallContext, node: Node, cmd: &str, opts: Map| {
+            spawn(&ctx, &s, node, cmd, &opts)
+        },
+    );
+}
+
+/// Replaces `{ip}` and `{id}` with the node's values.
+pub fn fill_placeholders(text: &str, node: &Node) -> String {
+    text.replace("{ip}", &node.ip)
+        .replace("{id}", &node.id.0.to_string())
+}
+
+fn spawn(
+    ctx: &NativeCallContext,
+    state: &ScriptState,
+    node: Node,
+    cmd: &str,
+    opts: &Map,
+) -> RhaiResult<Proc> {
+    check_keys(ctx, opts, &["env", "shell", "user"])?;
+    let cmd = fill_placeholders(cmd, &node);
+    if cmd.trim().is_empty() {
+        return Err(at_call(ctx, "expected a command, got an empty string"));
+    }
+    let shell = match opts.get("shell") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .map_err(|_| expected(ctx, "shell", "true or false", v))?,
+    };
+    let argv = if shell {
+        vec!["sh".to_string(), "-c".to_string(), cmd.clone()]
+    } else {
+        shell_words::split(&cmd).map_err(|e| {
+            at_call(
+                ctx,
+                format!(
+                    "cannot split {cmd:?} into words ({e}); use #{{shell: true}} for shell syntax"
+                ),
+            )
+        })?
+    };
+    let env = match opts.get("env") {
+        None => Vec::new(),
+        Some(v) => {
+            let map = v
+                .read_lock::<Map>()
+                .ok_or_else(|| expected(ctx, "env", "a map of names to values", v))?;
+            map.iter()
+                .map(|(k, v)| (k.to_string(), fill_placeholders(&v.to_string(), &node)))
+                .collect()
+        }
+    };
+    let user = match opts.get("user") {
+        None => None,
+        Some(v) => match v.read_lock::<ImmutableString>() {
+            Some(u) if !u.is_empty() => Some(u.to_string()),
+            _ => return Err(expected(ctx, "user", "a user name", v)),
+        },
+    };
+    let spec = SpawnSpec {
+        cmd: cmd.clone(),
+        argv,
+        env,
+        user,
+    };
+    let mut lab = state.lab();
+    let id = lab.spawn(node.id, spec).map_err(|e| lab_err(ctx, e))?;
+    let pid = lab.state().proc(id).pid;
+    Ok(Proc {
+        id,
+        pid,
+        node,
+        cmd: cmd.into(),
+    })
+}

@@ -1,0 +1,166 @@
+//! The experiment clock in scripts: `now`, `sleep`, and `at`/`every` callbacks, which run in
+//! time order on the script thread while the script sleeps (cooperative, never concurrent).
+
+// Rhai marks its context-store API "volatile" through `deprecated`; callbacks need it.
+#![allow(deprecated)]
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use rhai::{Dynamic, Engine, FnPtr, ImmutableString, NativeCallContext, NativeCallContextStore};
+
+use super::{CallbackGuard, RhaiResult, ScriptState, duration, lab_err};
+use crate::controller::timers::TimerId;
+use crate::script::error::at_call;
+use crate::script::units::{self, Nanos};
+
+/// A scheduled callback and the context it was scheduled from. A closure made inside a module
+/// function only resolves against that module's functions, so it must run with the module's
+/// function library, not the library of whoever happens to be sleeping when it falls due.
+#[derive(Clone)]
+pub struct Callback {
+    f: FnPtr,
+    origin: Arc<NativeCallContextStore>,
+}
+
+impl Callback {
+    fn new(ctx: &NativeCallContext, f: FnPtr) -> Self {
+        Callback {
+            f,
+            origin: Arc::new(ctx.store_data()),
+        }
+    }
+
+    fn call(&self, ctx: &NativeCallContext) -> RhaiResult<()> {
+        let mut store = ctx.store_data();
+        store.global.lib = self.origin.global.lib.clone();
+        store.global.source = self.origin.global.source.clone();
+        let _ = self
+            .f
+            .call_within_context::<Dynamic>(&store.create_context(ctx.engine()), ())?;
+        Ok(())
+    }
+}
+
+/// A script's handle on an `at`/`every` callback, to cancel it.
+#[derive(Debug, Clone)]
+pub struct Timer {
+    pub id: TimerId,
+}
+
+pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
+    let s = state.clone();
+    engine.register_fn("now", move || units::secs(s.lab().now()));
+
+    // Rhai's standard library has a `sleep(int|float)` that blocks the thread; typed
+    // registrations replace it (a `Dynamic` parameter would only be a fallback).
+    let s = state.clone();
+    engine.register_fn("sleep", move |ctx: NativeCallContext, d: i64| {
+        sleep(&ctx, &s, &Dynamic::from(d))
+    });
+    let s = state.clone();
+    engine.register_fn("sleep", move |ctx: NativeCallContext, d: f64| {
+        sleep(&ctx, &s, &Dynamic::from(d))
+    });
+    let s = state.clone();
+    engine.register_fn(
+        "sleep",
+        move |ctx: NativeCallContext, d: ImmutableString| sleep(&ctx, &s, &Dynamic::from(d)),
+    );
+
+    engine
+        .register_type_with_name::<Timer>("Timer")
+        .register_fn("to_string", |t: &mut Timer| format!("timer {}", t.id.0));
+    let s = state.clone();
+    engine.register_fn("cancel", move |t: &mut Timer| s.timers().cancel(t.id));
+    let s = state.clone();
+    engine.register_get("pending", move |t: &mut Timer| s.timers().is_pending(t.id));
+
+    let s = state.clone();
+    engine.register_fn(
+        "at",
+        move |ctx: NativeCallContext, t: Dynamic, f: FnPtr| -> RhaiResult<Timer> {
+            let due = duration(&ctx, "", &t)?;
+            let now = s.lab().now();
+            if due < now {
+                return Err(at_call(
+                    &ctx,
+                    format!(
+                        "time {} is in the past (now is {}); at() takes an experiment time, \
+                         use at(now() + delay, ...) for a delay",
+                        units::Duration(due),
+                        units::Duration(now)
+                    ),
+                ));
+            }
+            let id = s.timers().schedule(due, None, Callback::new(&ctx, f));
+            Ok(Timer { id })
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "every",
+        move |ctx: NativeCallContext, period: Dynamic, f: FnPtr| -> RhaiResult<Timer> {
+            let period = duration(&ctx, "", &period)?;
+            if period == 0 {
+                return Err(at_call(&ctx, "expected a period greater than zero"));
+            }
+            let first = s.lab().now().saturating_add(period);
+            let id = s
+                .timers()
+                .schedule(first, Some(period), Callback::new(&ctx, f));
+            Ok(Timer { id })
+        },
+    );
+}
+
+/// Advances the experiment by `d`, running the callbacks that fall due on the way.
+fn sleep(ctx: &NativeCallContext, s: &ScriptState, d: &Dynamic) -> RhaiResult<()> {
+    let d = duration(ctx, "", d)?;
+    if s.callback_depth.load(Ordering::SeqCst) > 0 {
+        return Err(at_call(
+            ctx,
+            "cannot sleep inside an at()/every() callback: callbacks run while the script \
+             sleeps; schedule later work with at(now() + delay, || ...)",
+        ));
+    }
+    let target = s.lab().now().saturating_add(d);
+    if let Some(horizon) = s.horizon
+        && target > horizon
+    {
+        return Err(at_call(
+            ctx,
+            format!(
+                "the dry-run reached its horizon of {} of experiment time: does the script end?",
+                units::Duration(horizon)
+            ),
+        ));
+    }
+    s.sleeps.fetch_add(1, Ordering::Relaxed);
+    run_callbacks_until(ctx, s, target)?;
+    advance(ctx, s, target)
+}
+
+fn advance(ctx: &NativeCallContext, state: &ScriptState, t: Nanos) -> RhaiResult<()> {
+    state.lab().advance_to(t).map_err(|e| lab_err(ctx, e))?;
+    state.clock.store(t, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Runs every callback due up to `until`, each at its own time, in order. The lab is not
+/// locked while a callback runs, since callbacks call primitives.
+fn run_callbacks_until(
+    ctx: &NativeCallContext,
+    state: &ScriptState,
+    until: Nanos,
+) -> RhaiResult<()> {
+    loop {
+        let next = state.timers().pop_due(until);
+        let Some((due, _, callback)) = next else {
+            return Ok(());
+        };
+        advance(ctx, state, due)?;
+        let _guard = CallbackGuard::enter(state);
+        callback.call(ctx)?;
+    }
+}

@@ -1,0 +1,179 @@
+//! Script errors as users see them: `file:line:col: what went wrong`, then where it was called
+//! from. Rhai nests errors raised inside functions and modules; this walks the chain down to the
+//! place where the error really is.
+
+use std::fmt;
+
+use rhai::{EvalAltResult, NativeCallContext, Position};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+    }
+}
+
+impl Location {
+    fn at(file: &str, pos: Position) -> Option<Location> {
+        Some(Location {
+            file: file.to_string(),
+            line: pos.line()?,
+            col: pos.position().unwrap_or(1),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptError {
+    pub location: Option<Location>,
+    pub message: String,
+    /// Call sites from the innermost outwards: (where, what was called).
+    pub trace: Vec<(Location, String)>,
+}
+
+impl fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(at) => write!(f, "{at}: {}", self.message)?,
+            None => write!(f, "{}", self.message)?,
+        }
+        for (at, what) in &self.trace {
+            write!(f, "\n  called from {at} ({what})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ScriptError {}
+
+impl ScriptError {
+    pub fn new(location: Option<Location>, message: impl Into<String>) -> Self {
+        ScriptError {
+            location,
+            message: message.into(),
+            trace: Vec::new(),
+        }
+    }
+
+    /// Converts a Rhai error raised while running the script whose source name is `main`.
+    pub fn from_eval(err: &EvalAltResult, main: &str, known_fns: &[String]) -> Self {
+        let mut source = main.to_string();
+        let mut trace = Vec::new();
+        let mut err = err;
+        loop {
+            match err {
+                EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
+                    let what = if name.starts_with("anon$") {
+                        "callback".to_string()
+                    } else {
+                        format!("in {name}()")
+                    };
+                    trace.extend(Location::at(&source, *pos).map(|at| (at, what)));
+                    if !src.is_empty() {
+                        source = src.clone();
+                    }
+                    err = inner;
+                }
+                EvalAltResult::ErrorInModule(name, inner, pos) => {
+                    trace.extend(Location::at(&source, *pos).map(|at| (at, "import".to_string())));
+                    source = name.clone();
+                    err = inner;
+                }
+                _ => break,
+            }
+        }
+        trace.reverse();
+        ScriptError {
+            location: Location::at(&source, err.position()),
+            message: leaf_message(err, known_fns),
+            trace,
+        }
+    }
+}
+
+fn leaf_message(err: &EvalAltResult, known_fns: &[String]) -> String {
+    match err {
+        EvalAltResult::ErrorRuntime(msg, _) => msg.to_string(),
+        EvalAltResult::ErrorTerminated(msg, _) => msg.to_string(),
+        EvalAltResult::ErrorParsing(p, _) => format!("syntax error: {p}"),
+        EvalAltResult::ErrorFunctionNotFound(sig, _) => {
+            let name = sig.split('(').next().unwrap_or(sig).trim();
+            let mut msg = format!("unknown function {sig}");
+            if let Some(close) = closest(name, known_fns) {
+                msg.push_str(&format!(" (did you mean {close}?)"));
+            } else if known_fns.iter().any(|k| k == name) {
+                msg.push_str(&format!(
+                    " ({name} exists, but not for these argument types: see the reference)"
+                ));
+            }
+            msg
+        }
+        EvalAltResult::ErrorVariableNotFound(name, _) => format!("unknown variable {name}"),
+        EvalAltResult::ErrorModuleNotFound(name, _) => format!(
+            "no module {name:?}: looked for {name}.rhai next to the script and in p2plab's stdlib"
+        ),
+        other => {
+            // Rhai appends the position, which our location already says.
+            let text = other.to_string();
+            match text.rfind(" (line ") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        }
+    }
+}
+
+/// The known function with the smallest edit distance (≤ 2) to `name`, if it is another name.
+pub fn closest<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
+    known
+        .iter()
+        .filter(|k| k.as_str() != name)
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k.as_str())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// An error raised by a primitive at its call site: `shape: "fast" is not a rate ...`.
+pub fn at_call(ctx: &NativeCallContext, msg: impl fmt::Display) -> Box<EvalAltResult> {
+    let name = ctx.fn_name();
+    EvalAltResult::ErrorRuntime(format!("{name}: {msg}").into(), ctx.call_position()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        let known = vec![
+            "shape".to_string(),
+            "spawn".to_string(),
+            "sleep".to_string(),
+        ];
+        assert_eq!(closest("shap", &known), Some("shape"));
+        assert_eq!(closest("teleport", &known), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

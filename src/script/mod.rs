@@ -1,0 +1,168 @@
+//! The scenario script: loading it, building the Rhai engine with p2plab's primitives and
+//! module resolver, the static check, the runaway-loop watchdog, and running it against a
+//! `Lab`. Units live in `units`, the primitives in `api`.
+
+pub mod api;
+pub mod check;
+pub mod error;
+pub mod modules;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rhai::{AST, Dynamic, Engine};
+
+use api::Params;
+pub use api::ScriptState;
+pub use error::{Location, ScriptError};
+
+use crate::controller::Lab;
+use crate::results::Event;
+use units::Nanos;
+
+/// Operations a script may run between two sleeps before it is stopped as a runaway loop.
+pub const DEFAULT_MAX_OPERATIONS: u64 = 50_000_000;
+
+/// A scenario file, read and named as the user wrote its path.
+pub struct Scenario {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> std::io::Result<Self> {
+        Ok(Scenario {
+            path: path.to_path_buf(),
+            text: std::fs::read_to_string(path)?,
+        })
+    }
+
+    /// The name errors and events use.
+    pub fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+/// How the script runs, beyond the lab it drives.
+pub struct ScriptOptions {
+    pub seed: u64,
+    pub params: BTreeMap<String, String>,
+    pub max_operations: u64,
+    /// Experiment time a run may not pass (dry-runs), so that endless scripts end.
+    pub horizon: Option<Nanos>,
+}
+
+/// What a finished script leaves behind, besides its events.
+#[derive(Debug, Clone)]
+pub struct ScriptReport {
+    pub end_time: Nanos,
+    pub events: u64,
+    pub unread_params: Vec<String>,
+    pub pending_callbacks: usize,
+}
+
+/// Compiles the script and runs the static checks; nothing is executed.
+pub fn compile(engine: &Engine, scenario: &Scenario) -> Result<AST, ScriptError> {
+    let name = scenario.name();
+    let known = check::known_functions(engine);
+    let mut ast = engine
+        .compile(&scenario.text)
+        .map_err(|e| ScriptError::from_eval(&e.into(), &name, &known))?;
+    ast.set_source(name.as_str());
+    check::unknown_calls(&ast, &known, &name)?;
+    Ok(ast)
+}
+
+/// An engine with every primitive bound to `state`.
+pub fn engine(scenario: &Scenario, state: &Arc<ScriptState>, max_operations: u64) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_module_resolver(modules::LabModules::new(
+        scenario.path.clone(),
+        scenario.dir(),
+    ));
+    engine.set_strict_variables(true);
+    // Rhai's debug-build limits are tighter than its release ones; use the release ones always
+    // so a script behaves the same under `cargo test` and the installed binary.
+    engine.set_max_expr_depths(64, 32);
+    engine.set_max_call_levels(64);
+    // Rhai reserves `spawn` for a future keyword; p2plab's API is older than that wish.
+    #[allow(deprecated)]
+    engine.on_parse_token(|token, _, _| match token {
+        rhai::Token::Reserved(s) if s.as_str() == "spawn" => rhai::Token::Identifier(s),
+        other => other,
+    });
+    api::register(&mut engine, state);
+    let s = state.clone();
+    let (seen_sleeps, base) = (AtomicU64::new(0), AtomicU64::new(0));
+    engine.on_progress(move |ops| {
+        let sleeps = s.sleeps.load(Ordering::Relaxed);
+        if sleeps != seen_sleeps.load(Ordering::Relaxed) {
+            seen_sleeps.store(sleeps, Ordering::Relaxed);
+            base.store(ops, Ordering::Relaxed);
+        }
+        (ops.saturating_sub(base.load(Ordering::Relaxed)) > max_operations).then(|| {
+            Dynamic::from(format!(
+                "the script ran {max_operations} operations without sleeping: an endless loop? \
+                 (loops that wait must call sleep(); raise the limit with --max-operations)"
+            ))
+        })
+    });
+    engine
+}
+
+/// Runs `scenario` against `lab` from start to end and records `start` and `end` events.
+pub fn run(
+    scenario: &Scenario,
+    lab: Lab,
+    opts: &ScriptOptions,
+) -> Result<ScriptReport, ScriptError> {
+    let state = ScriptState::new(lab, Params::new(opts.params.clone()), opts.horizon);
+    let engine = engine(scenario, &state, opts.max_operations);
+    let ast = compile(&engine, scenario)?;
+    let name = scenario.name();
+    let io_err = |e: crate::controller::LabError| ScriptError::new(None, e.to_string());
+
+    let script_file = scenario
+        .path
+        .file_name()
+        .map_or(name.clone(), |f| f.to_string_lossy().into_owned());
+    let start = Event::new(0, "start")
+        .with("script", script_file)
+        .with("seed", opts.seed)
+        .with(
+            "params",
+            serde_json::to_value(&opts.params).unwrap_or_default(),
+        );
+    state.lab().record(start).map_err(io_err)?;
+
+    let result = engine.run_ast(&ast);
+    let pending_callbacks = state.timers().pending();
+    let mut lab = state.lab();
+    let end_time = lab.now();
+    let outcome = match &result {
+        Ok(()) => "ok".to_string(),
+        Err(_) => "error".to_string(),
+    };
+    let end = Event::new(end_time, "end")
+        .with("outcome", outcome)
+        .with("pending_callbacks", pending_callbacks);
+    lab.record(end).map_err(io_err)?;
+    lab.flush().map_err(io_err)?;
+    result.map_err(|e| ScriptError::from_eval(&e, &name, &check::known_functions(&engine)))?;
+    Ok(ScriptReport {
+        end_time,
+        events: lab.events_recorded(),
+        unread_params: state.params().unread(),
+        pending_callbacks,
+    })
+}
