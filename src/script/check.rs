@@ -47,9 +47,9 @@ pub fn unknown_calls(ast: &AST, known: &[String], file: &str) -> Result<(), Scri
     let mut calls = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         match path.last() {
-            Some(ASTNode::Expr(Expr::FnCall(call, pos)))
-                if call.namespace.is_empty() && call.op_token.is_none() =>
-            {
+            Some(
+                ASTNode::Expr(Expr::FnCall(call, pos)) | ASTNode::Stmt(Stmt::FnCall(call, pos)),
+            ) if call.namespace.is_empty() && call.op_token.is_none() => {
                 calls.push((call.name.to_string(), *pos));
             }
             Some(ASTNode::Stmt(Stmt::Var(var, ..))) => {

@@ -91,6 +91,9 @@ pub fn engine(scenario: &Scenario, state: &Arc<ScriptState>, max_operations: u64
         scenario.dir(),
     ));
     engine.set_strict_variables(true);
+    // The optimiser would delete branches it can prove dead before the static check sees
+    // them; a typo there must still be reported.
+    engine.set_optimization_level(rhai::OptimizationLevel::None);
     // Rhai's debug-build limits are tighter than its release ones; use the release ones always
     // so a script behaves the same under `cargo test` and the installed binary.
     engine.set_max_expr_depths(64, 32);

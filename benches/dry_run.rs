@@ -1,0 +1,103 @@
+//! Dry-run speed: a 1000-node scenario with 10,000 actions, against a baseline of the same
+//! script in a bare Rhai engine whose primitives do nothing (the interpreter's own cost).
+//! Prints medians of several runs; the target is < 1 s for the dry-run.
+//!
+//!     cargo bench --bench dry_run
+
+use std::time::{Duration, Instant};
+
+use p2plab::run::{self, RunConfig};
+use rhai::{Array, Dynamic, Engine, Map};
+
+const RUNS: usize = 7;
+
+/// 1000 alloc_ip + 1000 shape + 1000 spawn + 3500 × (fail_node + revive) = 10,000 actions,
+/// with 3500 sleeps and an every() callback on the way.
+const SCENARIO: &str = r#"
+let peers = alloc_ip(1000, #{ group: "dsl" });
+for p in peers { shape(p, #{ up: "1mbit", down: "8mbit", latency: "20ms" }); }
+for p in peers { spawn(p, "sleep 1000"); }
+let ticks = 0;
+every("10s", || { ticks += 1; });
+for i in 0..3500 {
+    sleep(0.1);
+    let p = peers[rand_int(0, 999)];
+    fail_node(p);
+    revive(p);
+}
+"#;
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+fn dry_run_once(dir: &std::path::Path, i: usize) -> (Duration, u64) {
+    let script = dir.join("bench.rhai");
+    std::fs::write(&script, SCENARIO).unwrap();
+    let mut cfg = RunConfig::new(&script);
+    cfg.seed = Some(1);
+    cfg.out = Some(dir.join(format!("run{i}")));
+    let start = Instant::now();
+    let out = run::dry_run(cfg).expect("dry-run");
+    (start.elapsed(), out.report.events)
+}
+
+fn baseline_once() -> Duration {
+    let mut engine = Engine::new();
+    engine.set_optimization_level(rhai::OptimizationLevel::None);
+    engine.register_fn("alloc_ip", |n: i64, _: Map| -> Array {
+        (0..n).map(Dynamic::from).collect()
+    });
+    engine.register_fn("shape", |_: Dynamic, _: Map| {});
+    engine.register_fn("spawn", |_: Dynamic, _: &str| {});
+    engine.register_fn("every", |_: &str, _: rhai::FnPtr| {});
+    engine.register_fn("sleep", |_: f64| {});
+    engine.register_fn("rand_int", |lo: i64, _: i64| lo);
+    engine.register_fn("fail_node", |_: Dynamic| {});
+    engine.register_fn("revive", |_: Dynamic| {});
+    #[allow(deprecated)]
+    engine.on_parse_token(|token, _, _| match token {
+        rhai::Token::Reserved(s) if s.as_str() == "spawn" => rhai::Token::Identifier(s),
+        other => other,
+    });
+    let start = Instant::now();
+    engine.run(SCENARIO).expect("baseline");
+    start.elapsed()
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ours = Vec::new();
+    let mut base = Vec::new();
+    let mut events = 0;
+    // Interleaved so that noise from other work on the machine hits both alike.
+    for i in 0..RUNS {
+        let (t, n) = dry_run_once(dir.path(), i);
+        ours.push(t);
+        events = n;
+        base.push(baseline_once());
+    }
+    let (ours, base) = (median(ours), median(base));
+    println!("dry-run of 1000 nodes, 10,000 actions ({events} events written), median of {RUNS}:");
+    println!(
+        "  p2plab dry-run          {:>8.1} ms   (target < 1000 ms)",
+        ours.as_secs_f64() * 1e3
+    );
+    println!(
+        "  bare Rhai, no-op prims  {:>8.1} ms",
+        base.as_secs_f64() * 1e3
+    );
+    println!(
+        "  ratio                   {:>8.2} x",
+        ours.as_secs_f64() / base.as_secs_f64()
+    );
+    println!(
+        "  per action              {:>8.1} us",
+        ours.as_secs_f64() * 1e6 / 10_000.0
+    );
+    if ours >= Duration::from_secs(1) {
+        eprintln!("dry-run slower than the 1 s target");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,87 @@
+//! Shared fixtures: a scenario folder that is removed when the test ends, and dry-runs of a
+//! script given as text, returning its events.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use p2plab::run::{self, RunConfig, RunError, RunOutcome};
+use serde_json::Value;
+
+pub struct Scenario {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl Scenario {
+    /// `main.rhai` with `text` in a fresh folder.
+    pub fn new(text: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("main.rhai");
+        std::fs::write(&path, text).expect("write script");
+        Scenario { dir, path }
+    }
+
+    /// Adds a module next to the script.
+    pub fn with_module(self, name: &str, text: &str) -> Self {
+        std::fs::write(self.dir.path().join(format!("{name}.rhai")), text).expect("write module");
+        self
+    }
+
+    pub fn config(&self) -> RunConfig {
+        let mut cfg = RunConfig::new(&self.path);
+        cfg.out = Some(self.out());
+        cfg.seed = Some(1);
+        cfg
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("results")
+    }
+
+    pub fn dry_run(&self) -> Result<RunOutcome, RunError> {
+        run::dry_run(self.config())
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        read_events(&self.out().join("events.jsonl"))
+    }
+
+    /// Dry-runs and returns the events; panics with the error if the script fails.
+    pub fn run_ok(&self) -> Vec<Value> {
+        if let Err(e) = self.dry_run() {
+            panic!("script failed: {e}");
+        }
+        self.events()
+    }
+
+    /// Dry-runs a script that must fail with a script error; returns the message.
+    pub fn run_err(&self) -> String {
+        match self.dry_run() {
+            Ok(_) => panic!("script succeeded but should have failed"),
+            Err(RunError::Script(e)) => e.to_string(),
+            Err(e) => panic!("expected a script error, got: {e}"),
+        }
+    }
+}
+
+pub fn read_events(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .expect("events.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// The events of one kind.
+pub fn of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+/// Compact "t event" strings of the events that are not start/end, for ordering checks.
+pub fn timeline(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["event"] != "start" && e["event"] != "end")
+        .map(|e| format!("{} {}", e["t"], e["event"].as_str().unwrap_or_default()))
+        .collect()
+}
