@@ -44,6 +44,9 @@
 pub mod controller;
 pub mod dataplane;
 pub mod experiment;
+pub mod interrupt;
+pub mod netns;
 pub mod results;
 pub mod run;
 pub mod script;
+pub mod worker;

@@ -13,8 +13,13 @@ Examples:
   p2plab script scripts/churn.rhai --seed 7 --set peers=50
   p2plab check my-experiment.rhai                   find mistakes before running
 
+Real mode (without --dry-run) needs root: it builds a lab network namespace with a TUN
+data plane, runs the programs there, and removes everything at the end or on Ctrl-C;
+`p2plab cleanup` removes what a killed run left behind.
+
 Exit codes: 0 success, 1 the script failed (the error names file:line:col),
-2 usage or environment (missing privilege, missing worker), 3 a worker was lost mid-run.
+2 usage or environment (missing privilege, missing worker), 3 a worker was lost mid-run,
+130 interrupted by Ctrl-C or SIGTERM.
 The script book (book/) documents every primitive with examples.";
 
 /// p2plab: run real programs on emulated peer-to-peer networks, driven by a Rhai script.
@@ -50,6 +55,8 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = p2plab::script::DEFAULT_MAX_OPERATIONS)]
         max_operations: u64,
     },
+    /// Remove what a crashed or killed run left behind (lab namespaces, their processes).
+    Cleanup,
     /// Compile and check a script, then run it on a virtual clock without keeping anything.
     Check {
         file: PathBuf,
@@ -96,6 +103,7 @@ fn main() -> ExitCode {
                 run::real(cfg).map(|o| report("run", &o))
             }
         }
+        Command::Cleanup => cleanup(),
         Command::Check { file, params: list } => {
             let mut cfg = RunConfig::new(&file);
             cfg.params = params(list);
@@ -114,12 +122,26 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
-            if let RunError::Script(_) = err {
-                eprintln!("nothing was started: the script stopped at this error");
+            if p2plab::interrupt::requested() {
+                eprintln!("the lab was removed");
+                return ExitCode::from(130);
             }
             ExitCode::from(err.exit_code() as u8)
         }
     }
+}
+
+fn cleanup() -> Result<(), RunError> {
+    p2plab::netns::require_privileges().map_err(|e| RunError::Setup(e.to_string()))?;
+    let removed =
+        p2plab::netns::cleanup_leftovers().map_err(|e| RunError::Setup(e.to_string()))?;
+    if removed.is_empty() {
+        eprintln!("nothing to clean up");
+    }
+    for item in removed {
+        eprintln!("removed {item}");
+    }
+    Ok(())
 }
 
 fn report(mode: &str, o: &RunOutcome) {

@@ -1,6 +1,7 @@
 //! One run of a scenario, as the command line asks for it: `check` (run on a virtual clock,
 //! keep nothing), `dry-run` (virtual clock, timeline and results folder) and real mode. Every
 //! mode goes through `script::run` with a `Lab`; they differ in executor, clock and output.
+//! Real mode runs on the embedded worker of this machine (`worker::LocalWorker`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,6 +11,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
 use crate::controller::{DryRun, Lab, VirtualClock};
+use crate::dataplane::MonotonicClock;
+use crate::worker::{LocalWorker, RealClock, WorkerOptions};
 use crate::experiment::{Experiment, Placement};
 use crate::results::{EventLog, ResultsDir};
 use crate::script::units::{NANOS_PER_SEC, Nanos};
@@ -117,19 +120,7 @@ pub fn dry_run(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         RunError::Setup(format!("cannot write {}: {e}", dir.events_path().display()))
     })?;
     let result = script::run(&scenario, dry_lab(seed, log), &options(&cfg, seed));
-    let summary = serde_json::json!({
-        "script": scenario.name(),
-        "mode": "dry-run",
-        "seed": seed,
-        "params": cfg.params,
-        "started": crate::results::utc_stamp(std::time::SystemTime::now()),
-        "outcome": if result.is_ok() { "ok" } else { "error" },
-        "error": result.as_ref().err().map(|e| e.to_string()),
-        "experiment_seconds": result.as_ref().ok().map(|r| crate::script::units::secs(r.end_time)),
-        "events": result.as_ref().ok().map(|r| r.events),
-    });
-    dir.write_summary(&summary)
-        .map_err(|e| RunError::Setup(e.to_string()))?;
+    write_summary(&dir, &scenario, &cfg, seed, "dry-run", &result)?;
     Ok(RunOutcome {
         seed,
         results: Some(dir.path().to_path_buf()),
@@ -138,12 +129,105 @@ pub fn dry_run(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
 }
 
 /// Real mode. The whole script is first checked on a virtual clock, so that a mistake at
-/// minute 30 is found before anything starts.
-pub fn real(cfg: RunConfig) -> Result<RunOutcome, RunError> {
+/// minute 30 is found before anything starts; then a lab is built and the script drives it.
+pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     check(&cfg)?;
-    Err(RunError::Setup(
-        "real mode needs p2plab's data plane (lab namespace, TUN device, link emulation), which \
-         this build does not have yet; run the script with --dry-run to see its timeline"
-            .into(),
-    ))
+    crate::netns::require_privileges().map_err(|e| RunError::Setup(e.to_string()))?;
+    crate::interrupt::install();
+    let scenario = load(&cfg)?;
+    let seed = cfg.seed.unwrap_or_else(rand::random);
+    let dir = ResultsDir::create(cfg.out.as_deref(), &cfg.script)
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    let results = std::fs::canonicalize(dir.path()).map_err(|e| RunError::Setup(e.to_string()))?;
+    let log = EventLog::create(&dir.events_path(), cfg.timeline.take()).map_err(|e| {
+        RunError::Setup(format!("cannot write {}: {e}", dir.events_path().display()))
+    })?;
+    let clock = MonotonicClock::start();
+    let worker = LocalWorker::start(
+        WorkerOptions {
+            hint: lab_hint(&cfg),
+            results,
+            seed,
+            mtu: DEFAULT_MTU,
+        },
+        clock,
+    )
+    .map_err(|e| RunError::Setup(e.to_string()))?;
+    let lab = Lab::new(
+        Experiment::new(Placement::single()),
+        Box::new(worker),
+        Box::new(RealClock::new(clock)),
+        log,
+        ChaCha8Rng::seed_from_u64(seed),
+    );
+    let mut opts = options(&cfg, seed);
+    opts.horizon = None;
+    let result = script::run(&scenario, lab, &opts);
+    write_summary(&dir, &scenario, &cfg, seed, "real", &result)?;
+    Ok(RunOutcome {
+        seed,
+        results: Some(dir.path().to_path_buf()),
+        report: result?,
+    })
+}
+
+/// MTU of emulated links: the Internet's usual 1500 bytes.
+pub const DEFAULT_MTU: u32 = 1500;
+
+/// A short name part for the lab namespace: the script's stem (letters and digits) and a
+/// counter, so that several labs of one process (tests) never share a name.
+fn lab_hint(cfg: &RunConfig) -> String {
+    static LABS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let stem = cfg
+        .script
+        .file_stem()
+        .map_or("lab".into(), |s| s.to_string_lossy().into_owned());
+    let clean: String = stem
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
+    let clean = if clean.is_empty() { "lab".into() } else { clean };
+    format!("{clean}{n}")
+}
+
+fn write_summary(
+    dir: &ResultsDir,
+    scenario: &Scenario,
+    cfg: &RunConfig,
+    seed: u64,
+    mode: &str,
+    result: &Result<ScriptReport, ScriptError>,
+) -> Result<(), RunError> {
+    let traffic: Vec<_> = result
+        .as_ref()
+        .map(|r| {
+            r.traffic
+                .iter()
+                .map(|(ip, c)| {
+                    serde_json::json!({
+                        "ip": ip.to_string(),
+                        "sent_bytes": c.sent_bytes, "sent_packets": c.sent_packets,
+                        "recv_bytes": c.recv_bytes, "recv_packets": c.recv_packets,
+                        "dropped_queue": c.dropped_queue, "dropped_loss": c.dropped_loss,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let summary = serde_json::json!({
+        "script": scenario.name(),
+        "mode": mode,
+        "seed": seed,
+        "params": cfg.params,
+        "started": crate::results::utc_stamp(std::time::SystemTime::now()),
+        "outcome": if result.is_ok() { "ok" } else { "error" },
+        "error": result.as_ref().err().map(|e| e.to_string()),
+        "experiment_seconds": result.as_ref().ok().map(|r| crate::script::units::secs(r.end_time)),
+        "events": result.as_ref().ok().map(|r| r.events),
+        "traffic": traffic,
+    });
+    dir.write_summary(&summary)
+        .map_err(|e| RunError::Setup(e.to_string()))
 }

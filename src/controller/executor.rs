@@ -2,6 +2,9 @@
 //! happens. `DryRun` carries nothing out; the real executor (a worker) arrives with the data
 //! plane. Also the experiment clock, the other thing a mode swaps.
 
+use std::net::Ipv4Addr;
+
+use crate::dataplane::model::NodeCounters;
 use crate::experiment::{Action, ExitStatus, ProcExit};
 use crate::script::units::Nanos;
 
@@ -25,6 +28,11 @@ pub trait Executor: Send {
 
     /// Process exits that happened on their own since the last call, with their time.
     fn drain_exits(&mut self) -> Vec<(Nanos, ProcExit)>;
+
+    /// Per-node traffic counters so far (none without a data plane).
+    fn traffic(&self) -> Vec<(Ipv4Addr, NodeCounters)> {
+        Vec::new()
+    }
 }
 
 /// The experiment clock. Time starts at 0 when the script starts.

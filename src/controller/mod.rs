@@ -26,6 +26,8 @@ pub enum LabError {
     Exec(#[from] ExecError),
     #[error("node {id} ({ip}) is failed: revive() it before spawning on it")]
     NodeFailed { id: u32, ip: String },
+    #[error("interrupted (Ctrl-C or SIGTERM): stopping and removing the lab")]
+    Interrupted,
     #[error("writing events: {0}")]
     Log(#[from] io::Error),
 }
@@ -81,7 +83,16 @@ impl Lab {
     /// Sleeps until experiment time `t`, recording processes that ended meanwhile.
     pub fn advance_to(&mut self, t: Nanos) -> Result<(), LabError> {
         self.clock.sleep_until(t);
-        self.collect_exits()
+        self.collect_exits()?;
+        if crate::interrupt::requested() {
+            return Err(LabError::Interrupted);
+        }
+        Ok(())
+    }
+
+    /// Per-node traffic counters from the executor.
+    pub fn traffic(&self) -> Vec<(std::net::Ipv4Addr, crate::dataplane::model::NodeCounters)> {
+        self.executor.traffic()
     }
 
     fn collect_exits(&mut self) -> Result<(), LabError> {

@@ -1,5 +1,13 @@
-//! The data plane: how packets between virtual nodes are delayed, queued and dropped. For now
-//! the link model itself (`model`), pure logic with the clock and RNG passed in; the TUN device
-//! and the forwarding thread that drive it come with the lab namespace.
+//! The data plane: how packets between virtual nodes are delayed, queued and dropped. The link
+//! model (`model`) is pure logic; `forwarder` runs it on a dedicated thread between the lab's
+//! TUN device (`tun`) and the kernel, on the lab's monotonic clock (`clock`).
 
+pub mod clock;
+pub mod forwarder;
 pub mod model;
+pub mod packet;
+pub mod tun;
+
+pub use clock::MonotonicClock;
+pub use forwarder::{Command, Dataplane, ForwarderStats};
+pub use tun::TunDevice;

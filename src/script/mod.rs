@@ -66,6 +66,8 @@ pub struct ScriptOptions {
 #[derive(Debug, Clone)]
 pub struct ScriptReport {
     pub end_time: Nanos,
+    /// Per-node traffic counters at the end (real mode).
+    pub traffic: Vec<(std::net::Ipv4Addr, crate::dataplane::model::NodeCounters)>,
     pub events: u64,
     pub unread_params: Vec<String>,
     pub pending_callbacks: usize,
@@ -108,6 +110,9 @@ pub fn engine(scenario: &Scenario, state: &Arc<ScriptState>, max_operations: u64
     let s = state.clone();
     let (seen_sleeps, base) = (AtomicU64::new(0), AtomicU64::new(0));
     engine.on_progress(move |ops| {
+        if crate::interrupt::requested() {
+            return Some(Dynamic::from("interrupted (Ctrl-C or SIGTERM)".to_string()));
+        }
         let sleeps = s.sleeps.load(Ordering::Relaxed);
         if sleeps != seen_sleeps.load(Ordering::Relaxed) {
             seen_sleeps.store(sleeps, Ordering::Relaxed);
@@ -164,6 +169,7 @@ pub fn run(
     result.map_err(|e| ScriptError::from_eval(&e, &name, &check::known_functions(&engine)))?;
     Ok(ScriptReport {
         end_time,
+        traffic: lab.traffic(),
         events: lab.events_recorded(),
         unread_params: state.params().unread(),
         pending_callbacks,

@@ -85,3 +85,59 @@ pub fn timeline(events: &[Value]) -> Vec<String> {
         .map(|e| format!("{} {}", e["t"], e["event"].as_str().unwrap_or_default()))
         .collect()
 }
+
+/// Whether real-mode tests can run here (root). Unprivileged: prints why and returns false,
+/// except under `CI=true`, where a skipped test would hide a failure, so it panics.
+pub fn can_run_real_mode(test: &str) -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        return true;
+    }
+    let why = "needs root (network namespaces, TUN device)";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {why}, and CI=true forbids skipping");
+    }
+    eprintln!("skipping {test}: {why}");
+    false
+}
+
+/// Runs `text` in real mode; panics with the error if it fails.
+pub fn real_run(s: &Scenario) -> RunOutcome {
+    match run::real(s.config()) {
+        Ok(o) => o,
+        Err(e) => panic!("real run failed: {e}"),
+    }
+}
+
+/// A file a node wrote into its folder.
+pub fn node_file(s: &Scenario, ip: &str, name: &str) -> String {
+    let path = s.out().join("nodes").join(ip).join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The `time=X ms` values of a ping log, in milliseconds.
+pub fn ping_rtts(log: &str) -> Vec<f64> {
+    log.lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    assert!(!xs.is_empty(), "no samples");
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+/// Namespaces of this process's labs still listed by `ip netns`.
+pub fn our_namespaces() -> Vec<String> {
+    let out = std::process::Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
+    let prefix = format!("p2plab-{}-", std::process::id());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}

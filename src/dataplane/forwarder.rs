@@ -1,0 +1,332 @@
+//! The data-plane thread: reads packets from the TUN device, runs them through the link model
+//! (`model::Fabric`) and writes each back when it is due. It sleeps in `poll(2)` on three file
+//! descriptors: the TUN device, one timerfd armed at the earliest deadline (precise to tens of
+//! microseconds, unlike a runtime's timer wheel), and an eventfd that announces commands.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::clock::MonotonicClock;
+use super::model::{Fabric, GroupIdx, GroupLinkParams, LinkParams, NodeCounters, NodeIdx};
+use super::packet::ipv4_endpoints;
+use super::tun::TunDevice;
+use crate::script::units::Nanos;
+
+/// Packets read per wake-up before delivering what is due, so a flood cannot starve timers.
+const READ_BATCH: usize = 256;
+
+/// What the controller asks of the data plane; applied before the next packet is handled.
+pub enum Command {
+    AddNode { ip: Ipv4Addr, group: u32 },
+    SetParams { ip: Ipv4Addr, params: LinkParams },
+    SetGroupLink { a: u32, b: u32, params: GroupLinkParams },
+    SetFailed { ip: Ipv4Addr, failed: bool },
+    Counters(mpsc::Sender<Vec<(Ipv4Addr, NodeCounters)>>),
+    Stop,
+}
+
+/// Packets that did not belong to two nodes (passed through unshaped) and write errors.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ForwarderStats {
+    pub passed_through: u64,
+    pub write_errors: u64,
+}
+
+/// The handle of a running data plane; stopping or dropping it ends the thread.
+pub struct Dataplane {
+    commands: mpsc::Sender<Command>,
+    wake: std::sync::Arc<OwnedFd>,
+    thread: Option<JoinHandle<io::Result<ForwarderStats>>>,
+}
+
+impl Dataplane {
+    /// Starts the forwarding thread on `tun`; `seed` drives loss and jitter draws.
+    pub fn start(tun: TunDevice, clock: MonotonicClock, seed: u64, mtu: usize) -> io::Result<Self> {
+        let wake = std::sync::Arc::new(eventfd()?);
+        let timer = timerfd()?;
+        let (tx, rx) = mpsc::channel();
+        let thread_wake = wake.clone();
+        let thread = std::thread::Builder::new()
+            .name("p2plab-dataplane".into())
+            .spawn(move || {
+                let mut fwd = Forwarder {
+                    tun,
+                    timer,
+                    wake: thread_wake,
+                    clock,
+                    fabric: Fabric::new(),
+                    nodes: HashMap::new(),
+                    ips: Vec::new(),
+                    rng: ChaCha8Rng::seed_from_u64(seed),
+                    pool: Vec::new(),
+                    buf_size: mtu + 64,
+                    stats: ForwarderStats::default(),
+                    armed: None,
+                };
+                fwd.run(rx)
+            })?;
+        Ok(Dataplane {
+            commands: tx,
+            wake,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn send(&self, cmd: Command) {
+        // A closed channel means the thread ended; `stop` reports why.
+        if self.commands.send(cmd).is_ok() {
+            signal(&self.wake);
+        }
+    }
+
+    /// Per-node counters, read from the running thread.
+    pub fn counters(&self) -> Vec<(Ipv4Addr, NodeCounters)> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Command::Counters(tx));
+        rx.recv().unwrap_or_default()
+    }
+
+    /// Stops the thread and returns its statistics or the error that ended it.
+    pub fn stop(mut self) -> io::Result<ForwarderStats> {
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<ForwarderStats> {
+        self.send(Command::Stop);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("data-plane thread panicked"))),
+            None => Ok(ForwarderStats::default()),
+        }
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        let _ = self.join();
+    }
+}
+
+struct Forwarder {
+    tun: TunDevice,
+    timer: OwnedFd,
+    wake: std::sync::Arc<OwnedFd>,
+    clock: MonotonicClock,
+    fabric: Fabric<Vec<u8>>,
+    nodes: HashMap<Ipv4Addr, NodeIdx>,
+    ips: Vec<Ipv4Addr>,
+    rng: ChaCha8Rng,
+    pool: Vec<Vec<u8>>,
+    buf_size: usize,
+    stats: ForwarderStats,
+    armed: Option<Nanos>,
+}
+
+impl Forwarder {
+    fn run(&mut self, commands: mpsc::Receiver<Command>) -> io::Result<ForwarderStats> {
+        let mut due = Vec::new();
+        loop {
+            while let Ok(cmd) = commands.try_recv() {
+                if !self.apply(cmd) {
+                    return Ok(self.stats);
+                }
+            }
+            let full_batch = self.read_batch()?;
+            self.fabric.poll(self.clock.now(), &mut due);
+            for (_, packet) in due.drain(..) {
+                self.emit(packet);
+            }
+            self.arm_timer()?;
+            if !full_batch {
+                self.wait()?;
+            }
+        }
+    }
+
+    /// Returns false on `Stop`.
+    fn apply(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::AddNode { ip, group } => {
+                if !self.nodes.contains_key(&ip) {
+                    let idx = self.fabric.add_node(GroupIdx(group));
+                    self.nodes.insert(ip, idx);
+                    self.ips.push(ip);
+                }
+            }
+            Command::SetParams { ip, params } => {
+                if let Some(&idx) = self.nodes.get(&ip) {
+                    let _ = self.fabric.set_params(idx, params);
+                }
+            }
+            Command::SetGroupLink { a, b, params } => {
+                let _ = self.fabric.set_group_link(GroupIdx(a), GroupIdx(b), params);
+            }
+            Command::SetFailed { ip, failed } => {
+                if let Some(&idx) = self.nodes.get(&ip) {
+                    let _ = self.fabric.set_failed(idx, failed);
+                }
+            }
+            Command::Counters(reply) => {
+                let all = self
+                    .ips
+                    .iter()
+                    .map(|ip| (*ip, *self.fabric.counters(self.nodes[ip])))
+                    .collect();
+                let _ = reply.send(all);
+            }
+            Command::Stop => return false,
+        }
+        true
+    }
+
+    /// Reads up to `READ_BATCH` packets; true when the batch was full (more may wait).
+    fn read_batch(&mut self) -> io::Result<bool> {
+        for _ in 0..READ_BATCH {
+            let mut buf = self.pool.pop().unwrap_or_default();
+            buf.resize(self.buf_size, 0);
+            match self.tun.read(&mut buf) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    self.ingress(buf);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.pool.push(buf);
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.pool.push(buf),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    fn ingress(&mut self, packet: Vec<u8>) {
+        let route = ipv4_endpoints(&packet)
+            .and_then(|(src, dst)| Some((*self.nodes.get(&src)?, *self.nodes.get(&dst)?)));
+        match route {
+            Some((src, dst)) => {
+                let len = packet.len();
+                // A dropped packet is counted by the fabric; its buffer is simply freed.
+                let _ = self
+                    .fabric
+                    .send(self.clock.now(), src, dst, len, packet, &mut self.rng);
+            }
+            None => {
+                self.stats.passed_through += 1;
+                self.emit(packet);
+            }
+        }
+    }
+
+    fn emit(&mut self, packet: Vec<u8>) {
+        if self.tun.write(&packet).is_err() {
+            self.stats.write_errors += 1;
+        }
+        self.pool.push(packet);
+    }
+
+    fn arm_timer(&mut self) -> io::Result<()> {
+        let next = self.fabric.next_deadline();
+        if next == self.armed {
+            return Ok(());
+        }
+        let at = next.map_or(0, |t| self.clock.to_monotonic(t).max(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_value: libc::timespec {
+                tv_sec: (at / 1_000_000_000) as libc::time_t,
+                tv_nsec: (at % 1_000_000_000) as libc::c_long,
+            },
+        };
+        // SAFETY: arms (or, with a zero value, disarms) our own timerfd.
+        let rc = unsafe {
+            libc::timerfd_settime(
+                self.timer.as_raw_fd(),
+                libc::TFD_TIMER_ABSTIME,
+                &spec,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.armed = next;
+        Ok(())
+    }
+
+    fn wait(&mut self) -> io::Result<()> {
+        let mut fds = [
+            pollfd(self.tun.as_raw_fd()),
+            pollfd(self.timer.as_raw_fd()),
+            pollfd(self.wake.as_raw_fd()),
+        ];
+        // SAFETY: `fds` is a valid array of pollfd for its length.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            return if err.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(err)
+            };
+        }
+        if fds[1].revents != 0 {
+            drain(&self.timer);
+            self.armed = None;
+        }
+        if fds[2].revents != 0 {
+            drain(&self.wake);
+        }
+        Ok(())
+    }
+}
+
+fn pollfd(fd: i32) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd(2) returns a new descriptor or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn timerfd() -> io::Result<OwnedFd> {
+    // SAFETY: timerfd_create(2) returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn signal(fd: &OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes to our eventfd; a full counter (EAGAIN) still wakes the reader.
+    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+}
+
+fn drain(fd: &OwnedFd) {
+    let mut value: u64 = 0;
+    // SAFETY: reads 8 bytes from an eventfd/timerfd into a u64.
+    unsafe { libc::read(fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+}

@@ -1,0 +1,280 @@
+//! The lab network namespace (`LabNamespace`): a named namespace per worker holding the node
+//! addresses on `lo` and the policy-routing hairpin into the data plane's TUN device, with a
+//! ledger so crashed runs can be cleaned up. The TUN device itself belongs to `dataplane`.
+//!
+//! Sysctls: `/proc/sys/net` shows the network namespace of the *thread* that looks a path up
+//! (unlike `/sys/class/net`, which shows the namespace of whoever mounted sysfs), so writing
+//! `/proc/sys/net/...` from [`LabNamespace::run_in`] configures the lab, not the host.
+
+mod cleanup;
+mod error;
+mod ledger;
+mod named;
+pub mod netlink;
+mod processes;
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+pub use cleanup::cleanup_leftovers;
+pub use error::{NetnsError, require_privileges, require_tun_device};
+pub use ledger::{LEDGER_DIR, Ledger};
+pub use named::NETNS_RUN_DIR;
+use named::NsId;
+use netlink::{Netlink, Route, Rule, TABLE_LOCAL};
+
+/// The routing table that sends node-to-node traffic into the TUN device.
+pub const HAIRPIN_TABLE: u32 = 100;
+/// Priority of the rule `iif lo to <lab prefix> lookup 100`.
+pub const HAIRPIN_RULE_PRIORITY: u32 = 100;
+/// Priority the `lookup local` rule moves to, below the hairpin rule (it was 0).
+pub const LOCAL_RULE_PRIORITY: u32 = 1000;
+
+/// A named network namespace `p2plab-<owner pid>-<hint>`, visible to `ip netns`. Removed,
+/// with everything in it, on drop or [`LabNamespace::remove`].
+#[derive(Debug)]
+pub struct LabNamespace {
+    name: String,
+    /// `/run/netns/<name>`, open: what `setns` takes.
+    file: File,
+    id: NsId,
+    ledger_path: PathBuf,
+    ledger: Mutex<Ledger>,
+    removed: bool,
+}
+
+impl LabNamespace {
+    /// Creates the namespace `p2plab-<this pid>-<hint>` as `ip netns add` would, and its
+    /// ledger. `hint`: 1 to 40 characters among `a-z A-Z 0-9 - _`, unique in this process.
+    pub fn create(hint: &str) -> Result<LabNamespace, NetnsError> {
+        let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if hint.is_empty() || hint.len() > 40 || !hint.chars().all(valid) {
+            return Err(NetnsError::BadHint { hint: hint.into() });
+        }
+        require_privileges()?;
+        let name = format!("p2plab-{}-{hint}", std::process::id());
+        named::reserve(&name)?;
+        let ledger = Ledger::for_this_process(&name);
+        let ledger_path = Ledger::path(Path::new(LEDGER_DIR), &name);
+        let made = std::fs::create_dir_all(LEDGER_DIR)
+            .map_err(|e| NetnsError::io(format!("create {LEDGER_DIR}"), e))
+            .and_then(|()| ledger.write(&ledger_path))
+            .and_then(|()| named::attach(&name))
+            .and_then(|()| {
+                let path = named::path_of(&name);
+                let file = File::open(&path)
+                    .map_err(|e| NetnsError::io(format!("open {}", path.display()), e))?;
+                let meta = file
+                    .metadata()
+                    .map_err(|e| NetnsError::io(format!("stat {}", path.display()), e))?;
+                Ok((file, NsId::of_metadata(&meta)))
+            });
+        match made {
+            Ok((file, id)) => Ok(LabNamespace {
+                name,
+                file,
+                id,
+                ledger_path,
+                ledger: Mutex::new(ledger),
+                removed: false,
+            }),
+            Err(e) => {
+                let _ = named::remove(&name);
+                let _ = std::fs::remove_file(&ledger_path);
+                Err(e)
+            }
+        }
+    }
+
+    /// `p2plab-<owner pid>-<hint>`, as `ip netns exec` takes it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// An open descriptor of the namespace, for `setns(fd, CLONE_NEWNET)` in a child's
+    /// `pre_exec`. It is close-on-exec and lives as long as `self`.
+    pub fn ns_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    /// `/run/p2plab/<name>.json`.
+    pub fn ledger_path(&self) -> &Path {
+        &self.ledger_path
+    }
+
+    /// Runs `f` on a thread that has entered the namespace, and returns its result. Sockets
+    /// and devices `f` opens stay in the lab namespace. A panic in `f` is resumed here.
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {
+        let fd = self.ns_fd();
+        std::thread::scope(|scope| {
+            let spawned = std::thread::Builder::new()
+                .name("p2plab-netns".into())
+                .spawn_scoped(scope, move || {
+                    // SAFETY: setns only changes this (scoped, short-lived) thread.
+                    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                        return Err(NetnsError::last_os("enter the lab network namespace"));
+                    }
+                    Ok(f())
+                })
+                .map_err(|e| NetnsError::io("start a thread", e))?;
+            match spawned.join() {
+                Ok(result) => result,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    }
+
+    /// A netlink client whose socket was opened inside the namespace.
+    pub fn netlink(&self) -> Result<Netlink, NetnsError> {
+        self.run_in(Netlink::open)?
+    }
+
+    /// Sets `lo` up (a new namespace starts with it down).
+    pub fn bring_up_loopback(&self) -> Result<(), NetnsError> {
+        let mut nl = self.netlink()?;
+        let lo = self.ifindex(&mut nl, "lo")?;
+        nl.set_link_up(lo, None)
+    }
+
+    /// Adds each node address as a /32 on `lo`, in batches.
+    pub fn add_node_addresses(&self, addrs: &[Ipv4Addr]) -> Result<(), NetnsError> {
+        let mut nl = self.netlink()?;
+        let lo = self.ifindex(&mut nl, "lo")?;
+        nl.add_addresses(lo, addrs)
+    }
+
+    /// Steers traffic between addresses of `prefix/prefix_len` through the TUN device
+    /// `tun_ifname` (which must exist in the namespace): sets it up with `mtu`, moves
+    /// `lookup local` from priority 0 to 1000, adds `iif lo to <prefix> lookup 100` at 100 and
+    /// `<prefix> dev <tun> table 100`, and turns off reverse-path filtering and allows local
+    /// sources on the TUN device, so packets written back into it are delivered locally.
+    pub fn install_hairpin(
+        &self,
+        tun_ifname: &str,
+        prefix: Ipv4Addr,
+        prefix_len: u8,
+        mtu: u32,
+    ) -> Result<(), NetnsError> {
+        let prefix_len = prefix_len.min(32);
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0);
+        let prefix = Ipv4Addr::from(u32::from(prefix) & mask);
+        let mut nl = self.netlink()?;
+        let tun = self.ifindex(&mut nl, tun_ifname)?;
+        nl.set_link_up(tun, Some(mtu))?;
+        let local = |priority| Rule {
+            priority,
+            table: TABLE_LOCAL,
+            iifname: None,
+            dst: None,
+        };
+        // Moving the local rule twice is no error: the lab is already in that state.
+        tolerate(nl.add_rule(&local(LOCAL_RULE_PRIORITY)), libc::EEXIST)?;
+        tolerate(nl.del_rule(&local(0)), libc::ENOENT)?;
+        nl.add_rule(&Rule {
+            priority: HAIRPIN_RULE_PRIORITY,
+            table: HAIRPIN_TABLE,
+            iifname: Some("lo".into()),
+            dst: Some((prefix, prefix_len)),
+        })?;
+        nl.add_route(&Route {
+            dst: prefix,
+            prefix_len,
+            oif: tun,
+            table: HAIRPIN_TABLE,
+        })?;
+        self.write_sysctl("net/ipv4/conf/all/rp_filter", "0")?;
+        self.write_sysctl(&format!("net/ipv4/conf/{tun_ifname}/rp_filter"), "0")?;
+        self.write_sysctl(&format!("net/ipv4/conf/{tun_ifname}/accept_local"), "1")
+    }
+
+    /// Writes `/proc/sys/<key>` from a thread inside the namespace.
+    pub fn write_sysctl(&self, key: &str, value: &str) -> Result<(), NetnsError> {
+        let path = Path::new("/proc/sys").join(key);
+        self.run_in(|| std::fs::write(&path, value))?
+            .map_err(|e| NetnsError::io(format!("write {} in the lab", path.display()), e))
+    }
+
+    /// Records a process spawned into the lab, so dropping the lab (or `p2plab cleanup`
+    /// after a crash) kills it.
+    pub fn record_pid(&self, pid: u32) -> Result<(), NetnsError> {
+        let mut ledger = self.lock_ledger();
+        if !ledger.pids.contains(&pid) {
+            ledger.pids.push(pid);
+        }
+        ledger.write(&self.ledger_path)
+    }
+
+    /// Forgets a process that has exited (so a later process with its pid is not killed).
+    pub fn forget_pid(&self, pid: u32) -> Result<(), NetnsError> {
+        let mut ledger = self.lock_ledger();
+        ledger.pids.retain(|&p| p != pid);
+        ledger.write(&self.ledger_path)
+    }
+
+    /// Kills the lab's processes, removes the namespace (with its TUN device, addresses,
+    /// rules and routes) and the ledger. Dropping the lab does the same, ignoring errors.
+    pub fn remove(mut self) -> Result<(), NetnsError> {
+        let result = self.tear_down();
+        self.removed = true;
+        result
+    }
+
+    fn tear_down(&mut self) -> Result<(), NetnsError> {
+        let pids = self.lock_ledger().pids.clone();
+        processes::kill_all_in(self.id, &pids);
+        // Only if the name still refers to our namespace: `p2plab cleanup` may have removed
+        // it, and another lab may have taken the name since.
+        match NsId::of_path(&named::path_of(&self.name)) {
+            Ok(id) if id == self.id => named::remove(&self.name)?,
+            Ok(_) => return Ok(()),
+            Err(_) => {}
+        }
+        {
+            match std::fs::remove_file(&self.ledger_path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(NetnsError::io(
+                        format!("remove {}", self.ledger_path.display()),
+                        e,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn ifindex(&self, nl: &mut Netlink, ifname: &str) -> Result<u32, NetnsError> {
+        nl.ifindex(ifname).map_err(|e| match e {
+            NetnsError::Netlink { errno, .. } if errno == libc::ENODEV => {
+                NetnsError::NoSuchInterface {
+                    ifname: ifname.into(),
+                    namespace: self.name.clone(),
+                }
+            }
+            e => e,
+        })
+    }
+
+    fn lock_ledger(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for LabNamespace {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = self.tear_down();
+        }
+    }
+}
+
+/// `Ok` when `result` failed with `errno`.
+fn tolerate(result: Result<(), NetnsError>, errno: i32) -> Result<(), NetnsError> {
+    match result {
+        Err(NetnsError::Netlink { errno: e, .. }) if e == errno => Ok(()),
+        other => other,
+    }
+}

@@ -1,0 +1,72 @@
+//! Killing the processes that live in a lab namespace when the lab goes away: the recorded
+//! ones and any others found in `/proc` (daemons that forked away from their node). Spawning
+//! and reaping belong to the supervisor.
+
+use std::fs;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::named::NsId;
+
+/// How long to wait for killed processes to leave the namespace.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+
+/// SIGKILLs every process whose network namespace is `ns`: the `recorded` pids first, then
+/// any other found in `/proc`, except this process. Waits (briefly) until none is left in
+/// the namespace; a killed child of ours counts as gone once it is a zombie.
+pub fn kill_all_in(ns: NsId, recorded: &[u32]) {
+    let deadline = Instant::now() + KILL_WAIT;
+    let mut victims: Vec<u32> = Vec::new();
+    // Two sweeps: a process may fork between the scan and the kill.
+    for _ in 0..2 {
+        let found: Vec<u32> = recorded
+            .iter()
+            .copied()
+            .chain(all_pids())
+            .filter(|&pid| killable(pid) && ns.holds_pid(pid))
+            .collect();
+        if found.is_empty() {
+            break;
+        }
+        for &pid in &found {
+            // SAFETY: kill(2) on a positive pid that is not this process.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            if !victims.contains(&pid) {
+                victims.push(pid);
+            }
+        }
+        while Instant::now() < deadline && victims.iter().any(|&pid| ns.holds_pid(pid)) {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Never signal pid 0 (our process group), anything that would be negative, or ourselves.
+fn killable(pid: u32) -> bool {
+    pid > 1 && pid <= i32::MAX as u32 && pid != std::process::id()
+}
+
+/// Every process id in `/proc`.
+fn all_pids() -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_kills_itself_or_special_pids() {
+        assert!(!killable(0));
+        assert!(!killable(1));
+        assert!(!killable(u32::MAX));
+        assert!(!killable(std::process::id()));
+        assert!(killable(4242));
+        assert!(all_pids().contains(&std::process::id()));
+    }
+}

@@ -1,0 +1,310 @@
+//! The worker of one machine: it owns the lab namespace, the data plane and the processes of
+//! its nodes, and carries out the controller's actions on them (the real `Executor`). Dropping
+//! it kills every process it started, stops the data plane and removes the lab.
+
+mod procs;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::controller::{Clock, ExecError, Executor, Outcome};
+use crate::dataplane::model::{GroupLinkParams, LinkParams, NodeCounters};
+use crate::dataplane::{Command, Dataplane, MonotonicClock, TunDevice};
+use crate::experiment::{Action, AddressPlan, NodeId, ProcExit, ProcId};
+use crate::netns::netlink::Netlink;
+use crate::netns::{LabNamespace, NetnsError};
+use crate::script::units::Nanos;
+use procs::RunningProc;
+
+/// The TUN device of every lab (each lab has its own namespace, so the name never clashes).
+const TUN_NAME: &str = "p2p0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("TUN device: {0} (is the tun module loaded and /dev/net/tun present?)")]
+    Tun(std::io::Error),
+    #[error("data plane: {0}")]
+    Dataplane(std::io::Error),
+}
+
+pub struct WorkerOptions {
+    /// Part of the lab namespace's name, to tell labs apart (`p2plab-<pid>-<hint>`).
+    pub hint: String,
+    /// Where node folders go: `<results>/nodes/<ip>/`.
+    pub results: PathBuf,
+    /// Seed of the data plane's loss and jitter draws.
+    pub seed: u64,
+    /// MTU of the emulated links.
+    pub mtu: u32,
+}
+
+pub struct LocalWorker {
+    // Field order is drop order: processes are killed by `Drop` first, then the data plane
+    // stops, then the namespace goes.
+    procs: HashMap<ProcId, RunningProc>,
+    dataplane: Option<Dataplane>,
+    lab: Option<LabNamespace>,
+    /// A netlink socket inside the lab, kept open: one message per new node address.
+    netlink: Netlink,
+    lo_index: u32,
+    nodes: HashMap<NodeId, Ipv4Addr>,
+    results: PathBuf,
+    clock: MonotonicClock,
+    /// Leave: process groups to SIGKILL once their grace period is over.
+    pending_kills: Vec<(Nanos, ProcId)>,
+}
+
+impl LocalWorker {
+    /// Creates the lab namespace, its TUN device and hairpin routing, and starts the data plane.
+    pub fn start(opts: WorkerOptions, clock: MonotonicClock) -> Result<Self, WorkerError> {
+        crate::netns::require_privileges()?;
+        let lab = LabNamespace::create(&opts.hint)?;
+        lab.bring_up_loopback()?;
+        let tun = lab
+            .run_in(|| TunDevice::create(TUN_NAME))?
+            .map_err(WorkerError::Tun)?;
+        lab.install_hairpin(TUN_NAME, AddressPlan::PREFIX, AddressPlan::PREFIX_LEN, opts.mtu)?;
+        let dataplane = Dataplane::start(tun, clock, opts.seed, opts.mtu as usize)
+            .map_err(WorkerError::Dataplane)?;
+        let mut netlink = lab.netlink()?;
+        let lo_index = netlink.ifindex("lo")?;
+        Ok(LocalWorker {
+            netlink,
+            lo_index,
+            procs: HashMap::new(),
+            dataplane: Some(dataplane),
+            lab: Some(lab),
+            nodes: HashMap::new(),
+            results: opts.results,
+            clock,
+            pending_kills: Vec::new(),
+        })
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.lab.as_ref().map(|l| l.name())
+    }
+
+    fn lab(&self) -> &LabNamespace {
+        self.lab.as_ref().expect("the lab lives as long as the worker")
+    }
+
+    fn dataplane(&self) -> &Dataplane {
+        self.dataplane.as_ref().expect("the data plane lives as long as the worker")
+    }
+
+    fn ip(&self, node: NodeId) -> Result<Ipv4Addr, ExecError> {
+        self.nodes
+            .get(&node)
+            .copied()
+            .ok_or_else(|| ExecError::Refused(format!("node {} is not on this worker", node.0)))
+    }
+
+    /// SIGKILLs the process groups and reaps them, so their exits are known at once.
+    fn kill_now(&mut self, procs: &[ProcId]) -> Vec<ProcExit> {
+        let mut exits = Vec::new();
+        for id in procs {
+            if let Some(mut p) = self.procs.remove(id) {
+                p.signal(libc::SIGKILL);
+                if let Ok(status) = p.wait_exit() {
+                    exits.push(ProcExit { proc: *id, status });
+                }
+                let _ = self.lab().forget_pid(p.child.id());
+            }
+        }
+        exits
+    }
+
+    fn wait_for(&mut self, id: ProcId) -> Result<Vec<ProcExit>, ExecError> {
+        loop {
+            let Some(p) = self.procs.get_mut(&id) else {
+                return Ok(Vec::new());
+            };
+            if let Some(status) = p.try_exit().map_err(|e| ExecError::Refused(e.to_string()))? {
+                let pid = p.child.id();
+                self.procs.remove(&id);
+                let _ = self.lab().forget_pid(pid);
+                return Ok(vec![ProcExit { proc: id, status }]);
+            }
+            if crate::interrupt::requested() {
+                return Err(ExecError::Refused("interrupted while waiting".into()));
+            }
+            self.fire_pending_kills();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn fire_pending_kills(&mut self) {
+        let now = self.clock.now();
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.pending_kills.drain(..).partition(|(t, _)| *t <= now);
+        self.pending_kills = later;
+        for (_, id) in due {
+            if let Some(p) = self.procs.get(&id) {
+                p.signal(libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Per-node counters of the data plane.
+    pub fn traffic(&self) -> Vec<(Ipv4Addr, NodeCounters)> {
+        self.dataplane().counters()
+    }
+}
+
+fn link_params(shape: &crate::experiment::LinkShape) -> LinkParams {
+    LinkParams {
+        up: shape.up,
+        down: shape.down,
+        latency: shape.latency,
+        jitter: shape.jitter,
+        loss: shape.loss,
+        queue: shape.queue,
+    }
+}
+
+impl Executor for LocalWorker {
+    fn execute(&mut self, action: &Action) -> Result<Outcome, ExecError> {
+        let refused = |e: &dyn std::fmt::Display| ExecError::Refused(e.to_string());
+        let mut outcome = Outcome::default();
+        match action {
+            Action::AddNode(node) => {
+                self.netlink
+                    .add_addresses(self.lo_index, &[node.ip])
+                    .map_err(|e| refused(&e))?;
+                self.dataplane().send(Command::AddNode {
+                    ip: node.ip,
+                    group: node.group.0,
+                });
+                self.nodes.insert(node.id, node.ip);
+            }
+            Action::Shape { node, shape } => {
+                let ip = self.ip(*node)?;
+                self.dataplane().send(Command::SetParams {
+                    ip,
+                    params: link_params(shape),
+                });
+            }
+            Action::LinkGroups { a, b, link } => {
+                self.dataplane().send(Command::SetGroupLink {
+                    a: a.0,
+                    b: b.0,
+                    params: GroupLinkParams {
+                        latency: link.latency,
+                        jitter: link.jitter,
+                        loss: link.loss,
+                    },
+                });
+            }
+            Action::Spawn { proc, node, spec } => {
+                let ip = self.ip(*node)?;
+                let dir = self.results.join("nodes").join(ip.to_string());
+                let running = procs::spawn(spec, *node, ip, &dir, self.lab().ns_fd())
+                    .map_err(|e| refused(&e))?;
+                let pid = running.child.id();
+                self.procs.insert(*proc, running);
+                // Without a ledger entry `p2plab cleanup` could not find it after a crash.
+                self.lab().record_pid(pid).map_err(|e| refused(&e))?;
+                outcome.pid = Some(pid);
+            }
+            Action::Kill { proc } => outcome.exits = self.kill_now(&[*proc]),
+            Action::FailNode { node, procs } => {
+                let ip = self.ip(*node)?;
+                // Traffic stops first, so that nothing the dying processes send gets out.
+                self.dataplane().send(Command::SetFailed { ip, failed: true });
+                outcome.exits = self.kill_now(procs);
+            }
+            Action::Revive { node } => {
+                let ip = self.ip(*node)?;
+                self.dataplane().send(Command::SetFailed { ip, failed: false });
+            }
+            Action::Leave { procs, grace, .. } => {
+                let deadline = self.clock.now().saturating_add(*grace);
+                for id in procs {
+                    if let Some(p) = self.procs.get(id) {
+                        p.signal(libc::SIGTERM);
+                        self.pending_kills.push((deadline, *id));
+                    }
+                }
+            }
+            Action::Wait { proc } => outcome.exits = self.wait_for(*proc)?,
+        }
+        Ok(outcome)
+    }
+
+    fn drain_exits(&mut self) -> Vec<(Nanos, ProcExit)> {
+        self.fire_pending_kills();
+        let now = self.clock.now();
+        let mut exits = Vec::new();
+        self.procs.retain(|id, p| match p.try_exit() {
+            Ok(Some(status)) => {
+                exits.push((now, ProcExit { proc: *id, status }, p.child.id()));
+                false
+            }
+            _ => true,
+        });
+        exits.sort_by_key(|(_, e, _)| e.proc);
+        exits
+            .into_iter()
+            .map(|(t, e, pid)| {
+                let _ = self.lab().forget_pid(pid);
+                (t, e)
+            })
+            .collect()
+    }
+
+    fn traffic(&self) -> Vec<(Ipv4Addr, NodeCounters)> {
+        LocalWorker::traffic(self)
+    }
+}
+
+impl Drop for LocalWorker {
+    fn drop(&mut self) {
+        for p in self.procs.values() {
+            p.signal(libc::SIGKILL);
+        }
+        for (_, mut p) in self.procs.drain() {
+            let _ = p.wait_exit();
+        }
+        if let Some(dp) = self.dataplane.take() {
+            let _ = dp.stop();
+        }
+        if let Some(lab) = self.lab.take()
+            && let Err(e) = lab.remove()
+        {
+            eprintln!("warning: removing the lab: {e} (run `p2plab cleanup`)");
+        }
+    }
+}
+
+/// Experiment time on the wall clock; sleeps end early on Ctrl-C.
+pub struct RealClock {
+    clock: MonotonicClock,
+}
+
+impl RealClock {
+    pub fn new(clock: MonotonicClock) -> Self {
+        RealClock { clock }
+    }
+}
+
+impl Clock for RealClock {
+    fn now(&self) -> Nanos {
+        self.clock.now()
+    }
+
+    fn sleep_until(&mut self, t: Nanos) {
+        // Short naps keep Ctrl-C responsive; the lab's precise timing lives in the data plane.
+        while !crate::interrupt::requested() {
+            let now = self.clock.now();
+            if now >= t {
+                return;
+            }
+            std::thread::sleep(Duration::from_nanos((t - now).min(20_000_000)));
+        }
+    }
+}

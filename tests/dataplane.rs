@@ -1,0 +1,95 @@
+//! Emulated links on real traffic (needs root): ping and iperf3 between nodes of a real lab,
+//! compared with the configured shape within stated tolerances.
+
+mod common;
+
+use common::{Scenario, can_run_real_mode, median, node_file, ping_rtts, real_run};
+
+/// Pairs (a, b) ping each other at the same time, each pair with its own node latency.
+#[test]
+fn rtt_follows_node_latencies_and_group_latency() {
+    if !can_run_real_mode("rtt_follows_node_latencies_and_group_latency") {
+        return;
+    }
+    let s = Scenario::new(
+        r#"
+        let lats = ["0ms", "5ms", "30ms", "100ms"];
+        let pairs = [];
+        for l in lats {
+            let p = alloc_ip(2, #{ group: "g" });
+            if l != "0ms" { shape(p, #{ latency: l }); }
+            pairs.push(p);
+        }
+        let far = alloc_ip(1, #{ group: "far" });
+        let near = alloc_ip(1, #{ group: "g" });
+        link_groups("g", "far", #{ latency: "50ms" });
+        let procs = [];
+        for p in pairs {
+            procs.push(spawn(p[0], `ping -c 30 -i 0.1 -I {ip} ${p[1].ip}`, #{ shell: true }));
+        }
+        procs.push(spawn(near[0], `ping -c 30 -i 0.1 -I {ip} ${far[0].ip}`));
+        procs.push(spawn(near[0], `ping -c 30 -i 0.1 -I {ip} ${pairs[0][0].ip}`));
+        for p in procs { p.wait(); }
+        "#,
+    );
+    real_run(&s);
+    // Nodes: pairs take 10.0.0.1-8, far is .9, near is .10.
+    let baseline = median(ping_rtts(&node_file(&s, "10.0.0.1", "stdout.log")));
+    for (i, lat) in [(0, 0.0), (1, 5.0), (2, 30.0), (3, 100.0)] {
+        let ip = format!("10.0.0.{}", 2 * i + 1);
+        let rtt = median(ping_rtts(&node_file(&s, &ip, "stdout.log")));
+        let want = 4.0 * lat + baseline;
+        assert!((rtt - want).abs() < 0.5, "latency {lat} ms: median RTT {rtt} ms, want {want} ms");
+    }
+    let near = node_file(&s, "10.0.0.10", "stdout.log");
+    let (mut far_rtts, mut local_rtts) = (Vec::new(), Vec::new());
+    for line in near.lines() {
+        let Some(rtt) = ping_rtts(line).first().copied() else { continue };
+        if line.contains("10.0.0.9") { far_rtts.push(rtt) } else { local_rtts.push(rtt) }
+    }
+    let (far, local) = (median(far_rtts), median(local_rtts));
+    assert!((far - 100.0 - baseline).abs() < 0.5, "g-far RTT {far} ms, want 100 + {baseline}");
+    assert!((local - baseline).abs() < 0.5, "g-g RTT {local} ms, want {baseline}");
+}
+
+/// iperf3 goodput of one transfer per rate, all at once in one lab.
+#[test]
+fn tcp_goodput_follows_the_rate() {
+    if !can_run_real_mode("tcp_goodput_follows_the_rate") {
+        return;
+    }
+    let s = Scenario::new(
+        r#"
+        let rates = ["128kbit", "2mbit", "10mbit", "100mbit"];
+        let clients = [];
+        let port = 5201;
+        for r in rates {
+            let p = alloc_ip(2);
+            shape(p[0], #{ up: r });
+            shape(p[1], #{ down: r });
+            spawn(p[1], `iperf3 -s -1 -B {ip} -p ${port}`);
+            clients.push([p[0], p[1], port]);
+            port += 1;
+        }
+        sleep(0.5);
+        let procs = [];
+        for c in clients {
+            procs.push(spawn(c[0], `iperf3 -c ${c[1].ip} -B {ip} -p ${c[2]} -t 8 -J > iperf.json`,
+                             #{ shell: true }));
+        }
+        for p in procs { p.wait(); }
+        "#,
+    );
+    real_run(&s);
+    // TCP payload per 1500-byte packet: 1448 bytes (20 IP + 20 TCP + 12 timestamp option).
+    let efficiency = 1448.0 / 1500.0;
+    for (i, rate) in [128e3, 2e6, 10e6, 100e6].into_iter().enumerate() {
+        let ip = format!("10.0.0.{}", 2 * i + 1);
+        let json: serde_json::Value = serde_json::from_str(&node_file(&s, &ip, "iperf.json"))
+            .unwrap_or_else(|e| panic!("{ip}: iperf3 JSON: {e}"));
+        let got = json["end"]["sum_received"]["bits_per_second"].as_f64().unwrap();
+        let want = rate * efficiency;
+        let err = (got - want) / want;
+        assert!(err.abs() < 0.03, "rate {rate}: goodput {got:.0} bit/s, want {want:.0} ({:+.1} %)", err * 100.0);
+    }
+}
