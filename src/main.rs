@@ -133,8 +133,7 @@ fn main() -> ExitCode {
 
 fn cleanup() -> Result<(), RunError> {
     p2plab::netns::require_privileges().map_err(|e| RunError::Setup(e.to_string()))?;
-    let removed =
-        p2plab::netns::cleanup_leftovers().map_err(|e| RunError::Setup(e.to_string()))?;
+    let removed = p2plab::netns::cleanup_leftovers().map_err(|e| RunError::Setup(e.to_string()))?;
     if removed.is_empty() {
         eprintln!("nothing to clean up");
     }

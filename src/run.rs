@@ -12,11 +12,11 @@ use rand_chacha::rand_core::SeedableRng;
 
 use crate::controller::{DryRun, Lab, VirtualClock};
 use crate::dataplane::MonotonicClock;
-use crate::worker::{LocalWorker, RealClock, WorkerOptions};
 use crate::experiment::{Experiment, Placement};
 use crate::results::{EventLog, ResultsDir};
 use crate::script::units::{NANOS_PER_SEC, Nanos};
 use crate::script::{self, Scenario, ScriptError, ScriptOptions, ScriptReport};
+use crate::worker::{LocalWorker, RealClock, WorkerOptions};
 
 /// A dry-run stops scripts that would run past 10 days of experiment time.
 pub const DRY_RUN_HORIZON: Nanos = 10 * 86_400 * NANOS_PER_SEC;
@@ -139,9 +139,9 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     let dir = ResultsDir::create(cfg.out.as_deref(), &cfg.script)
         .map_err(|e| RunError::Setup(e.to_string()))?;
     let results = std::fs::canonicalize(dir.path()).map_err(|e| RunError::Setup(e.to_string()))?;
-    let log = EventLog::create(&dir.events_path(), cfg.timeline.take()).map_err(|e| {
-        RunError::Setup(format!("cannot write {}: {e}", dir.events_path().display()))
-    })?;
+    let log = EventLog::create(&dir.events_path(), cfg.timeline.take())
+        .map_err(|e| RunError::Setup(format!("cannot write {}: {e}", dir.events_path().display())))?
+        .write_through();
     let clock = MonotonicClock::start();
     let worker = LocalWorker::start(
         WorkerOptions {
@@ -153,6 +153,7 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         clock,
     )
     .map_err(|e| RunError::Setup(e.to_string()))?;
+    let namespace = worker.namespace().unwrap_or_default().to_string();
     let lab = Lab::new(
         Experiment::new(Placement::single()),
         Box::new(worker),
@@ -163,7 +164,14 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     let mut opts = options(&cfg, seed);
     opts.horizon = None;
     let result = script::run(&scenario, lab, &opts);
-    write_summary(&dir, &scenario, &cfg, seed, "real", &result)?;
+    write_summary(
+        &dir,
+        &scenario,
+        &cfg,
+        seed,
+        &format!("real:{namespace}"),
+        &result,
+    )?;
     Ok(RunOutcome {
         seed,
         results: Some(dir.path().to_path_buf()),
@@ -188,7 +196,11 @@ fn lab_hint(cfg: &RunConfig) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .take(12)
         .collect();
-    let clean = if clean.is_empty() { "lab".into() } else { clean };
+    let clean = if clean.is_empty() {
+        "lab".into()
+    } else {
+        clean
+    };
     format!("{clean}{n}")
 }
 
@@ -216,9 +228,11 @@ fn write_summary(
                 .collect()
         })
         .unwrap_or_default();
+    let (mode, namespace) = mode.split_once(':').unwrap_or((mode, ""));
     let summary = serde_json::json!({
         "script": scenario.name(),
         "mode": mode,
+        "namespace": namespace,
         "seed": seed,
         "params": cfg.params,
         "started": crate::results::utc_stamp(std::time::SystemTime::now()),

@@ -39,17 +39,32 @@ fn rtt_follows_node_latencies_and_group_latency() {
         let ip = format!("10.0.0.{}", 2 * i + 1);
         let rtt = median(ping_rtts(&node_file(&s, &ip, "stdout.log")));
         let want = 4.0 * lat + baseline;
-        assert!((rtt - want).abs() < 0.5, "latency {lat} ms: median RTT {rtt} ms, want {want} ms");
+        assert!(
+            (rtt - want).abs() < 0.5,
+            "latency {lat} ms: median RTT {rtt} ms, want {want} ms"
+        );
     }
     let near = node_file(&s, "10.0.0.10", "stdout.log");
     let (mut far_rtts, mut local_rtts) = (Vec::new(), Vec::new());
     for line in near.lines() {
-        let Some(rtt) = ping_rtts(line).first().copied() else { continue };
-        if line.contains("10.0.0.9") { far_rtts.push(rtt) } else { local_rtts.push(rtt) }
+        let Some(rtt) = ping_rtts(line).first().copied() else {
+            continue;
+        };
+        if line.contains("10.0.0.9") {
+            far_rtts.push(rtt)
+        } else {
+            local_rtts.push(rtt)
+        }
     }
     let (far, local) = (median(far_rtts), median(local_rtts));
-    assert!((far - 100.0 - baseline).abs() < 0.5, "g-far RTT {far} ms, want 100 + {baseline}");
-    assert!((local - baseline).abs() < 0.5, "g-g RTT {local} ms, want {baseline}");
+    assert!(
+        (far - 100.0 - baseline).abs() < 0.5,
+        "g-far RTT {far} ms, want 100 + {baseline}"
+    );
+    assert!(
+        (local - baseline).abs() < 0.5,
+        "g-g RTT {local} ms, want {baseline}"
+    );
 }
 
 /// iperf3 goodput of one transfer per rate, all at once in one lab.
@@ -87,9 +102,138 @@ fn tcp_goodput_follows_the_rate() {
         let ip = format!("10.0.0.{}", 2 * i + 1);
         let json: serde_json::Value = serde_json::from_str(&node_file(&s, &ip, "iperf.json"))
             .unwrap_or_else(|e| panic!("{ip}: iperf3 JSON: {e}"));
-        let got = json["end"]["sum_received"]["bits_per_second"].as_f64().unwrap();
+        let got = json["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap();
         let want = rate * efficiency;
         let err = (got - want) / want;
-        assert!(err.abs() < 0.03, "rate {rate}: goodput {got:.0} bit/s, want {want:.0} ({:+.1} %)", err * 100.0);
+        assert!(
+            err.abs() < 0.03,
+            "rate {rate}: goodput {got:.0} bit/s, want {want:.0} ({:+.1} %)",
+            err * 100.0
+        );
     }
+}
+
+/// 2 % loss on one node applies to each direction once: 4000 pings lose 1 - 0.98² of rounds.
+#[test]
+fn loss_per_direction_matches() {
+    if !can_run_real_mode("loss_per_direction_matches") {
+        return;
+    }
+    let s = Scenario::new(
+        r#"
+        let n = alloc_ip(2);
+        shape(n[1], #{ loss: 0.02 });
+        spawn(n[0], `ping -q -c 4000 -i 0.002 -W 1 -I {ip} ${n[1].ip}`).wait();
+        "#,
+    );
+    let out = real_run(&s);
+    let log = node_file(&s, "10.0.0.1", "stdout.log");
+    let stats = log
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .expect(&log);
+    let nums: Vec<f64> = stats
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (sent, received) = (nums[0], nums[1]);
+    assert!(sent >= 4000.0, "{stats}");
+    let round_trip_loss = 1.0 - received / sent;
+    let per_direction = 1.0 - (1.0 - round_trip_loss).sqrt();
+    assert!(
+        (per_direction - 0.02).abs() < 0.005,
+        "per-direction loss {per_direction:.4} from {stats}"
+    );
+    // The data plane's counters saw the same drops, on the sender's side.
+    let dropped: u64 = out.report.traffic.iter().map(|(_, c)| c.dropped_loss).sum();
+    let lost = (sent - received) as u64;
+    assert!(
+        dropped >= lost && dropped <= lost + 5,
+        "counters dropped {dropped}, ping lost {lost}"
+    );
+}
+
+/// A shape change mid-transfer shows in the next second; the connection survives.
+#[test]
+fn shape_change_applies_mid_transfer() {
+    if !can_run_real_mode("shape_change_applies_mid_transfer") {
+        return;
+    }
+    let s = Scenario::new(
+        r#"
+        let n = alloc_ip(2);
+        shape(n, #{ up: "10mbit", down: "10mbit" });
+        let server = spawn(n[1], "iperf3 -s -1 -B {ip} -i 1 -J > server.json", #{ shell: true });
+        sleep(0.5);
+        let c = spawn(n[0], `iperf3 -c ${n[1].ip} -B {ip} -t 7`);
+        sleep(3.5);
+        shape(n, #{ up: "2mbit", down: "2mbit" });
+        if c.wait() != 0 || server.wait() != 0 { throw "iperf3 failed"; }
+        "#,
+    );
+    real_run(&s);
+    // Receiver-side intervals: what crossed the link each second.
+    let json: serde_json::Value =
+        serde_json::from_str(&node_file(&s, "10.0.0.2", "server.json")).unwrap();
+    let rates: Vec<f64> = json["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["sum"]["bits_per_second"].as_f64().unwrap())
+        .collect();
+    let eff = 1448.0 / 1500.0;
+    // Seconds 1-2 run at 10 mbit; the change lands at 3 s; from second 4 on, 2 mbit.
+    for (i, &r) in rates.iter().enumerate().take(3).skip(1) {
+        assert!(
+            (r / (10e6 * eff) - 1.0).abs() < 0.1,
+            "second {i}: {r:.0} bit/s: {rates:?}"
+        );
+    }
+    for (i, &r) in rates.iter().enumerate().skip(4) {
+        assert!(
+            (r / (2e6 * eff) - 1.0).abs() < 0.15,
+            "second {i}: {r:.0} bit/s: {rates:?}"
+        );
+    }
+    assert!(json["error"].is_null(), "iperf3 reported {}", json["error"]);
+}
+
+/// A failed node's traffic is dropped silently, and flows again after revive.
+#[test]
+fn failed_nodes_drop_traffic_until_revived() {
+    if !can_run_real_mode("failed_nodes_drop_traffic_until_revived") {
+        return;
+    }
+    let s = Scenario::new(
+        r#"
+        let n = alloc_ip(2);
+        let p = spawn(n[0], `ping -c 40 -i 0.1 -W 0.5 -I {ip} ${n[1].ip}`);
+        sleep(1);
+        fail_node(n[1]);
+        sleep(2);
+        revive(n[1]);
+        p.wait();
+        "#,
+    );
+    let out = real_run(&s);
+    let log = node_file(&s, "10.0.0.1", "stdout.log");
+    let replies = ping_rtts(&log).len();
+    // 40 pings over 4 s, 2 s of them failed: about 20 lost.
+    assert!(
+        (14..=26).contains(&(40 - replies)),
+        "{replies} replies of 40:\n{log}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.out().join("summary.json")).unwrap())
+            .unwrap();
+    let ns = summary["namespace"]
+        .as_str()
+        .expect("namespace in summary.json");
+    assert!(
+        !common::our_namespaces().iter().any(|n| n == ns),
+        "lab {ns} still exists after the run"
+    );
+    assert!(out.report.traffic.iter().any(|(_, c)| c.dropped_loss >= 14));
 }

@@ -185,10 +185,33 @@ fn cli_usage_errors_and_real_mode_exit_2() {
     let o = p2plab(&["script", "x.rhai", "--set", "novalue"]);
     assert_eq!(o.status.code(), Some(2));
 
+}
+
+#[test]
+fn real_mode_without_privileges_exits_2_and_says_what_to_do() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Already unprivileged: run as we are.
+        let s = Scenario::new("let n = alloc_ip(1);\nsleep(1);\n");
+        let o = p2plab(&["script", s.path.to_str().unwrap(), "--out", s.out().to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("needs root"));
+        return;
+    }
     let s = Scenario::new("let n = alloc_ip(1);\nsleep(1);\n");
-    let o = p2plab(&["script", s.path.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("real mode needs p2plab's data plane"));
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_p2plab"))
+        .args(["script", s.path.to_str().unwrap(), "--out", s.out().to_str().unwrap()])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("needs root"), "{stderr}");
+    assert!(!s.out().exists(), "an unprivileged run created a results folder");
 }
 
 #[test]

@@ -24,10 +24,23 @@ const READ_BATCH: usize = 256;
 
 /// What the controller asks of the data plane; applied before the next packet is handled.
 pub enum Command {
-    AddNode { ip: Ipv4Addr, group: u32 },
-    SetParams { ip: Ipv4Addr, params: LinkParams },
-    SetGroupLink { a: u32, b: u32, params: GroupLinkParams },
-    SetFailed { ip: Ipv4Addr, failed: bool },
+    AddNode {
+        ip: Ipv4Addr,
+        group: u32,
+    },
+    SetParams {
+        ip: Ipv4Addr,
+        params: LinkParams,
+    },
+    SetGroupLink {
+        a: u32,
+        b: u32,
+        params: GroupLinkParams,
+    },
+    SetFailed {
+        ip: Ipv4Addr,
+        failed: bool,
+    },
     Counters(mpsc::Sender<Vec<(Ipv4Addr, NodeCounters)>>),
     Stop,
 }
@@ -240,7 +253,10 @@ impl Forwarder {
         }
         let at = next.map_or(0, |t| self.clock.to_monotonic(t).max(1));
         let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
             it_value: libc::timespec {
                 tv_sec: (at / 1_000_000_000) as libc::time_t,
                 tv_nsec: (at % 1_000_000_000) as libc::c_long,
@@ -310,7 +326,10 @@ fn eventfd() -> io::Result<OwnedFd> {
 fn timerfd() -> io::Result<OwnedFd> {
     // SAFETY: timerfd_create(2) returns a new descriptor or -1.
     let fd = unsafe {
-        libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        )
     };
     if fd < 0 {
         return Err(io::Error::last_os_error());

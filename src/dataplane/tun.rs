@@ -29,7 +29,12 @@ impl TunDevice {
         }
         let path = CString::new("/dev/net/tun").expect("no NUL");
         // SAFETY: plain open(2) of a constant path.
-        let raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        let raw = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
         if raw < 0 {
             let err = io::Error::last_os_error();
             return Err(io::Error::new(err.kind(), format!("/dev/net/tun: {err}")));

@@ -25,6 +25,11 @@ impl AddressPlan {
     pub const PREFIX: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 0);
     pub const PREFIX_LEN: u8 = 8;
 
+    /// The address block of one worker: `10.k.0.0/16`.
+    pub fn block(worker: u32) -> (Ipv4Addr, u8) {
+        (Ipv4Addr::new(10, worker as u8, 0, 0), 16)
+    }
+
     /// The address of the `index`-th node of `worker`.
     pub fn address(worker: u32, index: u32) -> Option<Ipv4Addr> {
         if worker as usize >= MAX_WORKERS || index >= NODES_PER_WORKER {

@@ -17,9 +17,7 @@ pub enum NetnsError {
     )]
     NoTunDevice,
 
-    #[error(
-        "lab name hint {hint:?} must be 1 to 40 characters among a-z, A-Z, 0-9, '-' and '_'"
-    )]
+    #[error("lab name hint {hint:?} must be 1 to 40 characters among a-z, A-Z, 0-9, '-' and '_'")]
     BadHint { hint: String },
 
     #[error(
@@ -134,6 +132,9 @@ mod tests {
             op: "add address",
             errno: libc::EEXIST,
         };
-        assert!(e.to_string().starts_with("netlink add address failed: File exists"));
+        assert!(
+            e.to_string()
+                .starts_with("netlink add address failed: File exists")
+        );
     }
 }

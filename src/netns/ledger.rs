@@ -43,8 +43,8 @@ impl Ledger {
     }
 
     pub fn read(path: &Path) -> Result<Ledger, NetnsError> {
-        let text = fs::read(path)
-            .map_err(|e| NetnsError::io(format!("read {}", path.display()), e))?;
+        let text =
+            fs::read(path).map_err(|e| NetnsError::io(format!("read {}", path.display()), e))?;
         serde_json::from_slice(&text).map_err(|source| NetnsError::Ledger {
             path: path.to_path_buf(),
             source,
@@ -53,7 +53,7 @@ impl Ledger {
 
     /// Writes the ledger atomically: a temporary file next to it, then a rename.
     pub fn write(&self, path: &Path) -> Result<(), NetnsError> {
-        let json = serde_json::to_vec_pretty(self).map_err(|source| NetnsError::Ledger {
+        let json = serde_json::to_vec(self).map_err(|source| NetnsError::Ledger {
             path: path.to_path_buf(),
             source,
         })?;
@@ -116,6 +116,9 @@ mod tests {
         assert_eq!(Ledger::read(&path).unwrap(), ledger);
         assert!(!path.with_extension("json.tmp").exists());
         fs::write(&path, "{").unwrap();
-        assert!(matches!(Ledger::read(&path), Err(NetnsError::Ledger { .. })));
+        assert!(matches!(
+            Ledger::read(&path),
+            Err(NetnsError::Ledger { .. })
+        ));
     }
 }

@@ -2,9 +2,11 @@
 //! addresses on `lo` and the policy-routing hairpin into the data plane's TUN device, with a
 //! ledger so crashed runs can be cleaned up. The TUN device itself belongs to `dataplane`.
 //!
-//! Sysctls: `/proc/sys/net` shows the network namespace of the *thread* that looks a path up
-//! (unlike `/sys/class/net`, which shows the namespace of whoever mounted sysfs), so writing
-//! `/proc/sys/net/...` from [`LabNamespace::run_in`] configures the lab, not the host.
+//! What a thread inside the namespace sees (checked on Linux 6.18, `tests/netns.rs`):
+//! `/proc/sys/net` and `/proc/thread-self/net` follow the namespace of the *thread* that looks
+//! the path up, so writing `/proc/sys/net/...` from [`LabNamespace::run_in`] configures the lab
+//! and not the host; `/proc/net` (= `/proc/self/net`, the main thread's) and `/sys/class/net`
+//! (the namespace of whoever mounted sysfs) still show the host.
 
 mod cleanup;
 mod error;
@@ -43,6 +45,8 @@ pub struct LabNamespace {
     id: NsId,
     ledger_path: PathBuf,
     ledger: Mutex<Ledger>,
+    /// The lab's own netlink client, opened inside on first use.
+    rtnl: Mutex<Option<Netlink>>,
     removed: bool,
 }
 
@@ -79,6 +83,7 @@ impl LabNamespace {
                 id,
                 ledger_path,
                 ledger: Mutex::new(ledger),
+                rtnl: Mutex::new(None),
                 removed: false,
             }),
             Err(e) => {
@@ -134,16 +139,19 @@ impl LabNamespace {
 
     /// Sets `lo` up (a new namespace starts with it down).
     pub fn bring_up_loopback(&self) -> Result<(), NetnsError> {
-        let mut nl = self.netlink()?;
-        let lo = self.ifindex(&mut nl, "lo")?;
-        nl.set_link_up(lo, None)
+        self.with_netlink(|nl| {
+            let lo = self.ifindex(nl, "lo")?;
+            nl.set_link_up(lo, None)
+        })
     }
 
-    /// Adds each node address as a /32 on `lo`, in batches.
+    /// Adds each node address as a /32 on `lo`, in batches. Give it many addresses at once:
+    /// each call costs a netlink round trip per batch.
     pub fn add_node_addresses(&self, addrs: &[Ipv4Addr]) -> Result<(), NetnsError> {
-        let mut nl = self.netlink()?;
-        let lo = self.ifindex(&mut nl, "lo")?;
-        nl.add_addresses(lo, addrs)
+        self.with_netlink(|nl| {
+            let lo = self.ifindex(nl, "lo")?;
+            nl.add_addresses(lo, addrs)
+        })
     }
 
     /// Steers traffic between addresses of `prefix/prefix_len` through the TUN device
@@ -159,31 +167,35 @@ impl LabNamespace {
         mtu: u32,
     ) -> Result<(), NetnsError> {
         let prefix_len = prefix_len.min(32);
-        let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0);
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(prefix_len))
+            .unwrap_or(0);
         let prefix = Ipv4Addr::from(u32::from(prefix) & mask);
-        let mut nl = self.netlink()?;
-        let tun = self.ifindex(&mut nl, tun_ifname)?;
-        nl.set_link_up(tun, Some(mtu))?;
-        let local = |priority| Rule {
-            priority,
-            table: TABLE_LOCAL,
-            iifname: None,
-            dst: None,
-        };
-        // Moving the local rule twice is no error: the lab is already in that state.
-        tolerate(nl.add_rule(&local(LOCAL_RULE_PRIORITY)), libc::EEXIST)?;
-        tolerate(nl.del_rule(&local(0)), libc::ENOENT)?;
-        nl.add_rule(&Rule {
-            priority: HAIRPIN_RULE_PRIORITY,
-            table: HAIRPIN_TABLE,
-            iifname: Some("lo".into()),
-            dst: Some((prefix, prefix_len)),
-        })?;
-        nl.add_route(&Route {
-            dst: prefix,
-            prefix_len,
-            oif: tun,
-            table: HAIRPIN_TABLE,
+        self.with_netlink(|nl| {
+            let tun = self.ifindex(nl, tun_ifname)?;
+            nl.set_link_up(tun, Some(mtu))?;
+            let local = |priority| Rule {
+                priority,
+                table: TABLE_LOCAL,
+                iifname: None,
+                dst: None,
+            };
+            // Moving the local rule twice is no error: the lab is already in that state.
+            tolerate(nl.add_rule(&local(LOCAL_RULE_PRIORITY)), libc::EEXIST)?;
+            tolerate(nl.del_rule(&local(0)), libc::ENOENT)?;
+            nl.add_rule(&Rule {
+                priority: HAIRPIN_RULE_PRIORITY,
+                table: HAIRPIN_TABLE,
+                iifname: Some("lo".into()),
+                dst: Some((prefix, prefix_len)),
+            })?;
+            nl.add_route(&Route {
+                dst: prefix,
+                prefix_len,
+                oif: tun,
+                table: HAIRPIN_TABLE,
+            })?;
+            Ok(())
         })?;
         self.write_sysctl("net/ipv4/conf/all/rp_filter", "0")?;
         self.write_sysctl(&format!("net/ipv4/conf/{tun_ifname}/rp_filter"), "0")?;
@@ -232,18 +244,34 @@ impl LabNamespace {
             Ok(_) => return Ok(()),
             Err(_) => {}
         }
-        {
-            match std::fs::remove_file(&self.ledger_path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(NetnsError::io(
-                        format!("remove {}", self.ledger_path.display()),
-                        e,
-                    ));
-                }
-                _ => {}
-            }
+        match std::fs::remove_file(&self.ledger_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(NetnsError::io(
+                format!("remove {}", self.ledger_path.display()),
+                e,
+            )),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Runs `f` with the lab's netlink client, opening it on first use. A client that failed
+    /// on the socket level (not a refused request) is replaced next time.
+    fn with_netlink<T>(
+        &self,
+        f: impl FnOnce(&mut Netlink) -> Result<T, NetnsError>,
+    ) -> Result<T, NetnsError> {
+        let mut cached = self.rtnl.lock().unwrap_or_else(|p| p.into_inner());
+        let nl = match cached.as_mut() {
+            Some(nl) => nl,
+            None => cached.insert(self.netlink()?),
+        };
+        let result = f(nl);
+        if matches!(
+            result,
+            Err(NetnsError::Io { .. } | NetnsError::NetlinkReply { .. })
+        ) {
+            *cached = None;
+        }
+        result
     }
 
     fn ifindex(&self, nl: &mut Netlink, ifname: &str) -> Result<u32, NetnsError> {

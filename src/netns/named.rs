@@ -68,10 +68,15 @@ fn prepare_run_dir() -> Result<(), NetnsError> {
         }
         let err = io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EINVAL) || bound {
-            return Err(NetnsError::io(format!("make {NETNS_RUN_DIR} a shared mount"), err));
+            return Err(NetnsError::io(
+                format!("make {NETNS_RUN_DIR} a shared mount"),
+                err,
+            ));
         }
         if mount(Some(&dir), &dir, libc::MS_BIND | libc::MS_REC) != 0 {
-            return Err(NetnsError::last_os(format!("bind-mount {NETNS_RUN_DIR} on itself")));
+            return Err(NetnsError::last_os(format!(
+                "bind-mount {NETNS_RUN_DIR} on itself"
+            )));
         }
         bound = true;
     }
@@ -85,7 +90,7 @@ pub fn reserve(name: &str) -> Result<(), NetnsError> {
         .read(true)
         .write(true)
         .create_new(true)
-        .mode(0)
+        .mode(0o000)
         .open(&path)
     {
         Ok(_) => Ok(()),

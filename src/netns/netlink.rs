@@ -49,6 +49,8 @@ const RTN_UNICAST: u8 = 1;
 const RTPROT_BOOT: u8 = 3;
 const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
+const RT_SCOPE_HOST: u8 = 254;
+const RTN_LOCAL: u8 = 2;
 
 /// The kernel's local table (`lookup local`).
 pub const TABLE_LOCAL: u32 = 255;
@@ -191,6 +193,25 @@ impl Netlink {
         self.exchange("delete rule", &buf, 1).map(drop)
     }
 
+    /// `ip route add local DST/LEN dev OIF table local`: every address of the prefix is an
+    /// address of this host (AnyIP), with no per-address cost.
+    pub fn add_local_route(
+        &mut self,
+        dst: Ipv4Addr,
+        prefix_len: u8,
+        oif: u32,
+    ) -> Result<(), NetnsError> {
+        let route = Route {
+            dst,
+            prefix_len,
+            oif,
+            table: TABLE_LOCAL,
+        };
+        let mut buf = Vec::new();
+        encode_route_of_type(&mut buf, self.next_seq, &route, RT_SCOPE_HOST, RTN_LOCAL);
+        self.exchange("add local route", &buf, 1).map(drop)
+    }
+
     /// `ip route add DST/LEN dev OIF table TABLE` (unicast, scope link).
     pub fn add_route(&mut self, route: &Route) -> Result<(), NetnsError> {
         let mut buf = Vec::new();
@@ -248,7 +269,12 @@ impl Netlink {
     }
 }
 
-fn setsockopt(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn setsockopt(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `value` is a valid c_int of the given length.
     let rc = unsafe {
         libc::setsockopt(
@@ -259,7 +285,11 @@ fn setsockopt(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::
             mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 fn send_all(fd: &OwnedFd, op: &'static str, buf: &[u8]) -> Result<(), NetnsError> {
@@ -324,7 +354,7 @@ fn attr(buf: &mut Vec<u8>, ty: u16, payload: &[u8]) {
 }
 
 fn pad(buf: &mut Vec<u8>) {
-    while buf.len() % 4 != 0 {
+    while !buf.len().is_multiple_of(4) {
         buf.push(0);
     }
 }
@@ -386,7 +416,11 @@ fn encode_rule(buf: &mut Vec<u8>, seq: u32, add: bool, rule: &Rule) {
     };
     let start = begin(buf, ty, flags, seq);
     let dst_len = rule.dst.map_or(0, |(_, len)| len);
-    let table8 = if rule.table < 256 { rule.table as u8 } else { 0 };
+    let table8 = if rule.table < 256 {
+        rule.table as u8
+    } else {
+        0
+    };
     // fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action, flags (u32)
     buf.extend_from_slice(&[AF_INET, dst_len, 0, 0, table8, 0, 0, FR_ACT_TO_TBL]);
     buf.extend_from_slice(&0u32.to_ne_bytes());
@@ -403,8 +437,17 @@ fn encode_rule(buf: &mut Vec<u8>, seq: u32, add: bool, rule: &Rule) {
 
 /// `RTM_NEWROUTE`: unicast, scope link, protocol boot (as `ip route add` makes it).
 fn encode_route(buf: &mut Vec<u8>, seq: u32, route: &Route) {
+    encode_route_of_type(buf, seq, route, RT_SCOPE_LINK, RTN_UNICAST);
+}
+
+/// `RTM_NEWROUTE` with a given scope and type (`local` routes are scope host, type local).
+fn encode_route_of_type(buf: &mut Vec<u8>, seq: u32, route: &Route, scope: u8, kind: u8) {
     let start = begin(buf, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, seq);
-    let table8 = if route.table < 256 { route.table as u8 } else { 0 };
+    let table8 = if route.table < 256 {
+        route.table as u8
+    } else {
+        0
+    };
     // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags (u32)
     buf.extend_from_slice(&[
         AF_INET,
@@ -413,8 +456,8 @@ fn encode_route(buf: &mut Vec<u8>, seq: u32, route: &Route) {
         0,
         table8,
         RTPROT_BOOT,
-        RT_SCOPE_LINK,
-        RTN_UNICAST,
+        scope,
+        kind,
     ]);
     buf.extend_from_slice(&0u32.to_ne_bytes());
     attr(buf, RTA_DST, &route.dst.octets());
@@ -476,181 +519,4 @@ fn read_u32(buf: &[u8], at: usize) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The nlmsghdr `encode_*` writes: len, type, flags (always REQUEST|ACK added), seq, pid 0.
-    fn header(len: u32, ty: u16, flags: u16, seq: u32) -> Vec<u8> {
-        let mut h = len.to_ne_bytes().to_vec();
-        h.extend_from_slice(&ty.to_ne_bytes());
-        h.extend_from_slice(&(flags | 0x5).to_ne_bytes());
-        h.extend_from_slice(&seq.to_ne_bytes());
-        h.extend_from_slice(&[0; 4]);
-        h
-    }
-
-    fn rta(ty: u16, payload: &[u8]) -> Vec<u8> {
-        let mut a = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
-        a.extend_from_slice(&ty.to_ne_bytes());
-        a.extend_from_slice(payload);
-        while a.len() % 4 != 0 {
-            a.push(0);
-        }
-        a
-    }
-
-    #[test]
-    fn add_address_message() {
-        let mut buf = Vec::new();
-        encode_address(&mut buf, 7, true, 1, Ipv4Addr::new(10, 0, 0, 5));
-        let mut want = header(40, 20, 0x600, 7);
-        want.extend_from_slice(&[2, 32, 0, 0]);
-        want.extend_from_slice(&1u32.to_ne_bytes());
-        want.extend(rta(2, &[10, 0, 0, 5]));
-        want.extend(rta(1, &[10, 0, 0, 5]));
-        assert_eq!(buf, want);
-    }
-
-    #[test]
-    fn del_address_has_no_create_flags() {
-        let mut buf = Vec::new();
-        encode_address(&mut buf, 1, false, 3, Ipv4Addr::new(10, 0, 0, 1));
-        let mut want = header(40, 21, 0, 1);
-        want.extend_from_slice(&[2, 32, 0, 0]);
-        want.extend_from_slice(&3u32.to_ne_bytes());
-        want.extend(rta(2, &[10, 0, 0, 1]));
-        want.extend(rta(1, &[10, 0, 0, 1]));
-        assert_eq!(buf, want);
-    }
-
-    #[test]
-    fn link_up_with_mtu() {
-        let mut buf = Vec::new();
-        encode_link_up(&mut buf, 3, 4, Some(1400));
-        let mut want = header(40, 16, 0, 3);
-        want.extend_from_slice(&[0, 0, 0, 0]);
-        want.extend_from_slice(&4u32.to_ne_bytes());
-        want.extend_from_slice(&1u32.to_ne_bytes());
-        want.extend_from_slice(&1u32.to_ne_bytes());
-        want.extend(rta(4, &1400u32.to_ne_bytes()));
-        assert_eq!(buf, want);
-    }
-
-    #[test]
-    fn get_link_pads_the_name() {
-        let mut buf = Vec::new();
-        encode_get_link(&mut buf, 9, "p2p0");
-        let mut want = header(16 + 16 + 12, 18, 0, 9);
-        want.extend_from_slice(&[0; 16]);
-        want.extend(rta(3, b"p2p0\0"));
-        assert_eq!(buf.len(), 44);
-        assert_eq!(buf, want);
-    }
-
-    #[test]
-    fn hairpin_rule_message() {
-        let rule = Rule {
-            priority: 100,
-            table: 100,
-            iifname: Some("lo".into()),
-            dst: Some((Ipv4Addr::new(10, 0, 0, 0), 16)),
-        };
-        let mut buf = Vec::new();
-        encode_rule(&mut buf, 11, true, &rule);
-        let mut want = header(16 + 12 + 8 + 8 + 8 + 8, 32, 0x600, 11);
-        want.extend_from_slice(&[2, 16, 0, 0, 100, 0, 0, 1, 0, 0, 0, 0]);
-        want.extend(rta(6, &100u32.to_ne_bytes()));
-        want.extend(rta(15, &100u32.to_ne_bytes()));
-        want.extend(rta(3, b"lo\0"));
-        want.extend(rta(1, &[10, 0, 0, 0]));
-        assert_eq!(buf, want);
-    }
-
-    #[test]
-    fn delete_local_rule_message() {
-        let rule = Rule {
-            priority: 0,
-            table: TABLE_LOCAL,
-            iifname: None,
-            dst: None,
-        };
-        let mut buf = Vec::new();
-        encode_rule(&mut buf, 2, false, &rule);
-        let mut want = header(44, 33, 0, 2);
-        want.extend_from_slice(&[2, 0, 0, 0, 255, 0, 0, 1, 0, 0, 0, 0]);
-        want.extend(rta(6, &0u32.to_ne_bytes()));
-        want.extend(rta(15, &255u32.to_ne_bytes()));
-        assert_eq!(buf, want);
-    }
-
-    #[test]
-    fn table_above_255_only_in_attribute() {
-        let rule = Rule {
-            priority: 5,
-            table: 1000,
-            iifname: None,
-            dst: None,
-        };
-        let mut buf = Vec::new();
-        encode_rule(&mut buf, 2, true, &rule);
-        assert_eq!(buf[16 + 4], 0);
-    }
-
-    #[test]
-    fn route_message() {
-        let route = Route {
-            dst: Ipv4Addr::new(10, 1, 0, 0),
-            prefix_len: 16,
-            oif: 5,
-            table: 100,
-        };
-        let mut buf = Vec::new();
-        encode_route(&mut buf, 4, &route);
-        let mut want = header(16 + 12 + 24, 24, 0x600, 4);
-        want.extend_from_slice(&[2, 16, 0, 0, 100, 3, 253, 1, 0, 0, 0, 0]);
-        want.extend(rta(1, &[10, 1, 0, 0]));
-        want.extend(rta(4, &5u32.to_ne_bytes()));
-        want.extend(rta(15, &100u32.to_ne_bytes()));
-        assert_eq!(buf, want);
-    }
-
-    #[test]
-    fn batches_are_concatenated_messages() {
-        let mut buf = Vec::new();
-        for i in 0..3 {
-            encode_address(&mut buf, 100 + i, true, 1, Ipv4Addr::new(10, 0, 0, i as u8));
-        }
-        let seqs: Vec<u32> = Messages::new(&buf).map(|m| m.seq).collect();
-        assert_eq!(seqs, [100, 101, 102]);
-    }
-
-    #[test]
-    fn acks_are_parsed() {
-        // An error ack for seq 8 followed by a positive ack for seq 9, as the kernel sends
-        // them with NETLINK_CAP_ACK (nlmsgerr: error + the request's header).
-        let mut buf = Vec::new();
-        for (seq, err) in [(8u32, -libc::EEXIST), (9, 0)] {
-            buf.extend_from_slice(&36u32.to_ne_bytes());
-            buf.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
-            buf.extend_from_slice(&0u16.to_ne_bytes());
-            buf.extend_from_slice(&seq.to_ne_bytes());
-            buf.extend_from_slice(&0u32.to_ne_bytes());
-            buf.extend_from_slice(&err.to_ne_bytes());
-            buf.extend_from_slice(&[0; 16]);
-        }
-        let msgs: Vec<_> = Messages::new(&buf).collect();
-        assert_eq!(msgs.len(), 2);
-        assert_eq!(msgs[0].ty, NLMSG_ERROR);
-        assert_eq!(ack_errno(msgs[0].payload), Some(libc::EEXIST));
-        assert_eq!((msgs[1].seq, ack_errno(msgs[1].payload)), (9, Some(0)));
-        assert_eq!(ack_errno(&[1, 2]), None);
-    }
-
-    #[test]
-    fn truncated_datagram_stops_parsing() {
-        let mut buf = Vec::new();
-        encode_link_up(&mut buf, 1, 1, None);
-        buf.truncate(buf.len() - 4);
-        assert_eq!(Messages::new(&buf).count(), 0);
-    }
-}
+mod tests;

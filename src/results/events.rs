@@ -90,6 +90,8 @@ pub struct EventLog {
     file: Box<dyn Write + Send>,
     timeline: Option<Box<dyn Write + Send>>,
     count: u64,
+    /// Real runs write each event through at once, so a crash loses none of them.
+    write_through: bool,
 }
 
 impl EventLog {
@@ -98,7 +100,14 @@ impl EventLog {
             file: Box::new(BufWriter::new(File::create(path)?)),
             timeline,
             count: 0,
+            write_through: false,
         })
+    }
+
+    /// Flushes after every event from now on (real mode).
+    pub fn write_through(mut self) -> Self {
+        self.write_through = true;
+        self
     }
 
     /// A log that keeps nothing: `p2plab check` runs the script without a results folder.
@@ -107,6 +116,7 @@ impl EventLog {
             file: Box::new(io::sink()),
             timeline: None,
             count: 0,
+            write_through: false,
         }
     }
 
@@ -116,6 +126,9 @@ impl EventLog {
             writeln!(out, "{}", event.timeline_line())?;
         }
         self.count += 1;
+        if self.write_through {
+            self.flush()?;
+        }
         Ok(())
     }
 

@@ -13,7 +13,6 @@ use crate::controller::{Clock, ExecError, Executor, Outcome};
 use crate::dataplane::model::{GroupLinkParams, LinkParams, NodeCounters};
 use crate::dataplane::{Command, Dataplane, MonotonicClock, TunDevice};
 use crate::experiment::{Action, AddressPlan, NodeId, ProcExit, ProcId};
-use crate::netns::netlink::Netlink;
 use crate::netns::{LabNamespace, NetnsError};
 use crate::script::units::Nanos;
 use procs::RunningProc;
@@ -48,9 +47,6 @@ pub struct LocalWorker {
     procs: HashMap<ProcId, RunningProc>,
     dataplane: Option<Dataplane>,
     lab: Option<LabNamespace>,
-    /// A netlink socket inside the lab, kept open: one message per new node address.
-    netlink: Netlink,
-    lo_index: u32,
     nodes: HashMap<NodeId, Ipv4Addr>,
     results: PathBuf,
     clock: MonotonicClock,
@@ -67,14 +63,21 @@ impl LocalWorker {
         let tun = lab
             .run_in(|| TunDevice::create(TUN_NAME))?
             .map_err(WorkerError::Tun)?;
-        lab.install_hairpin(TUN_NAME, AddressPlan::PREFIX, AddressPlan::PREFIX_LEN, opts.mtu)?;
+        lab.install_hairpin(
+            TUN_NAME,
+            AddressPlan::PREFIX,
+            AddressPlan::PREFIX_LEN,
+            opts.mtu,
+        )?;
         let dataplane = Dataplane::start(tun, clock, opts.seed, opts.mtu as usize)
             .map_err(WorkerError::Dataplane)?;
+        // Every address of the worker's block is local at once (AnyIP), instead of one address
+        // per node on `lo`: the kernel inserts addresses in quadratic time (1.2 s for 10,000).
         let mut netlink = lab.netlink()?;
-        let lo_index = netlink.ifindex("lo")?;
+        let lo = netlink.ifindex("lo")?;
+        let (block, len) = AddressPlan::block(0);
+        netlink.add_local_route(block, len, lo)?;
         Ok(LocalWorker {
-            netlink,
-            lo_index,
             procs: HashMap::new(),
             dataplane: Some(dataplane),
             lab: Some(lab),
@@ -90,11 +93,15 @@ impl LocalWorker {
     }
 
     fn lab(&self) -> &LabNamespace {
-        self.lab.as_ref().expect("the lab lives as long as the worker")
+        self.lab
+            .as_ref()
+            .expect("the lab lives as long as the worker")
     }
 
     fn dataplane(&self) -> &Dataplane {
-        self.dataplane.as_ref().expect("the data plane lives as long as the worker")
+        self.dataplane
+            .as_ref()
+            .expect("the data plane lives as long as the worker")
     }
 
     fn ip(&self, node: NodeId) -> Result<Ipv4Addr, ExecError> {
@@ -124,7 +131,10 @@ impl LocalWorker {
             let Some(p) = self.procs.get_mut(&id) else {
                 return Ok(Vec::new());
             };
-            if let Some(status) = p.try_exit().map_err(|e| ExecError::Refused(e.to_string()))? {
+            if let Some(status) = p
+                .try_exit()
+                .map_err(|e| ExecError::Refused(e.to_string()))?
+            {
                 let pid = p.child.id();
                 self.procs.remove(&id);
                 let _ = self.lab().forget_pid(pid);
@@ -173,9 +183,6 @@ impl Executor for LocalWorker {
         let mut outcome = Outcome::default();
         match action {
             Action::AddNode(node) => {
-                self.netlink
-                    .add_addresses(self.lo_index, &[node.ip])
-                    .map_err(|e| refused(&e))?;
                 self.dataplane().send(Command::AddNode {
                     ip: node.ip,
                     group: node.group.0,
@@ -215,12 +222,14 @@ impl Executor for LocalWorker {
             Action::FailNode { node, procs } => {
                 let ip = self.ip(*node)?;
                 // Traffic stops first, so that nothing the dying processes send gets out.
-                self.dataplane().send(Command::SetFailed { ip, failed: true });
+                self.dataplane()
+                    .send(Command::SetFailed { ip, failed: true });
                 outcome.exits = self.kill_now(procs);
             }
             Action::Revive { node } => {
                 let ip = self.ip(*node)?;
-                self.dataplane().send(Command::SetFailed { ip, failed: false });
+                self.dataplane()
+                    .send(Command::SetFailed { ip, failed: false });
             }
             Action::Leave { procs, grace, .. } => {
                 let deadline = self.clock.now().saturating_add(*grace);

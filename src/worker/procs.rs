@@ -59,7 +59,13 @@ fn lookup_user(name: &str) -> io::Result<(u32, u32)> {
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: getpwnam_r fills `pwd` using `buf`; `result` says whether it found the user.
     let rc = unsafe {
-        libc::getpwnam_r(cname.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result)
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
     };
     if rc != 0 || result.is_null() {
         return Err(io::Error::new(
@@ -108,8 +114,8 @@ pub fn spawn(
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot start {program:?}: {e}"))
-    })?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot start {program:?}: {e}")))?;
     Ok(RunningProc { child })
 }

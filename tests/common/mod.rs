@@ -132,7 +132,10 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
 
 /// Namespaces of this process's labs still listed by `ip netns`.
 pub fn our_namespaces() -> Vec<String> {
-    let out = std::process::Command::new("ip").args(["netns", "list"]).output().expect("ip netns");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns");
     let prefix = format!("p2plab-{}-", std::process::id());
     String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -1,0 +1,158 @@
+//! Every ```rhai block of the script book (`book/src/*.md`) runs through `p2plab check`, the
+//! dry-run a student would use: plain `rhai` blocks must pass, `rhai,should_fail` blocks must
+//! stop with a script error, `rhai,ignore` blocks (fragments) are skipped.
+
+use std::path::{Path, PathBuf};
+
+use p2plab::run::{self, RunConfig, RunError};
+use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Pass,
+    Fail,
+    Skip,
+}
+
+struct Block {
+    chapter: PathBuf,
+    /// Line of the opening fence, from 1.
+    line: usize,
+    expect: Expect,
+    code: String,
+}
+
+/// Reads the info string of a fence: `rhai`, `rhai,ignore`, `rhai,should_fail` (commas or
+/// spaces between words). `None` for blocks in another language.
+fn expectation(info: &str) -> Option<Expect> {
+    let mut words = info
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty());
+    if words.next() != Some("rhai") {
+        return None;
+    }
+    let mut expect = Expect::Pass;
+    for word in words {
+        match word {
+            "ignore" => expect = Expect::Skip,
+            "should_fail" if expect != Expect::Skip => expect = Expect::Fail,
+            _ => {}
+        }
+    }
+    Some(expect)
+}
+
+fn blocks_of(chapter: &Path) -> Vec<Block> {
+    let text = std::fs::read_to_string(chapter)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", chapter.display()));
+    let line_of = |offset: usize| text[..offset].matches('\n').count() + 1;
+    let mut blocks = Vec::new();
+    let mut current: Option<Block> = None;
+    for (event, range) in Parser::new(&text).into_offset_iter() {
+        match event {
+            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) => {
+                current = expectation(&info).map(|expect| Block {
+                    chapter: chapter.to_path_buf(),
+                    line: line_of(range.start),
+                    expect,
+                    code: String::new(),
+                });
+            }
+            Event::Text(t) => {
+                if let Some(block) = current.as_mut() {
+                    block.code.push_str(&t);
+                }
+            }
+            Event::End(TagEnd::CodeBlock) => blocks.extend(current.take()),
+            _ => {}
+        }
+    }
+    blocks
+}
+
+fn chapters() -> Vec<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("book")
+        .join("src");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&src)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", src.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Runs one block in its own folder (so `import` finds only the stdlib); `Err` says why it
+/// did not behave as its fence promised.
+fn check_block(block: &Block, index: usize) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let stem = block
+        .chapter
+        .file_stem()
+        .map_or("block".into(), |s| s.to_string_lossy());
+    let script = dir
+        .path()
+        .join(format!("{stem}-{}-{index}.rhai", block.line));
+    std::fs::write(&script, &block.code).map_err(|e| format!("write: {e}"))?;
+    let result = run::check(&RunConfig::new(&script));
+    match (block.expect, result) {
+        (Expect::Pass, Ok(_)) => Ok(()),
+        (Expect::Pass, Err(e)) => Err(format!("expected to pass, failed with: {e}")),
+        (Expect::Fail, Err(RunError::Script(_))) => Ok(()),
+        (Expect::Fail, Err(e)) => Err(format!(
+            "marked should_fail, but failed with a non-script error: {e}"
+        )),
+        (Expect::Fail, Ok(_)) => Err("marked should_fail, but it passed".into()),
+        (Expect::Skip, _) => Ok(()),
+    }
+}
+
+#[test]
+fn every_rhai_block_of_the_book_runs_in_dry_run() {
+    let blocks: Vec<Block> = chapters().iter().flat_map(|c| blocks_of(c)).collect();
+    assert!(
+        !blocks.is_empty(),
+        "no ```rhai blocks found under book/src: is the book there?"
+    );
+    let mut failures = Vec::new();
+    let (mut passed, mut failed_as_expected, mut skipped) = (0, 0, 0);
+    for (i, block) in blocks.iter().enumerate() {
+        if block.expect == Expect::Skip {
+            skipped += 1;
+            continue;
+        }
+        match check_block(block, i) {
+            Ok(()) if block.expect == Expect::Pass => passed += 1,
+            Ok(()) => failed_as_expected += 1,
+            Err(why) => failures.push(format!(
+                "{}:{}: {why}\n--- block ---\n{}",
+                block.chapter.display(),
+                block.line,
+                block.code.trim_end()
+            )),
+        }
+    }
+    eprintln!(
+        "book: {} rhai blocks: {passed} passed, {failed_as_expected} failed as expected, \
+         {skipped} ignored",
+        blocks.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} book block(s) misbehaved:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn fence_info_strings() {
+    assert_eq!(expectation("rhai"), Some(Expect::Pass));
+    assert_eq!(expectation("rhai,should_fail"), Some(Expect::Fail));
+    assert_eq!(expectation("rhai, ignore"), Some(Expect::Skip));
+    assert_eq!(expectation("rhai ignore should_fail"), Some(Expect::Skip));
+    assert_eq!(expectation("rust"), None);
+    assert_eq!(expectation("rhaix"), None);
+    assert_eq!(expectation(""), None);
+}

@@ -1,0 +1,132 @@
+//! Nothing is left behind: a run killed with SIGKILL leaves its lab, and `p2plab cleanup`
+//! removes exactly that (needs root).
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Scenario, can_run_real_mode};
+
+fn namespaces_of(pid: u32) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let prefix = format!("p2plab-{pid}-");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn cleanup_removes_what_a_killed_run_left() {
+    if !can_run_real_mode("cleanup_removes_what_a_killed_run_left") {
+        return;
+    }
+    let s = Scenario::new(
+        "let n = alloc_ip(3);\nshape(n, #{ latency: \"5ms\" });\nspawn(n[0], \"sleep 300\");\nsleep(120);\n",
+    );
+    let mut run = Command::new(env!("CARGO_BIN_EXE_p2plab"))
+        .args([
+            "script",
+            s.path.to_str().unwrap(),
+            "--out",
+            s.out().to_str().unwrap(),
+            "-q",
+        ])
+        .spawn()
+        .unwrap();
+    let events = s.out().join("events.jsonl");
+    let start = Instant::now();
+    let sleeper = loop {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("\"event\":\"spawn\"")) {
+            let e: serde_json::Value = serde_json::from_str(line).unwrap();
+            break e["pid"].as_u64().unwrap() as u32;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the run never spawned"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let owner = run.id();
+    assert_eq!(namespaces_of(owner).len(), 1, "the run's lab should exist");
+    assert!(alive(sleeper));
+
+    run.kill().unwrap(); // SIGKILL: no chance to clean up
+    run.wait().unwrap();
+    assert_eq!(
+        namespaces_of(owner).len(),
+        1,
+        "a SIGKILLed run leaves its lab"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_p2plab"))
+        .arg("cleanup")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("p2plab-{owner}-")), "{stderr}");
+    assert!(
+        namespaces_of(owner).is_empty(),
+        "cleanup left the lab: {stderr}"
+    );
+    let start = Instant::now();
+    while alive(sleeper) && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(sleeper), "cleanup left the lab's process {sleeper}");
+}
+
+#[test]
+fn a_finished_run_and_ctrl_c_leave_nothing() {
+    if !can_run_real_mode("a_finished_run_and_ctrl_c_leave_nothing") {
+        return;
+    }
+    let s = Scenario::new("let n = alloc_ip(2);\nspawn(n[0], \"sleep 300\");\nsleep(60);\n");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_p2plab"))
+        .args([
+            "script",
+            s.path.to_str().unwrap(),
+            "--out",
+            s.out().to_str().unwrap(),
+            "-q",
+        ])
+        .spawn()
+        .unwrap();
+    let owner = run.id();
+    let start = Instant::now();
+    while namespaces_of(owner).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no lab appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: SIGINT to the child we started, as Ctrl-C would.
+    unsafe { libc::kill(owner as i32, libc::SIGINT) };
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(namespaces_of(owner).is_empty(), "Ctrl-C left the lab");
+    let text = std::fs::read_to_string(s.out().join("events.jsonl")).unwrap();
+    let spawn = text
+        .lines()
+        .find(|l| l.contains("\"event\":\"spawn\""))
+        .expect(&text);
+    let e: serde_json::Value = serde_json::from_str(spawn).unwrap();
+    assert!(
+        !alive(e["pid"].as_u64().unwrap() as u32),
+        "Ctrl-C left a process"
+    );
+}
