@@ -184,7 +184,6 @@ fn cli_usage_errors_and_real_mode_exit_2() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read /nonexistent/x.rhai"));
     let o = p2plab(&["script", "x.rhai", "--set", "novalue"]);
     assert_eq!(o.status.code(), Some(2));
-
 }
 
 #[test]
@@ -195,7 +194,12 @@ fn real_mode_without_privileges_exits_2_and_says_what_to_do() {
     if unsafe { libc::geteuid() } != 0 {
         // Already unprivileged: run as we are.
         let s = Scenario::new("let n = alloc_ip(1);\nsleep(1);\n");
-        let o = p2plab(&["script", s.path.to_str().unwrap(), "--out", s.out().to_str().unwrap()]);
+        let o = p2plab(&[
+            "script",
+            s.path.to_str().unwrap(),
+            "--out",
+            s.out().to_str().unwrap(),
+        ]);
         assert_eq!(o.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&o.stderr).contains("needs root"));
         return;
@@ -203,7 +207,12 @@ fn real_mode_without_privileges_exits_2_and_says_what_to_do() {
     let s = Scenario::new("let n = alloc_ip(1);\nsleep(1);\n");
     std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_p2plab"))
-        .args(["script", s.path.to_str().unwrap(), "--out", s.out().to_str().unwrap()])
+        .args([
+            "script",
+            s.path.to_str().unwrap(),
+            "--out",
+            s.out().to_str().unwrap(),
+        ])
         .uid(65534)
         .gid(65534)
         .output()
@@ -211,7 +220,10 @@ fn real_mode_without_privileges_exits_2_and_says_what_to_do() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("needs root"), "{stderr}");
-    assert!(!s.out().exists(), "an unprivileged run created a results folder");
+    assert!(
+        !s.out().exists(),
+        "an unprivileged run created a results folder"
+    );
 }
 
 #[test]

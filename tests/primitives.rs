@@ -157,7 +157,10 @@ fn fail_revive_leave_are_idempotent_and_kill_processes() {
             "0.0 exit",
             "0.0 revive",
             "0.0 leave",
-            "0.0 exit"
+            "0.0 leave",
+            "0.0 exit",
+            "0.0 leave",
+            "0.0 leave"
         ]
     );
     assert_eq!(of(&events, "leave")[0]["grace"], 2.0);

@@ -196,10 +196,20 @@ impl Lab {
         })?;
         let pid = outcome.pid.unwrap_or_default();
         self.state.add_proc(node, spec.cmd.clone(), pid);
+        let shell = spec.argv.first().is_some_and(|p| p == "sh")
+            && spec.argv.get(1).is_some_and(|a| a == "-c");
+        let env: serde_json::Map<String, serde_json::Value> = spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .collect();
         let event = self
             .node_event("spawn", node)
             .with("pid", pid)
-            .with("cmd", spec.cmd);
+            .with("cmd", spec.cmd)
+            .with_opt("shell", shell.then_some(true))
+            .with_opt("env", (!env.is_empty()).then_some(env))
+            .with_opt("user", spec.user);
         self.record(event)?;
         self.record_exits_now(outcome.exits)?;
         Ok(proc)
@@ -275,14 +285,12 @@ impl Lab {
         Ok(())
     }
 
-    /// Graceful departure: SIGTERM, SIGKILL after `grace`. Nodes with no process are skipped.
+    /// Graceful departure: SIGTERM, SIGKILL after `grace`. Recorded even for a node with no
+    /// process left, so a churn timeline shows every departure.
     pub fn leave(&mut self, nodes: &[NodeId], grace: Nanos) -> Result<(), LabError> {
         self.collect_exits()?;
         for &node in nodes {
             let procs = self.state.running_procs(node);
-            if procs.is_empty() {
-                continue;
-            }
             let outcome = self.execute(&Action::Leave { node, procs, grace })?;
             let event = self
                 .node_event("leave", node)

@@ -68,6 +68,17 @@ impl ScriptError {
         let mut err = err;
         loop {
             match err {
+                // A callback that failed: its frame is where it was scheduled, in `src`.
+                EvalAltResult::ErrorInFunctionCall(name, src, inner, pos)
+                    if name == crate::script::api::time::SCHEDULED_CALLBACK =>
+                {
+                    // The next frame is the sleep that ran it, in the current source.
+                    trace.extend(
+                        Location::at(src, *pos)
+                            .map(|at| (at, "scheduled by at()/every()".to_string())),
+                    );
+                    err = inner;
+                }
                 EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
                     let what = if name.starts_with("anon$") {
                         "callback".to_string()
@@ -135,7 +146,7 @@ pub fn closest<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
         .iter()
         .filter(|k| k.as_str() != name)
         .map(|k| (edit_distance(name, k), k))
-        .filter(|(d, _)| *d <= 2)
+        .filter(|(d, _)| *d <= if name.chars().count() <= 4 { 1 } else { 2 })
         .min()
         .map(|(_, k)| k.as_str())
 }

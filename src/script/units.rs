@@ -51,8 +51,9 @@ fn split_number(s: &str) -> Option<(f64, &str)> {
 }
 
 fn rate_unit(unit: &str) -> Option<f64> {
-    let unit = unit.strip_suffix("/s").unwrap_or(unit);
-    Some(match unit.to_ascii_lowercase().as_str() {
+    let unit = unit.to_ascii_lowercase();
+    let unit = unit.strip_suffix("/s").unwrap_or(&unit);
+    Some(match unit {
         "" | "bit" => 1.0,
         "kbit" => 1e3,
         "mbit" => 1e6,
@@ -224,6 +225,9 @@ impl fmt::Display for Duration {
             if v >= scale {
                 return write!(f, "{}{unit}", trim_float(v / scale));
             }
+        }
+        if self.0 == 0 {
+            return write!(f, "0");
         }
         write!(f, "{}ns", self.0)
     }

@@ -10,15 +10,20 @@ use crate::results::Event;
 use crate::script::error::at_call;
 
 pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
+    // Rhai's math `log(float)` would win over a `Dynamic` parameter and silently compute a
+    // logarithm; in a scenario, `log(x)` records x (`log(x, base)` is still the logarithm).
     let s = state.clone();
-    engine.register_fn(
-        "log",
-        move |ctx: NativeCallContext, msg: Dynamic| -> RhaiResult<()> {
-            let mut lab = s.lab();
-            let event = Event::new(lab.now(), "log").with("msg", msg.to_string());
-            lab.record(event).map_err(|e| lab_err(&ctx, e))
-        },
-    );
+    engine.register_fn("log", move |ctx: NativeCallContext, msg: Dynamic| {
+        record_log(&ctx, &s, msg)
+    });
+    let s = state.clone();
+    engine.register_fn("log", move |ctx: NativeCallContext, x: f64| {
+        record_log(&ctx, &s, x.into())
+    });
+    let s = state.clone();
+    engine.register_fn("log", move |ctx: NativeCallContext, x: i64| {
+        record_log(&ctx, &s, x.into())
+    });
 
     let s = state.clone();
     engine.register_fn(
@@ -63,6 +68,12 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
             })
         },
     );
+}
+
+fn record_log(ctx: &NativeCallContext, state: &ScriptState, msg: Dynamic) -> RhaiResult<()> {
+    let mut lab = state.lab();
+    let event = Event::new(lab.now(), "log").with("msg", msg.to_string());
+    lab.record(event).map_err(|e| lab_err(ctx, e))
 }
 
 /// Reads a `--set` value as the type of the script's default.

@@ -7,7 +7,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rhai::{Dynamic, Engine, FnPtr, ImmutableString, NativeCallContext, NativeCallContextStore};
+use rhai::{
+    Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, NativeCallContext,
+    NativeCallContextStore,
+};
 
 use super::{CallbackGuard, RhaiResult, ScriptState, duration, lab_err};
 use crate::controller::timers::TimerId;
@@ -35,12 +38,25 @@ impl Callback {
         let mut store = ctx.store_data();
         store.global.lib = self.origin.global.lib.clone();
         store.global.source = self.origin.global.source.clone();
-        let _ = self
-            .f
-            .call_within_context::<Dynamic>(&store.create_context(ctx.engine()), ())?;
-        Ok(())
+        self.f
+            .call_within_context::<Dynamic>(&store.create_context(ctx.engine()), ())
+            .map(drop)
+            .map_err(|err| {
+                // Say where the callback was scheduled, not only which sleep ran it.
+                let source = self.origin.global.source.clone().unwrap_or_default();
+                EvalAltResult::ErrorInFunctionCall(
+                    SCHEDULED_CALLBACK.into(),
+                    source.to_string(),
+                    err,
+                    self.origin.pos,
+                )
+                .into()
+            })
     }
 }
+
+/// The frame name that marks "this callback was scheduled here" in an error's chain.
+pub const SCHEDULED_CALLBACK: &str = "p2plab:scheduled-callback";
 
 /// A script's handle on an `at`/`every` callback, to cancel it.
 #[derive(Debug, Clone)]
