@@ -6,17 +6,15 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Scenario, can_run_real_mode};
+use common::{Scenario, can_run_real_mode, namespaces_of};
 
-fn namespaces_of(pid: u32) -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    let prefix = format!("p2plab-{pid}-");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&prefix))
-        .map(str::to_string)
-        .collect()
+/// `p2plab script` in real mode as a child process, quiet, results in the scenario's folder.
+fn start_real_run(s: &Scenario) -> std::process::Child {
+    let (script, out) = (s.path.to_str().unwrap(), s.out());
+    Command::new(env!("CARGO_BIN_EXE_p2plab"))
+        .args(["script", script, "--out", out.to_str().unwrap(), "-q"])
+        .spawn()
+        .unwrap()
 }
 
 fn alive(pid: u32) -> bool {
@@ -37,16 +35,7 @@ fn cleanup_removes_what_a_killed_run_left() {
     let s = Scenario::new(
         "let n = alloc_ip(3);\nshape(n, #{ latency: \"5ms\" });\nspawn(n[0], \"sleep 300\");\nsleep(120);\n",
     );
-    let mut run = Command::new(env!("CARGO_BIN_EXE_p2plab"))
-        .args([
-            "script",
-            s.path.to_str().unwrap(),
-            "--out",
-            s.out().to_str().unwrap(),
-            "-q",
-        ])
-        .spawn()
-        .unwrap();
+    let mut run = start_real_run(&s);
     let events = s.out().join("events.jsonl");
     let start = Instant::now();
     let sleeper = loop {
@@ -97,16 +86,7 @@ fn a_finished_run_and_ctrl_c_leave_nothing() {
         return;
     }
     let s = Scenario::new("let n = alloc_ip(2);\nspawn(n[0], \"sleep 300\");\nsleep(60);\n");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_p2plab"))
-        .args([
-            "script",
-            s.path.to_str().unwrap(),
-            "--out",
-            s.out().to_str().unwrap(),
-            "-q",
-        ])
-        .spawn()
-        .unwrap();
+    let mut run = start_real_run(&s);
     let owner = run.id();
     let start = Instant::now();
     while namespaces_of(owner).is_empty() {

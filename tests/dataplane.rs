@@ -232,7 +232,9 @@ fn failed_nodes_drop_traffic_until_revived() {
         .as_str()
         .expect("namespace in summary.json");
     assert!(
-        !common::our_namespaces().iter().any(|n| n == ns),
+        !common::namespaces_of(std::process::id())
+            .iter()
+            .any(|n| n == ns),
         "lab {ns} still exists after the run"
     );
     assert!(out.report.traffic.iter().any(|(_, c)| c.dropped_loss >= 14));

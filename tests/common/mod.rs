@@ -130,13 +130,13 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// Namespaces of this process's labs still listed by `ip netns`.
-pub fn our_namespaces() -> Vec<String> {
+/// Lab namespaces of process `pid` listed by `ip netns`.
+pub fn namespaces_of(pid: u32) -> Vec<String> {
     let out = std::process::Command::new("ip")
         .args(["netns", "list"])
         .output()
         .expect("ip netns");
-    let prefix = format!("p2plab-{}-", std::process::id());
+    let prefix = format!("p2plab-{pid}-");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
