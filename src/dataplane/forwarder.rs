@@ -3,7 +3,7 @@
 //! descriptors: the TUN device, one timerfd armed at the earliest deadline (precise to tens of
 //! microseconds, unlike a runtime's timer wheel), and an eventfd that announces commands.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -15,12 +15,14 @@ use rand_chacha::ChaCha8Rng;
 
 use super::clock::MonotonicClock;
 use super::model::{Fabric, GroupIdx, GroupLinkParams, LinkParams, NodeCounters, NodeIdx};
-use super::packet::ipv4_endpoints;
+use super::packet::{VNET_HDR_LEN, ipv4_endpoints, wire_len};
 use super::tun::TunDevice;
 use crate::script::units::Nanos;
 
 /// Packets read per wake-up before delivering what is due, so a flood cannot starve timers.
 const READ_BATCH: usize = 256;
+/// The largest IP packet, and so the largest TCP super-packet.
+const MAX_PACKET: usize = 65_535;
 
 /// What the controller asks of the data plane; applied before the next packet is handled.
 pub enum Command {
@@ -61,7 +63,7 @@ pub struct Dataplane {
 
 impl Dataplane {
     /// Starts the forwarding thread on `tun`; `seed` drives loss and jitter draws.
-    pub fn start(tun: TunDevice, clock: MonotonicClock, seed: u64, mtu: usize) -> io::Result<Self> {
+    pub fn start(tun: TunDevice, clock: MonotonicClock, seed: u64) -> io::Result<Self> {
         let wake = std::sync::Arc::new(eventfd()?);
         let timer = timerfd()?;
         let (tx, rx) = mpsc::channel();
@@ -69,7 +71,13 @@ impl Dataplane {
         let thread = std::thread::Builder::new()
             .name("p2plab-dataplane".into())
             .spawn(move || {
+                let hdr = if tun.offload() { VNET_HDR_LEN } else { 0 };
                 let mut fwd = Forwarder {
+                    hdr,
+                    scratch: vec![0; hdr + MAX_PACKET],
+                    impaired_nodes: HashSet::new(),
+                    lossy_groups: HashSet::new(),
+                    tso: tun.offload(),
                     tun,
                     timer,
                     wake: thread_wake,
@@ -78,8 +86,6 @@ impl Dataplane {
                     nodes: HashMap::new(),
                     ips: Vec::new(),
                     rng: ChaCha8Rng::seed_from_u64(seed),
-                    pool: Vec::new(),
-                    buf_size: mtu + 64,
                     stats: ForwarderStats::default(),
                     armed: None,
                 };
@@ -130,6 +136,17 @@ impl Drop for Dataplane {
 
 struct Forwarder {
     tun: TunDevice,
+    /// Bytes of virtio-net header in front of each packet (0 without offload).
+    hdr: usize,
+    /// One read's worth: the largest super-packet the kernel may hand over.
+    scratch: Vec<u8>,
+    /// Nodes with a rate limit or loss, and group pairs with loss: while there are any, TCP
+    /// super-packets are turned off. A super-packet is a burst of segments: a loss draw would
+    /// drop them all at once, and a FIFO would release them together instead of one by one.
+    /// Unlimited, lossless links deliver a burst at once anyway, so there it changes nothing.
+    impaired_nodes: HashSet<Ipv4Addr>,
+    lossy_groups: HashSet<(u32, u32)>,
+    tso: bool,
     timer: OwnedFd,
     wake: std::sync::Arc<OwnedFd>,
     clock: MonotonicClock,
@@ -137,8 +154,6 @@ struct Forwarder {
     nodes: HashMap<Ipv4Addr, NodeIdx>,
     ips: Vec<Ipv4Addr>,
     rng: ChaCha8Rng,
-    pool: Vec<Vec<u8>>,
-    buf_size: usize,
     stats: ForwarderStats,
     armed: Option<Nanos>,
 }
@@ -177,10 +192,23 @@ impl Forwarder {
             Command::SetParams { ip, params } => {
                 if let Some(&idx) = self.nodes.get(&ip) {
                     let _ = self.fabric.set_params(idx, params);
+                    if params.loss > 0.0 || params.up.is_some() || params.down.is_some() {
+                        self.impaired_nodes.insert(ip);
+                    } else {
+                        self.impaired_nodes.remove(&ip);
+                    }
+                    self.update_tso();
                 }
             }
             Command::SetGroupLink { a, b, params } => {
                 let _ = self.fabric.set_group_link(GroupIdx(a), GroupIdx(b), params);
+                let pair = (a.min(b), a.max(b));
+                if params.loss > 0.0 {
+                    self.lossy_groups.insert(pair);
+                } else {
+                    self.lossy_groups.remove(&pair);
+                }
+                self.update_tso();
             }
             Command::SetFailed { ip, failed } => {
                 if let Some(&idx) = self.nodes.get(&ip) {
@@ -200,21 +228,22 @@ impl Forwarder {
         true
     }
 
+    fn update_tso(&mut self) {
+        let want = self.hdr > 0 && self.impaired_nodes.is_empty() && self.lossy_groups.is_empty();
+        if want != self.tso && self.tun.set_tso(want).is_ok() {
+            self.tso = want;
+        }
+    }
+
     /// Reads up to `READ_BATCH` packets; true when the batch was full (more may wait).
     fn read_batch(&mut self) -> io::Result<bool> {
         for _ in 0..READ_BATCH {
-            let mut buf = self.pool.pop().unwrap_or_default();
-            buf.resize(self.buf_size, 0);
-            match self.tun.read(&mut buf) {
-                Ok(n) => {
-                    buf.truncate(n);
-                    self.ingress(buf);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.pool.push(buf);
-                    return Ok(false);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.pool.push(buf),
+            match self.tun.read(&mut self.scratch) {
+                // A right-sized copy: the scratch buffer fits a 64 KiB super-packet, and
+                // thousands of packets may wait in queues.
+                Ok(n) => self.ingress(self.scratch[..n].to_vec()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
@@ -222,11 +251,12 @@ impl Forwarder {
     }
 
     fn ingress(&mut self, packet: Vec<u8>) {
-        let route = ipv4_endpoints(&packet)
+        let (vnet, ip) = packet.split_at(self.hdr.min(packet.len()));
+        let route = ipv4_endpoints(ip)
             .and_then(|(src, dst)| Some((*self.nodes.get(&src)?, *self.nodes.get(&dst)?)));
         match route {
             Some((src, dst)) => {
-                let len = packet.len();
+                let len = wire_len(vnet, ip.len());
                 // A dropped packet is counted by the fabric; its buffer is simply freed.
                 let _ = self
                     .fabric
@@ -243,7 +273,6 @@ impl Forwarder {
         if self.tun.write(&packet).is_err() {
             self.stats.write_errors += 1;
         }
-        self.pool.push(packet);
     }
 
     fn arm_timer(&mut self) -> io::Result<()> {

@@ -35,6 +35,9 @@ pub const HAIRPIN_RULE_PRIORITY: u32 = 100;
 /// Priority the `lookup local` rule moves to, below the hairpin rule (it was 0).
 pub const LOCAL_RULE_PRIORITY: u32 = 1000;
 
+/// Packets the kernel may queue for the TUN device's reader.
+pub const TUN_QUEUE_LEN: u32 = 4096;
+
 /// A named network namespace `p2plab-<owner pid>-<hint>`, visible to `ip netns`. Removed,
 /// with everything in it, on drop or [`LabNamespace::remove`].
 #[derive(Debug)]
@@ -174,6 +177,9 @@ impl LabNamespace {
         self.with_netlink(|nl| {
             let tun = self.ifindex(nl, tun_ifname)?;
             nl.set_link_up(tun, Some(mtu))?;
+            // The kernel's queue in front of the forwarder: the default 500 packets overflow in
+            // bursts of a fast TCP flow before the forwarder thread gets the CPU.
+            nl.set_txqlen(tun, TUN_QUEUE_LEN)?;
             let local = |priority| Rule {
                 priority,
                 table: TABLE_LOCAL,

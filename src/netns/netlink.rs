@@ -44,6 +44,7 @@ const FRA_TABLE: u16 = 15;
 
 const AF_INET: u8 = libc::AF_INET as u8;
 const IFF_UP: u32 = 0x1;
+const IFLA_TXQLEN: u16 = 13;
 const FR_ACT_TO_TBL: u8 = 1;
 const RTN_UNICAST: u8 = 1;
 const RTPROT_BOOT: u8 = 3;
@@ -162,6 +163,16 @@ impl Netlink {
         let mut buf = Vec::new();
         encode_link_up(&mut buf, self.next_seq, ifindex, mtu);
         self.exchange("set link up", &buf, 1).map(drop)
+    }
+
+    /// `ip link set IFINDEX txqueuelen QLEN`.
+    pub fn set_txqlen(&mut self, ifindex: u32, qlen: u32) -> Result<(), NetnsError> {
+        let mut buf = Vec::new();
+        let start = begin(&mut buf, RTM_NEWLINK, 0, self.next_seq);
+        ifinfomsg(&mut buf, ifindex, 0, 0);
+        attr(&mut buf, IFLA_TXQLEN, &qlen.to_ne_bytes());
+        end(&mut buf, start);
+        self.exchange("set txqueuelen", &buf, 1).map(drop)
     }
 
     /// The index of interface `name` (`ENODEV` if there is none).

@@ -61,7 +61,7 @@ impl LocalWorker {
         let lab = LabNamespace::create(&opts.hint)?;
         lab.bring_up_loopback()?;
         let tun = lab
-            .run_in(|| TunDevice::create(TUN_NAME))?
+            .run_in(|| TunDevice::create(TUN_NAME, true))?
             .map_err(WorkerError::Tun)?;
         lab.install_hairpin(
             TUN_NAME,
@@ -69,8 +69,7 @@ impl LocalWorker {
             AddressPlan::PREFIX_LEN,
             opts.mtu,
         )?;
-        let dataplane = Dataplane::start(tun, clock, opts.seed, opts.mtu as usize)
-            .map_err(WorkerError::Dataplane)?;
+        let dataplane = Dataplane::start(tun, clock, opts.seed).map_err(WorkerError::Dataplane)?;
         // Every address of the worker's block is local at once (AnyIP), instead of one address
         // per node on `lo`: the kernel inserts addresses in quadratic time (1.2 s for 10,000).
         let mut netlink = lab.netlink()?;
