@@ -38,7 +38,8 @@ pub trait Executor: Send {
 /// The experiment clock. Time starts at 0 when the script starts.
 pub trait Clock: Send {
     fn now(&self) -> Nanos;
-    /// Returns when experiment time `t` has come (at once if it has passed).
+    /// Sleeps towards experiment time `t`; may return before it (a real clock naps in short
+    /// steps so the controller can record process exits on the way). Callers loop.
     fn sleep_until(&mut self, t: Nanos);
 }
 

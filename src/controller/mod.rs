@@ -80,14 +80,19 @@ impl Lab {
         Ok(())
     }
 
-    /// Sleeps until experiment time `t`, recording processes that ended meanwhile.
+    /// Sleeps until experiment time `t`, recording processes that ended meanwhile (a real
+    /// clock returns in short steps, so exits are recorded close to when they happen).
     pub fn advance_to(&mut self, t: Nanos) -> Result<(), LabError> {
-        self.clock.sleep_until(t);
-        self.collect_exits()?;
-        if crate::interrupt::requested() {
-            return Err(LabError::Interrupted);
+        loop {
+            self.clock.sleep_until(t);
+            self.collect_exits()?;
+            if crate::interrupt::requested() {
+                return Err(LabError::Interrupted);
+            }
+            if self.clock.now() >= t {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// Per-node traffic counters from the executor.
