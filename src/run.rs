@@ -120,7 +120,7 @@ pub fn dry_run(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         RunError::Setup(format!("cannot write {}: {e}", dir.events_path().display()))
     })?;
     let result = script::run(&scenario, dry_lab(seed, log), &options(&cfg, seed));
-    write_summary(&dir, &scenario, &cfg, seed, "dry-run", &result)?;
+    write_summary(&dir, &scenario, &cfg, seed, None, &result)?;
     Ok(RunOutcome {
         seed,
         results: Some(dir.path().to_path_buf()),
@@ -131,11 +131,14 @@ pub fn dry_run(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
 /// Real mode. The whole script is first checked on a virtual clock, so that a mistake at
 /// minute 30 is found before anything starts; then a lab is built and the script drives it.
 pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
+    // The check follows the same random path as the run.
+    let seed = cfg.seed.unwrap_or_else(rand::random);
+    cfg.seed = Some(seed);
     check(&cfg)?;
     crate::netns::require_privileges().map_err(|e| RunError::Setup(e.to_string()))?;
+    let shim = crate::worker::shim::locate().map_err(|e| RunError::Setup(e.to_string()))?;
     crate::interrupt::install();
     let scenario = load(&cfg)?;
-    let seed = cfg.seed.unwrap_or_else(rand::random);
     let dir = ResultsDir::create(cfg.out.as_deref(), &cfg.script)
         .map_err(|e| RunError::Setup(e.to_string()))?;
     let results = std::fs::canonicalize(dir.path()).map_err(|e| RunError::Setup(e.to_string()))?;
@@ -147,6 +150,7 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         WorkerOptions {
             hint: lab_hint(&cfg),
             results,
+            shim,
             seed,
             mtu: DEFAULT_MTU,
         },
@@ -164,14 +168,7 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     let mut opts = options(&cfg, seed);
     opts.horizon = None;
     let result = script::run(&scenario, lab, &opts);
-    write_summary(
-        &dir,
-        &scenario,
-        &cfg,
-        seed,
-        &format!("real:{namespace}"),
-        &result,
-    )?;
+    write_summary(&dir, &scenario, &cfg, seed, Some(&namespace), &result)?;
     Ok(RunOutcome {
         seed,
         results: Some(dir.path().to_path_buf()),
@@ -209,7 +206,7 @@ fn write_summary(
     scenario: &Scenario,
     cfg: &RunConfig,
     seed: u64,
-    mode: &str,
+    namespace: Option<&str>,
     result: &Result<ScriptReport, ScriptError>,
 ) -> Result<(), RunError> {
     let traffic: Vec<_> = result
@@ -228,10 +225,9 @@ fn write_summary(
                 .collect()
         })
         .unwrap_or_default();
-    let (mode, namespace) = mode.split_once(':').unwrap_or((mode, ""));
     let summary = serde_json::json!({
         "script": scenario.name(),
-        "mode": mode,
+        "mode": if namespace.is_some() { "real" } else { "dry-run" },
         "namespace": namespace,
         "seed": seed,
         "params": cfg.params,

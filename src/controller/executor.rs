@@ -21,6 +21,10 @@ pub struct Outcome {
     pub pid: Option<u32>,
     /// Processes that ended because of this action (dry-run reports them at once).
     pub exits: Vec<ProcExit>,
+    /// Spawn: why the program could not start (it is then reported as exited with 127).
+    pub spawn_error: Option<String>,
+    /// Something the user should know, e.g. a static binary the shim cannot reach.
+    pub warning: Option<String>,
 }
 
 pub trait Executor: Send {
@@ -41,6 +45,11 @@ pub trait Clock: Send {
     /// Sleeps towards experiment time `t`; may return before it (a real clock naps in short
     /// steps so the controller can record process exits on the way). Callers loop.
     fn sleep_until(&mut self, t: Nanos);
+
+    /// A clock that jumps instead of waiting (dry-run).
+    fn is_virtual(&self) -> bool {
+        false
+    }
 }
 
 /// A clock that jumps: dry-runs take milliseconds whatever the experiment's length.
@@ -57,6 +66,10 @@ impl Clock for VirtualClock {
     fn sleep_until(&mut self, t: Nanos) {
         self.now = self.now.max(t);
     }
+
+    fn is_virtual(&self) -> bool {
+        true
+    }
 }
 
 /// Carries nothing out. Processes get virtual pids, end only when killed, failed or left
@@ -70,7 +83,6 @@ const DRY_RUN_PID_BASE: u32 = 100_000;
 impl Executor for DryRun {
     fn execute(&mut self, action: &Action) -> Result<Outcome, ExecError> {
         let killed = |procs: &[crate::experiment::ProcId], signal| Outcome {
-            pid: None,
             exits: procs
                 .iter()
                 .map(|&proc| ProcExit {
@@ -78,21 +90,22 @@ impl Executor for DryRun {
                     status: ExitStatus::Signal(signal),
                 })
                 .collect(),
+            ..Outcome::default()
         };
         Ok(match action {
             Action::Spawn { proc, .. } => Outcome {
                 pid: Some(DRY_RUN_PID_BASE + proc.0),
-                exits: Vec::new(),
+                ..Outcome::default()
             },
             Action::Kill { proc } => killed(&[*proc], SIGKILL),
             Action::FailNode { procs, .. } => killed(procs, SIGKILL),
             Action::Leave { procs, .. } => killed(procs, SIGTERM),
             Action::Wait { proc } => Outcome {
-                pid: None,
                 exits: vec![ProcExit {
                     proc: *proc,
                     status: ExitStatus::Code(0),
                 }],
+                ..Outcome::default()
             },
             Action::AddNode(_)
             | Action::Shape { .. }

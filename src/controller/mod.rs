@@ -32,6 +32,9 @@ pub enum LabError {
     Log(#[from] io::Error),
 }
 
+/// How long `stop_all` waits after the SIGKILL deadline for the last exits.
+const STOP_SLACK: Nanos = 500_000_000;
+
 pub struct Lab {
     state: Experiment,
     executor: Box<dyn Executor>,
@@ -201,8 +204,6 @@ impl Lab {
         })?;
         let pid = outcome.pid.unwrap_or_default();
         self.state.add_proc(node, spec.cmd.clone(), pid);
-        let shell = spec.argv.first().is_some_and(|p| p == "sh")
-            && spec.argv.get(1).is_some_and(|a| a == "-c");
         let env: serde_json::Map<String, serde_json::Value> = spec
             .env
             .iter()
@@ -212,10 +213,14 @@ impl Lab {
             .node_event("spawn", node)
             .with("pid", pid)
             .with("cmd", spec.cmd)
-            .with_opt("shell", shell.then_some(true))
+            .with_opt("shell", spec.shell.then_some(true))
             .with_opt("env", (!env.is_empty()).then_some(env))
-            .with_opt("user", spec.user);
+            .with_opt("user", spec.user)
+            .with_opt("error", outcome.spawn_error);
         self.record(event)?;
+        if let Some(msg) = outcome.warning {
+            self.record(self.node_event("warning", node).with("msg", msg))?;
+        }
         self.record_exits_now(outcome.exits)?;
         Ok(proc)
     }
@@ -239,6 +244,20 @@ impl Lab {
         let event = self.node_event("kill", p.node).with("pid", p.pid);
         self.record(event)?;
         self.record_exits_now(outcome.exits)
+    }
+
+    /// How the process ended, after collecting exits; `None` while it runs.
+    pub fn exit_status(&mut self, proc: ProcId) -> Result<Option<ExitStatus>, LabError> {
+        self.collect_exits()?;
+        Ok(match self.state.proc(proc).status {
+            crate::experiment::ProcStatus::Exited(status) => Some(status),
+            crate::experiment::ProcStatus::Running => None,
+        })
+    }
+
+    /// True on a real clock (time passes by itself), false on a dry-run's virtual clock.
+    pub fn is_real(&self) -> bool {
+        !self.clock.is_virtual()
     }
 
     pub fn is_running(&self, proc: ProcId) -> bool {
@@ -273,6 +292,34 @@ impl Lab {
             self.state.set_failed(node, true);
             self.record(self.node_event("fail_node", node))?;
             self.record_exits_now(outcome.exits)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the experiment's processes like `leave` (SIGTERM, SIGKILL after `grace`) and waits
+    /// for them, so that they flush their output and their exits are recorded. After Ctrl-C
+    /// there is no grace.
+    pub fn stop_all(&mut self, grace: Nanos) -> Result<(), LabError> {
+        let grace = if crate::interrupt::requested() {
+            0
+        } else {
+            grace
+        };
+        self.collect_exits()?;
+        let deadline = self.now().saturating_add(grace);
+        let nodes: Vec<NodeId> = self.state.nodes().iter().map(|n| n.id).collect();
+        for node in nodes {
+            let procs = self.state.running_procs(node);
+            if !procs.is_empty() {
+                let outcome = self.execute(&Action::Leave { node, procs, grace })?;
+                self.record_exits_now(outcome.exits)?;
+            }
+        }
+        // The worker SIGKILLs at the deadline; a little slack lets it reap.
+        let give_up = deadline.saturating_add(STOP_SLACK);
+        while self.state.any_running() && self.now() < give_up {
+            self.clock.sleep_until(give_up);
+            self.collect_exits()?;
         }
         Ok(())
     }

@@ -44,6 +44,8 @@ pub enum Command {
         failed: bool,
     },
     Counters(mpsc::Sender<Vec<(Ipv4Addr, NodeCounters)>>),
+    /// Answered once every command sent before it is in force.
+    Barrier(mpsc::Sender<()>),
     Stop,
 }
 
@@ -110,6 +112,14 @@ impl Dataplane {
         let (tx, rx) = mpsc::channel();
         self.send(Command::Counters(tx));
         rx.recv().unwrap_or_default()
+    }
+
+    /// Returns once every command sent so far applies, so that what happens next (say, a
+    /// killed process's reset) meets the new state.
+    pub fn barrier(&self) {
+        let (tx, rx) = mpsc::channel();
+        self.send(Command::Barrier(tx));
+        let _ = rx.recv();
     }
 
     /// Stops the thread and returns its statistics or the error that ended it.
@@ -222,6 +232,9 @@ impl Forwarder {
                     .map(|ip| (*ip, *self.fabric.counters(self.nodes[ip])))
                     .collect();
                 let _ = reply.send(all);
+            }
+            Command::Barrier(reply) => {
+                let _ = reply.send(());
             }
             Command::Stop => return false,
         }

@@ -12,6 +12,8 @@ pub struct SpawnSpec {
     pub cmd: String,
     /// The program and its arguments: shell-words of `cmd`, or `sh -c cmd` with `shell: true`.
     pub argv: Vec<String>,
+    /// Given as `#{ shell: true }`.
+    pub shell: bool,
     pub env: Vec<(String, String)>,
     pub user: Option<String>,
 }

@@ -208,6 +208,10 @@ impl Experiment {
         true
     }
 
+    pub fn any_running(&self) -> bool {
+        self.procs.iter().any(|p| p.status == ProcStatus::Running)
+    }
+
     /// Running processes of one node, in spawn order.
     pub fn running_procs(&self, node: NodeId) -> Vec<ProcId> {
         self.procs

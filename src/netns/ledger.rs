@@ -68,9 +68,21 @@ impl Ledger {
     }
 
     /// Whether the owner still runs: its pid exists with the recorded start time.
+    /// A zombie owner (killed, not yet reaped by its parent) counts as dead.
     pub fn owner_alive(&self) -> bool {
-        start_time(self.owner_pid) == Some(self.owner_start_time)
+        start_time(self.owner_pid) == Some(self.owner_start_time) && !is_zombie(self.owner_pid)
     }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 /// The start time of `pid` (field 22 of `/proc/<pid>/stat`), or `None` if it does not exist.

@@ -52,6 +52,8 @@ const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
 const RT_SCOPE_HOST: u8 = 254;
 const RTN_LOCAL: u8 = 2;
+const RTN_UNREACHABLE: u8 = 7;
+const TABLE_MAIN: u32 = 254;
 
 /// The kernel's local table (`lookup local`).
 pub const TABLE_LOCAL: u32 = 255;
@@ -221,6 +223,36 @@ impl Netlink {
         let mut buf = Vec::new();
         encode_route_of_type(&mut buf, self.next_seq, &route, RT_SCOPE_HOST, RTN_LOCAL);
         self.exchange("add local route", &buf, 1).map(drop)
+    }
+
+    /// `ip route add unreachable DST/LEN` in the main table: senders get an ICMP error at once
+    /// instead of waiting for a reply that cannot come.
+    pub fn add_unreachable_route(
+        &mut self,
+        dst: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<(), NetnsError> {
+        let mut buf = Vec::new();
+        let start = begin(
+            &mut buf,
+            RTM_NEWROUTE,
+            NLM_F_CREATE | NLM_F_EXCL,
+            self.next_seq,
+        );
+        buf.extend_from_slice(&[
+            AF_INET,
+            prefix_len,
+            0,
+            0,
+            TABLE_MAIN as u8,
+            RTPROT_BOOT,
+            RT_SCOPE_UNIVERSE,
+            RTN_UNREACHABLE,
+        ]);
+        buf.extend_from_slice(&0u32.to_ne_bytes());
+        attr(&mut buf, RTA_DST, &dst.octets());
+        end(&mut buf, start);
+        self.exchange("add unreachable route", &buf, 1).map(drop)
     }
 
     /// `ip route add DST/LEN dev OIF table TABLE` (unicast, scope link).

@@ -23,6 +23,9 @@ use crate::controller::Lab;
 use crate::results::Event;
 use units::Nanos;
 
+/// At the end of a script, programs still running get SIGTERM and this long to exit.
+pub const STOP_GRACE: Nanos = 2_000_000_000;
+
 /// Operations a script may run between two sleeps before it is stopped as a runaway loop.
 pub const DEFAULT_MAX_OPERATIONS: u64 = 50_000_000;
 
@@ -156,6 +159,7 @@ pub fn run(
     let result = engine.run_ast(&ast);
     let pending_callbacks = state.timers().pending();
     let mut lab = state.lab();
+    lab.stop_all(STOP_GRACE).map_err(io_err)?;
     let end_time = lab.now();
     let outcome = match &result {
         Ok(()) => "ok".to_string(),

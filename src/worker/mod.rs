@@ -3,6 +3,7 @@
 //! it kills every process it started, stops the data plane and removes the lab.
 
 mod procs;
+pub mod shim;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -35,6 +36,8 @@ pub struct WorkerOptions {
     pub hint: String,
     /// Where node folders go: `<results>/nodes/<ip>/`.
     pub results: PathBuf,
+    /// The bind shim preloaded into every spawned program.
+    pub shim: PathBuf,
     /// Seed of the data plane's loss and jitter draws.
     pub seed: u64,
     /// MTU of the emulated links.
@@ -49,6 +52,7 @@ pub struct LocalWorker {
     lab: Option<LabNamespace>,
     nodes: HashMap<NodeId, Ipv4Addr>,
     results: PathBuf,
+    shim: PathBuf,
     clock: MonotonicClock,
     /// Leave: process groups to SIGKILL once their grace period is over.
     pending_kills: Vec<(Nanos, ProcId)>,
@@ -63,25 +67,26 @@ impl LocalWorker {
         let tun = lab
             .run_in(|| TunDevice::create(TUN_NAME, true))?
             .map_err(WorkerError::Tun)?;
-        lab.install_hairpin(
-            TUN_NAME,
-            AddressPlan::PREFIX,
-            AddressPlan::PREFIX_LEN,
-            opts.mtu,
-        )?;
+        // Only the node block goes through the data plane; the rest of the lab prefix is
+        // unreachable (below), so a send to it fails at once.
+        let (block, block_len) = AddressPlan::block(0);
+        lab.install_hairpin(TUN_NAME, block, block_len, opts.mtu)?;
         let dataplane = Dataplane::start(tun, clock, opts.seed).map_err(WorkerError::Dataplane)?;
         // Every address of the worker's block is local at once (AnyIP), instead of one address
         // per node on `lo`: the kernel inserts addresses in quadratic time (1.2 s for 10,000).
         let mut netlink = lab.netlink()?;
         let lo = netlink.ifindex("lo")?;
-        let (block, len) = AddressPlan::block(0);
-        netlink.add_local_route(block, len, lo)?;
+        netlink.add_local_route(block, block_len, lo)?;
+        // Lab addresses outside the node block (say, the host's resolver at 10.255.255.53)
+        // are unreachable in the lab: the send fails at once instead of a 10 s DNS timeout.
+        netlink.add_unreachable_route(AddressPlan::PREFIX, AddressPlan::PREFIX_LEN)?;
         Ok(LocalWorker {
             procs: HashMap::new(),
             dataplane: Some(dataplane),
             lab: Some(lab),
             nodes: HashMap::new(),
             results: opts.results,
+            shim: opts.shim,
             clock,
             pending_kills: Vec::new(),
         })
@@ -209,13 +214,31 @@ impl Executor for LocalWorker {
             Action::Spawn { proc, node, spec } => {
                 let ip = self.ip(*node)?;
                 let dir = self.results.join("nodes").join(ip.to_string());
-                let running = procs::spawn(spec, *node, ip, &dir, self.lab().ns_fd())
-                    .map_err(|e| refused(&e))?;
-                let pid = running.child.id();
-                self.procs.insert(*proc, running);
-                // Without a ledger entry `p2plab cleanup` could not find it after a crash.
-                self.lab().record_pid(pid).map_err(|e| refused(&e))?;
-                outcome.pid = Some(pid);
+                let program = spec.argv.first().map_or("", String::as_str);
+                if shim::is_static_elf(program) {
+                    outcome.warning = Some(format!(
+                        "{program} is statically linked: LD_PRELOAD cannot reach it, so its \
+                         sockets are not bound to {ip} by the shim; give it the address itself"
+                    ));
+                }
+                match procs::spawn(spec, *node, ip, &dir, self.lab().ns_fd(), &self.shim) {
+                    Ok(running) => {
+                        let pid = running.child.id();
+                        self.procs.insert(*proc, running);
+                        // Without a ledger entry `p2plab cleanup` could not find it after a crash.
+                        self.lab().record_pid(pid).map_err(|e| refused(&e))?;
+                        outcome.pid = Some(pid);
+                    }
+                    // Like a shell: the program "ran" and exited with 127; the script goes on.
+                    Err(e) => {
+                        procs::note_failure(&dir, &e);
+                        outcome.spawn_error = Some(e.to_string());
+                        outcome.exits.push(ProcExit {
+                            proc: *proc,
+                            status: crate::experiment::ExitStatus::Code(127),
+                        });
+                    }
+                }
             }
             Action::Kill { proc } => outcome.exits = self.kill_now(&[*proc]),
             Action::FailNode { node, procs } => {

@@ -76,14 +76,26 @@ fn lookup_user(name: &str) -> io::Result<(u32, u32)> {
     Ok((pwd.pw_uid, pwd.pw_gid))
 }
 
-/// Starts `spec` on node `node` (address `ip`) inside the namespace of `ns_fd`, with its
-/// working directory, stdout.log and stderr.log in `node_dir`.
+/// Appends why a program could not start to the node's stderr.log, where its own errors
+/// would have gone.
+pub fn note_failure(node_dir: &Path, err: &io::Error) {
+    use std::io::Write;
+    if std::fs::create_dir_all(node_dir).is_ok()
+        && let Ok(mut f) = log_file(&node_dir.join("stderr.log"))
+    {
+        let _ = writeln!(f, "p2plab: {err}");
+    }
+}
+
+/// Starts `spec` on node `node` (address `ip`) inside the namespace of `ns_fd`, with the bind
+/// shim preloaded, its working directory, stdout.log and stderr.log in `node_dir`.
 pub fn spawn(
     spec: &SpawnSpec,
     node: NodeId,
     ip: Ipv4Addr,
     node_dir: &Path,
     ns_fd: i32,
+    shim: &Path,
 ) -> io::Result<RunningProc> {
     std::fs::create_dir_all(node_dir)?;
     let (program, args) = spec
@@ -96,20 +108,29 @@ pub fn spawn(
         .env("P2PLAB_NODE", node.0.to_string())
         .env("P2PLAB_IP", ip.to_string())
         .env("BINDIP", ip.to_string())
+        .env("LD_PRELOAD", shim)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log_file(&node_dir.join("stdout.log"))?)
         .stderr(log_file(&node_dir.join("stderr.log"))?)
         .process_group(0);
-    if let Some(user) = &spec.user {
-        let (uid, gid) = lookup_user(user)?;
-        cmd.uid(uid).gid(gid);
-    }
-    // SAFETY: only setns(2), an async-signal-safe system call, runs between fork and exec.
+    // Not `Command::uid`: std drops privileges before `pre_exec` runs, and joining the lab
+    // namespace needs them, so the switch to the user happens in `pre_exec`, after `setns`.
+    let user = spec.user.as_deref().map(lookup_user).transpose()?;
+    // SAFETY: only async-signal-safe system calls run between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
                 return Err(io::Error::last_os_error());
+            }
+            if let Some((uid, gid)) = user {
+                let groups = [gid];
+                if libc::setgroups(1, groups.as_ptr()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });

@@ -71,8 +71,12 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
 }
 
 fn record_log(ctx: &NativeCallContext, state: &ScriptState, msg: Dynamic) -> RhaiResult<()> {
+    // Handles (Node, Proc, Timer) print through their registered `to_string`.
+    let text = ctx
+        .call_fn::<rhai::ImmutableString>("to_string", (msg.clone(),))
+        .map_or_else(|_| msg.to_string(), |s| s.to_string());
     let mut lab = state.lab();
-    let event = Event::new(lab.now(), "log").with("msg", msg.to_string());
+    let event = Event::new(lab.now(), "log").with("msg", text);
     lab.record(event).map_err(|e| lab_err(ctx, e))
 }
 

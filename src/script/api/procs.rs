@@ -9,6 +9,9 @@ use super::{RhaiResult, ScriptState, check_keys, expected, lab_err};
 use crate::experiment::{ExitStatus, ProcId, ProcStatus, SpawnSpec};
 use crate::script::error::at_call;
 
+/// How often `wait()` looks whether its process ended (real mode).
+const WAIT_STEP: crate::script::units::Nanos = 10_000_000;
+
 /// A script's handle on one spawned process.
 #[derive(Debug, Clone)]
 pub struct Proc {
@@ -44,8 +47,23 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     engine.register_fn(
         "wait",
         move |ctx: NativeCallContext, p: &mut Proc| -> RhaiResult<i64> {
-            let status = s.lab().wait(p.id).map_err(|e| lab_err(&ctx, e))?;
-            Ok(status.shell_code() as i64)
+            // Waiting lets experiment time pass: `at`/`every` callbacks keep running (except
+            // inside a callback, which may not sleep). A virtual clock cannot wait for a real
+            // exit, so there the process is taken to end at once.
+            loop {
+                let waits_for_real = {
+                    let mut lab = s.lab();
+                    if let Some(status) = lab.exit_status(p.id).map_err(|e| lab_err(&ctx, e))? {
+                        return Ok(status.shell_code() as i64);
+                    }
+                    lab.is_real() && !super::time::in_callback(&s)
+                };
+                if !waits_for_real {
+                    let status = s.lab().wait(p.id).map_err(|e| lab_err(&ctx, e))?;
+                    return Ok(status.shell_code() as i64);
+                }
+                super::time::step(&ctx, &s, WAIT_STEP)?;
+            }
         },
     );
     let s = state.clone();
@@ -129,6 +147,7 @@ fn spawn(
     let spec = SpawnSpec {
         cmd: cmd.clone(),
         argv,
+        shell,
         env,
         user,
     };

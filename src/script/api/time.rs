@@ -133,7 +133,7 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
 /// Advances the experiment by `d`, running the callbacks that fall due on the way.
 fn sleep(ctx: &NativeCallContext, s: &ScriptState, d: &Dynamic) -> RhaiResult<()> {
     let d = duration(ctx, "", d)?;
-    if s.callback_depth.load(Ordering::SeqCst) > 0 {
+    if in_callback(s) {
         return Err(at_call(
             ctx,
             "cannot sleep inside an at()/every() callback: callbacks run while the script \
@@ -152,6 +152,19 @@ fn sleep(ctx: &NativeCallContext, s: &ScriptState, d: &Dynamic) -> RhaiResult<()
             ),
         ));
     }
+    s.sleeps.fetch_add(1, Ordering::Relaxed);
+    run_callbacks_until(ctx, s, target)?;
+    advance(ctx, s, target)
+}
+
+pub fn in_callback(s: &ScriptState) -> bool {
+    s.callback_depth.load(Ordering::SeqCst) > 0
+}
+
+/// A short step of experiment time that runs due callbacks, for primitives that wait on the
+/// outside world (`Proc.wait`).
+pub fn step(ctx: &NativeCallContext, s: &ScriptState, d: Nanos) -> RhaiResult<()> {
+    let target = s.lab().now().saturating_add(d);
     s.sleeps.fetch_add(1, Ordering::Relaxed);
     run_callbacks_until(ctx, s, target)?;
     advance(ctx, s, target)

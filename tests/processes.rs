@@ -1,0 +1,136 @@
+//! Real programs on virtual nodes (needs root): the bind shim gives every program its node's
+//! address without options, processes live and die with their nodes.
+
+mod common;
+
+use common::{Scenario, can_run_real_mode, node_file, of, real_run};
+
+#[test]
+fn programs_use_their_node_address_without_options() {
+    if !can_run_real_mode("programs_use_their_node_address_without_options") {
+        return;
+    }
+    let s = Scenario::new(
+        r#"
+        let n = alloc_ip(3);
+        let web = spawn(n[0], "python3 -m http.server 8000");
+        spawn(n[2], "iperf3 -s -1");
+        sleep(1);
+        spawn(n[1], `curl -s -o page.html http://${n[0].ip}:8000/`).wait();
+        // A child forked by a shell connects from its node's address too.
+        spawn(n[2], `sh -c 'sleep 0.1; curl -s -o /dev/null http://${n[0].ip}:8000/forked'`).wait();
+        spawn(n[1], `iperf3 -c ${n[2].ip} -t 1`).wait();
+        sleep(0.5);
+        web.kill();
+        "#,
+    );
+    let out = real_run(&s);
+    let server_log = node_file(&s, "10.0.0.1", "stderr.log");
+    assert!(
+        server_log.contains("10.0.0.2 - - ") && server_log.contains("\"GET / HTTP/1.1\" 200"),
+        "{server_log}"
+    );
+    assert!(
+        server_log.contains("10.0.0.3 - - ") && server_log.contains("GET /forked"),
+        "{server_log}"
+    );
+    assert!(node_file(&s, "10.0.0.2", "page.html").contains("Directory listing"));
+    let iperf_server = node_file(&s, "10.0.0.3", "stdout.log");
+    assert!(
+        iperf_server.contains("Accepted connection from 10.0.0.2"),
+        "{iperf_server}"
+    );
+    let iperf_client = node_file(&s, "10.0.0.2", "stdout.log");
+    assert!(
+        iperf_client.contains("local 10.0.0.2") && iperf_client.contains("connected to 10.0.0.3"),
+        "{iperf_client}"
+    );
+    let events = s.events();
+    let exits = of(&events, "exit");
+    assert!(
+        exits.iter().any(|e| e["signal"] == "SIGKILL"),
+        "the web server was killed: {exits:?}"
+    );
+    let _ = out;
+}
+
+#[test]
+fn a_failed_node_times_out_its_peers_and_comes_back() {
+    if !can_run_real_mode("a_failed_node_times_out_its_peers_and_comes_back") {
+        return;
+    }
+    // The client on n[0] downloads slowly from n[1]; n[1] crashes mid-transfer. curl must see
+    // a timeout (exit 28), not a reset (exit 56). After revive and a new spawn it completes.
+    let s = Scenario::new(
+        r#"
+        let n = alloc_ip(2);
+        shape(n[1], #{ up: "1mbit" });
+        let payload = "head -c 2000000 /dev/zero > blob";
+        spawn(n[1], payload, #{ shell: true }).wait();
+        spawn(n[1], "python3 -m http.server 8000");
+        sleep(1);
+        let c = spawn(n[0], `curl -s -o blob --max-time 6 http://${n[1].ip}:8000/blob`);
+        sleep(2);
+        fail_node(n[1]);
+        let code = c.wait();
+        metric("curl_exit_during_failure", code);
+        revive(n[1]);
+        spawn(n[1], "python3 -m http.server 8000");
+        sleep(1);
+        metric("curl_exit_after_revive", spawn(n[0], `curl -s -o blob --max-time 30 http://${n[1].ip}:8000/blob`).wait());
+        "#,
+    );
+    real_run(&s);
+    let events = s.events();
+    let metric = |name: &str| {
+        of(&events, "metric")
+            .into_iter()
+            .find(|e| e["name"] == name)
+            .unwrap()["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(
+        metric("curl_exit_during_failure"),
+        28.0,
+        "curl should time out (28), not be reset (56)"
+    );
+    assert_eq!(metric("curl_exit_after_revive"), 0.0);
+    let blob = std::fs::metadata(s.out().join("nodes/10.0.0.1/blob")).unwrap();
+    assert_eq!(blob.len(), 2_000_000);
+}
+
+#[test]
+fn a_command_that_cannot_start_is_an_event_not_a_crash() {
+    if !can_run_real_mode("a_command_that_cannot_start_is_an_event_not_a_crash") {
+        return;
+    }
+    let s = Scenario::new(
+        r#"
+        let n = alloc_ip(1);
+        let p = spawn(n[0], "no-such-program --flag");
+        metric("code", p.wait());
+        let q = spawn(n[0], "sh -c 'exit 3'");
+        metric("failing", q.wait());
+        "#,
+    );
+    real_run(&s);
+    let events = s.events();
+    let spawns = of(&events, "spawn");
+    assert!(
+        spawns[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-program"),
+        "{spawns:?}"
+    );
+    let codes: Vec<f64> = of(&events, "metric")
+        .iter()
+        .map(|e| e["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(codes, [127.0, 3.0]);
+    assert!(
+        node_file(&s, "10.0.0.1", "stderr.log")
+            .contains("p2plab: cannot start \"no-such-program\"")
+    );
+}
