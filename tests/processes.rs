@@ -134,3 +134,24 @@ fn a_command_that_cannot_start_is_an_event_not_a_crash() {
             .contains("p2plab: cannot start \"no-such-program\"")
     );
 }
+
+#[test]
+fn user_option_drops_root_inside_the_lab() {
+    if !can_run_real_mode("user_option_drops_root_inside_the_lab") {
+        return;
+    }
+    let s = Scenario::new(
+        r#"
+        let n = alloc_ip(1);
+        metric("code", spawn(n[0], "sh -c 'id -u; cat /proc/self/net/dev | grep -c p2p0'", #{ user: "nobody" }).wait());
+        "#,
+    );
+    real_run(&s);
+    let out = node_file(&s, "10.0.0.1", "stdout.log");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["65534", "1"],
+        "runs as nobody, inside the lab (sees p2p0): {out}"
+    );
+}

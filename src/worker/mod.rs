@@ -53,6 +53,8 @@ pub struct LocalWorker {
     nodes: HashMap<NodeId, Ipv4Addr>,
     results: PathBuf,
     shim: PathBuf,
+    /// Programs already checked for static linking (one read of the ELF each).
+    static_programs: HashMap<String, bool>,
     clock: MonotonicClock,
     /// Leave: process groups to SIGKILL once their grace period is over.
     pending_kills: Vec<(Nanos, ProcId)>,
@@ -87,6 +89,7 @@ impl LocalWorker {
             nodes: HashMap::new(),
             results: opts.results,
             shim: opts.shim,
+            static_programs: HashMap::new(),
             clock,
             pending_kills: Vec::new(),
         })
@@ -215,7 +218,11 @@ impl Executor for LocalWorker {
                 let ip = self.ip(*node)?;
                 let dir = self.results.join("nodes").join(ip.to_string());
                 let program = spec.argv.first().map_or("", String::as_str);
-                if shim::is_static_elf(program) {
+                let is_static = *self
+                    .static_programs
+                    .entry(program.to_string())
+                    .or_insert_with(|| shim::is_static_elf(program));
+                if is_static {
                     outcome.warning = Some(format!(
                         "{program} is statically linked: LD_PRELOAD cannot reach it, so its \
                          sockets are not bound to {ip} by the shim; give it the address itself"
