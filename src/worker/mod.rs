@@ -29,6 +29,8 @@ pub enum WorkerError {
     Tun(std::io::Error),
     #[error("data plane: {0}")]
     Dataplane(std::io::Error),
+    #[error("process spawner: {0}")]
+    Spawner(std::io::Error),
 }
 
 pub struct WorkerOptions {
@@ -48,6 +50,7 @@ pub struct LocalWorker {
     // Field order is drop order: processes are killed by `Drop` first, then the data plane
     // stops, then the namespace goes.
     procs: HashMap<ProcId, RunningProc>,
+    spawner: procs::Spawner,
     dataplane: Option<Dataplane>,
     lab: Option<LabNamespace>,
     nodes: HashMap<NodeId, Ipv4Addr>,
@@ -82,8 +85,10 @@ impl LocalWorker {
         // Lab addresses outside the node block (say, the host's resolver at 10.255.255.53)
         // are unreachable in the lab: the send fails at once instead of a 10 s DNS timeout.
         netlink.add_unreachable_route(AddressPlan::PREFIX, AddressPlan::PREFIX_LEN)?;
+        let spawner = procs::Spawner::start(lab.ns_fd()).map_err(WorkerError::Spawner)?;
         Ok(LocalWorker {
             procs: HashMap::new(),
+            spawner,
             dataplane: Some(dataplane),
             lab: Some(lab),
             nodes: HashMap::new(),
@@ -97,12 +102,6 @@ impl LocalWorker {
 
     pub fn namespace(&self) -> Option<&str> {
         self.lab.as_ref().map(|l| l.name())
-    }
-
-    fn lab(&self) -> &LabNamespace {
-        self.lab
-            .as_ref()
-            .expect("the lab lives as long as the worker")
     }
 
     fn dataplane(&self) -> &Dataplane {
@@ -127,7 +126,6 @@ impl LocalWorker {
                 if let Ok(status) = p.wait_exit() {
                     exits.push(ProcExit { proc: *id, status });
                 }
-                let _ = self.lab().forget_pid(p.child.id());
             }
         }
         exits
@@ -142,9 +140,7 @@ impl LocalWorker {
                 .try_exit()
                 .map_err(|e| ExecError::Refused(e.to_string()))?
             {
-                let pid = p.child.id();
                 self.procs.remove(&id);
-                let _ = self.lab().forget_pid(pid);
                 return Ok(vec![ProcExit { proc: id, status }]);
             }
             if crate::interrupt::requested() {
@@ -186,7 +182,6 @@ fn link_params(shape: &crate::experiment::LinkShape) -> LinkParams {
 
 impl Executor for LocalWorker {
     fn execute(&mut self, action: &Action) -> Result<Outcome, ExecError> {
-        let refused = |e: &dyn std::fmt::Display| ExecError::Refused(e.to_string());
         let mut outcome = Outcome::default();
         match action {
             Action::AddNode(node) => {
@@ -228,13 +223,13 @@ impl Executor for LocalWorker {
                          sockets are not bound to {ip} by the shim; give it the address itself"
                     ));
                 }
-                match procs::spawn(spec, *node, ip, &dir, self.lab().ns_fd(), &self.shim) {
+                match self.spawner.spawn(spec, *node, ip, &dir, &self.shim) {
+                    // No ledger entry per process: after a crash, `p2plab cleanup` finds every
+                    // process of the lab by its network namespace in /proc, and a ledger
+                    // rewrite per spawn tripled the cost of spawning.
                     Ok(running) => {
-                        let pid = running.child.id();
+                        outcome.pid = Some(running.child.id());
                         self.procs.insert(*proc, running);
-                        // Without a ledger entry `p2plab cleanup` could not find it after a crash.
-                        self.lab().record_pid(pid).map_err(|e| refused(&e))?;
-                        outcome.pid = Some(pid);
                     }
                     // Like a shell: the program "ran" and exited with 127; the script goes on.
                     Err(e) => {
@@ -280,19 +275,13 @@ impl Executor for LocalWorker {
         let mut exits = Vec::new();
         self.procs.retain(|id, p| match p.try_exit() {
             Ok(Some(status)) => {
-                exits.push((now, ProcExit { proc: *id, status }, p.child.id()));
+                exits.push((now, ProcExit { proc: *id, status }));
                 false
             }
             _ => true,
         });
-        exits.sort_by_key(|(_, e, _)| e.proc);
+        exits.sort_by_key(|(_, e)| e.proc);
         exits
-            .into_iter()
-            .map(|(t, e, pid)| {
-                let _ = self.lab().forget_pid(pid);
-                (t, e)
-            })
-            .collect()
     }
 
     fn traffic(&self) -> Vec<(Ipv4Addr, NodeCounters)> {

@@ -1,6 +1,6 @@
 //! Where the bind shim is: `P2PLAB_SHIM` if set, else `libp2plab_shim.so` next to the p2plab
-//! binary (`cargo build --release` puts both in `target/release/`), or one folder up (test
-//! binaries live in `target/<profile>/deps/`).
+//! binary (`cargo build --release` puts both in `target/release/`), in `deps/` below it (where
+//! `cargo test` alone leaves it), or one folder up (test binaries live in `target/<p>/deps/`).
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +24,7 @@ pub fn locate() -> Result<PathBuf, ShimMissing> {
         && let Some(dir) = exe.parent()
     {
         candidates.push(dir.join(SHIM_FILE));
+        candidates.push(dir.join("deps").join(SHIM_FILE));
         if let Some(up) = dir.parent() {
             candidates.push(up.join(SHIM_FILE));
         }
