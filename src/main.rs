@@ -100,6 +100,10 @@ fn main() -> ExitCode {
             if dry_run {
                 run::dry_run(cfg).map(|o| report("dry-run", &o))
             } else {
+                // Unprivileged: try a user namespace of our own, while no thread exists yet.
+                if let Err(e) = p2plab::netns::rootless::enter() {
+                    eprintln!("note: no rootless lab possible here ({e}); real mode needs root");
+                }
                 run::real(cfg).map(|o| report("run", &o))
             }
         }

@@ -156,7 +156,11 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         },
         clock,
     )
-    .map_err(|e| RunError::Setup(e.to_string()))?;
+    .map_err(|e| {
+        // Nothing ran: leave no results folder behind.
+        let _ = std::fs::remove_dir_all(dir.path());
+        RunError::Setup(e.to_string())
+    })?;
     let namespace = worker.namespace().unwrap_or_default().to_string();
     let lab = Lab::new(
         Experiment::new(Placement::single()),

@@ -190,6 +190,7 @@ fn cli_usage_errors_and_real_mode_exit_2() {
 fn real_mode_without_privileges_exits_2_and_says_what_to_do() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
+    let _serial = TUN_MODE.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: geteuid(2) has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         // Already unprivileged: run as we are.
@@ -219,12 +220,75 @@ fn real_mode_without_privileges_exits_2_and_says_what_to_do() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("needs root"), "{stderr}");
+    // Rootless: a user namespace works here, but /dev/net/tun may be root's alone.
+    let tun_private =
+        std::fs::metadata("/dev/net/tun").is_ok_and(|m| m.permissions().mode() & 0o006 == 0);
+    if tun_private {
+        assert!(
+            stderr.contains("/dev/net/tun") && stderr.contains("sudo"),
+            "{stderr}"
+        );
+    } else {
+        assert!(stderr.contains("needs root"), "{stderr}");
+    }
     assert!(
         !s.out().exists(),
-        "an unprivileged run created a results folder"
+        "an unprivileged run left a results folder"
     );
 }
+
+/// With /dev/net/tun open to users (as most distributions ship it), an unprivileged user runs
+/// a real lab in a user namespace of its own. The device's mode is restored afterwards.
+#[test]
+fn rootless_real_mode_works_where_the_kernel_allows_it() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "skipping rootless_real_mode_works_where_the_kernel_allows_it: only root can open /dev/net/tun to users for the test"
+        );
+        return;
+    }
+    let _serial = TUN_MODE.lock().unwrap_or_else(|e| e.into_inner());
+    struct Restore(u32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let mode = std::fs::Permissions::from_mode(self.0);
+            let _ = std::fs::set_permissions("/dev/net/tun", mode);
+        }
+    }
+    let mode = std::fs::metadata("/dev/net/tun")
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    let _restore = Restore(mode);
+    std::fs::set_permissions("/dev/net/tun", std::fs::Permissions::from_mode(0o666)).unwrap();
+    let s = Scenario::new(
+        "let n = alloc_ip(2);\nshape(n, #{ latency: \"10ms\" });\nspawn(n[0], `ping -c 3 -i 0.2 -I {ip} ${n[1].ip}`).wait();\n",
+    );
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (script, out) = (s.path.to_str().unwrap(), s.out());
+    let o = Command::new(env!("CARGO_BIN_EXE_p2plab"))
+        .args(["script", script, "--out", out.to_str().unwrap(), "-q"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let log = std::fs::read_to_string(out.join("nodes/10.0.0.1/stdout.log")).unwrap();
+    let rtts = common::ping_rtts(&log);
+    assert_eq!(rtts.len(), 3, "{log}");
+    assert!(
+        rtts.iter().all(|&r| (40.0..42.0).contains(&r)),
+        "RTT of 2 x 10 ms nodes: {rtts:?}"
+    );
+}
+
+/// The tests that change or depend on /dev/net/tun's mode run one at a time.
+static TUN_MODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn cli_help_and_check_succeed() {

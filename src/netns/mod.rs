@@ -14,6 +14,7 @@ mod ledger;
 mod named;
 pub mod netlink;
 mod processes;
+pub mod rootless;
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -51,6 +52,8 @@ pub struct LabNamespace {
     /// The lab's own netlink client, opened inside on first use.
     rtnl: Mutex<Option<Netlink>>,
     removed: bool,
+    /// The process's own namespace (rootless): no name in /run/netns, no ledger.
+    rootless: bool,
 }
 
 impl LabNamespace {
@@ -88,6 +91,7 @@ impl LabNamespace {
                 ledger: Mutex::new(ledger),
                 rtnl: Mutex::new(None),
                 removed: false,
+                rootless: false,
             }),
             Err(e) => {
                 let _ = named::remove(&name);
@@ -95,6 +99,28 @@ impl LabNamespace {
                 Err(e)
             }
         }
+    }
+
+    /// The lab of a rootless run: the network namespace this process entered with
+    /// `rootless::enter`. It has no name in /run/netns and no ledger (an unprivileged user
+    /// cannot write there); it ends with the process and the programs it started.
+    pub fn adopt_current(hint: &str) -> Result<LabNamespace, NetnsError> {
+        let path = Path::new("/proc/self/ns/net");
+        let file = File::open(path).map_err(|e| NetnsError::io("open /proc/self/ns/net", e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| NetnsError::io("stat /proc/self/ns/net", e))?;
+        let name = format!("rootless-{}-{hint}", std::process::id());
+        Ok(LabNamespace {
+            ledger: Mutex::new(Ledger::for_this_process(&name)),
+            name,
+            file,
+            id: NsId::of_metadata(&meta),
+            ledger_path: PathBuf::new(),
+            rtnl: Mutex::new(None),
+            removed: false,
+            rootless: true,
+        })
     }
 
     /// `p2plab-<owner pid>-<hint>`, as `ip netns exec` takes it.
@@ -222,6 +248,9 @@ impl LabNamespace {
         if !ledger.pids.contains(&pid) {
             ledger.pids.push(pid);
         }
+        if self.rootless {
+            return Ok(());
+        }
         ledger.write(&self.ledger_path)
     }
 
@@ -229,6 +258,9 @@ impl LabNamespace {
     pub fn forget_pid(&self, pid: u32) -> Result<(), NetnsError> {
         let mut ledger = self.lock_ledger();
         ledger.pids.retain(|&p| p != pid);
+        if self.rootless {
+            return Ok(());
+        }
         ledger.write(&self.ledger_path)
     }
 
@@ -243,6 +275,9 @@ impl LabNamespace {
     fn tear_down(&mut self) -> Result<(), NetnsError> {
         let pids = self.lock_ledger().pids.clone();
         processes::kill_all_in(self.id, &pids);
+        if self.rootless {
+            return Ok(());
+        }
         // Only if the name still refers to our namespace: `p2plab cleanup` may have removed
         // it, and another lab may have taken the name since.
         match NsId::of_path(&named::path_of(&self.name)) {

@@ -27,6 +27,12 @@ pub enum WorkerError {
     Netns(#[from] NetnsError),
     #[error("TUN device: {0} (is the tun module loaded and /dev/net/tun present?)")]
     Tun(std::io::Error),
+    #[error(
+        "rootless real mode cannot open the TUN device ({0}): /dev/net/tun must be readable \
+         and writable by you (`sudo chmod 0666 /dev/net/tun`, as most distributions ship it), \
+         or run p2plab with sudo"
+    )]
+    RootlessTun(std::io::Error),
     #[error("data plane: {0}")]
     Dataplane(std::io::Error),
     #[error("process spawner: {0}")]
@@ -67,11 +73,20 @@ impl LocalWorker {
     /// Creates the lab namespace, its TUN device and hairpin routing, and starts the data plane.
     pub fn start(opts: WorkerOptions, clock: MonotonicClock) -> Result<Self, WorkerError> {
         crate::netns::require_privileges()?;
-        let lab = LabNamespace::create(&opts.hint)?;
+        let lab = if crate::netns::rootless::active() {
+            LabNamespace::adopt_current(&opts.hint)?
+        } else {
+            LabNamespace::create(&opts.hint)?
+        };
         lab.bring_up_loopback()?;
         let tun = lab
             .run_in(|| TunDevice::create(TUN_NAME, true))?
-            .map_err(WorkerError::Tun)?;
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied if crate::netns::rootless::active() => {
+                    WorkerError::RootlessTun(e)
+                }
+                _ => WorkerError::Tun(e),
+            })?;
         // Only the node block goes through the data plane; the rest of the lab prefix is
         // unreachable (below), so a send to it fails at once.
         let (block, block_len) = AddressPlan::block(0);

@@ -1,0 +1,32 @@
+//! Rootless labs: an unprivileged user becomes root of a new user namespace with a new network
+//! namespace of its own, where it may configure addresses, routes and sysctls. This must
+//! happen before the process has a second thread (the kernel refuses `CLONE_NEWUSER` then).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// True once `enter` succeeded: the process's own network namespace is the lab.
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::SeqCst)
+}
+
+/// Moves this (single-threaded) process into a new user and network namespace, mapped to
+/// root inside. Does nothing for root. On failure (user namespaces disabled, threads already
+/// running) the process stays as it was and real mode later explains what is missing.
+pub fn enter() -> std::io::Result<()> {
+    // SAFETY: geteuid/getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if uid == 0 {
+        return Ok(());
+    }
+    // SAFETY: unshare(2) changes only this process's namespaces.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    std::fs::write("/proc/self/setgroups", "deny")?;
+    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+    ACTIVE.store(true, Ordering::SeqCst);
+    Ok(())
+}
