@@ -13,9 +13,11 @@ Examples:
   p2plab script scripts/churn.rhai --seed 7 --set peers=50
   p2plab check my-experiment.rhai                   find mistakes before running
 
-Real mode (without --dry-run) needs root: it builds a lab network namespace with a TUN
-data plane, runs the programs there, and removes everything at the end or on Ctrl-C;
-`p2plab cleanup` removes what a killed run left behind.
+Real mode (without --dry-run) builds a lab network namespace with a TUN data plane, runs
+the programs there (each bound to its node's address by the preloaded shim), and removes
+everything at the end or on Ctrl-C. It needs root, or runs rootless in a user namespace of
+its own where the kernel allows it and /dev/net/tun is open to users. `p2plab cleanup` (root)
+removes what a killed run left behind.
 
 Exit codes: 0 success, 1 the script failed (the error names file:line:col),
 2 usage or environment (missing privilege, missing worker), 3 a worker was lost mid-run,
