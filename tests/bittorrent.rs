@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{can_run_real_mode, of, read_events};
+use common::{can_run_real_mode, read_events};
 use p2plab::run::{self, RunConfig};
 
 #[test]
@@ -40,12 +40,7 @@ fn a_swarm_of_ten_peers_completes() {
     }
     let out = dir.path().join("out");
     let events = read_events(&out.join("events.jsonl"));
-    let done = of(&events, "metric")
-        .into_iter()
-        .find(|e| e["name"] == "peers_done")
-        .expect("peers_done metric")["value"]
-        .as_f64()
-        .unwrap();
+    let done = common::metric(&events, "peers_done");
     assert_eq!(done, 10.0, "not every peer finished");
     // Nodes: tracker .1, probe .2, seed .3, peers .4 to .13.
     let seed_file = std::fs::read(out.join("nodes/10.0.0.3/file.bin")).unwrap();

@@ -82,14 +82,7 @@ fn a_failed_node_times_out_its_peers_and_comes_back() {
     );
     real_run(&s);
     let events = s.events();
-    let metric = |name: &str| {
-        of(&events, "metric")
-            .into_iter()
-            .find(|e| e["name"] == name)
-            .unwrap()["value"]
-            .as_f64()
-            .unwrap()
-    };
+    let metric = |name: &str| common::metric(&events, name);
     assert_eq!(
         metric("curl_exit_during_failure"),
         28.0,

@@ -93,14 +93,7 @@ fn churn_arrivals_follow_a_poisson_process() {
         "#,
     );
     let events = s.run_ok();
-    let metric = |name: &str| {
-        of(&events, "metric")
-            .into_iter()
-            .find(|e| e["name"] == name)
-            .unwrap()["value"]
-            .as_f64()
-            .unwrap()
-    };
+    let metric = |name: &str| common::metric(&events, name);
     // 2 per second over 1000 s: 2000 ± 4 sigma (sigma = sqrt(2000) ≈ 45).
     assert!(
         (1820.0..2180.0).contains(&metric("arrivals")),

@@ -77,6 +77,16 @@ pub fn of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()
 }
 
+/// The value of the first `metric` event called `name`.
+pub fn metric(events: &[Value], name: &str) -> f64 {
+    of(events, "metric")
+        .into_iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no metric {name}"))["value"]
+        .as_f64()
+        .unwrap_or(f64::NAN)
+}
+
 /// Compact "t event" strings of the events that are not start/end, for ordering checks.
 pub fn timeline(events: &[Value]) -> Vec<String> {
     events
