@@ -22,9 +22,27 @@
 //! Nodes, groups, link shapes, group links, processes, failed nodes, and where nodes live
 //! (`Placement`: worker `k` owns `10.k.0.0/16`).
 //!
+//! ## Worker (`worker`, `netns`)
+//! The real executor of one machine (`worker::LocalWorker`, embedded in `p2plab script`): a lab
+//! network namespace (`netns`: named like `ip netns add` makes them, or rootless in a user
+//! namespace of the process's own), where the worker's node block `10.k.0.0/16` is local as a
+//! whole (one AnyIP route) and node-to-node traffic is steered into a TUN device by policy
+//! routing. Programs are spawned from a thread inside the lab, with the bind shim preloaded;
+//! a ledger in `/run/p2plab` lets `p2plab cleanup` remove the labs of crashed runs.
+//!
 //! ## Data plane (`dataplane`)
 //! The link model of every node, free of I/O: uplink FIFO, propagation delay with group
-//! latency, jitter and loss, downlink FIFO (`dataplane::model`).
+//! latency, jitter and loss, downlink FIFO (`dataplane::model`), run on real packets by a
+//! forwarding thread between the TUN device and the kernel (`dataplane::forwarder`), on a
+//! timerfd precise to tens of microseconds, with TCP segmentation offload while no link is
+//! rate-limited or lossy.
+//!
+//! ## Shim (`shim/`, its own crate)
+//! `libp2plab_shim.so`, preloaded into every spawned program: wildcard and implicit binds of
+//! IPv4 sockets go to the node's address (`$BINDIP`), so unmodified programs need no option.
+//!
+//! ## Not yet
+//! The worker daemon and its protocol (several machines), `traffic.csv` and `p2plab report`.
 //!
 //! ## Example
 //! ```
