@@ -1,6 +1,6 @@
 //! The executor interface: the one seam between the shared controller logic and what actually
-//! happens. `DryRun` carries nothing out; the real executor (a worker) arrives with the data
-//! plane. Also the experiment clock, the other thing a mode swaps.
+//! happens. `DryRun` carries nothing out; `worker::LocalWorker` is the real one. Also the
+//! experiment clock, the other thing a mode swaps.
 
 use std::net::Ipv4Addr;
 

@@ -122,6 +122,17 @@ impl Dataplane {
         let _ = rx.recv();
     }
 
+    /// The error that ended the thread early, if it did (the lab's traffic then goes nowhere).
+    pub fn check(&mut self) -> io::Result<()> {
+        if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            return self
+                .join()
+                .map(drop)
+                .and(Err(io::Error::other("the thread ended")));
+        }
+        Ok(())
+    }
+
     /// Stops the thread and returns its statistics or the error that ended it.
     pub fn stop(mut self) -> io::Result<ForwarderStats> {
         self.join()

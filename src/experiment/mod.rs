@@ -53,6 +53,10 @@ pub enum StateError {
     UnknownGroup { name: String, known: String },
     #[error("{0}")]
     Placement(#[from] placement::PlacementError),
+    #[error(
+        "too many groups: the data plane holds at most {max} (group {name:?} would be one more)"
+    )]
+    TooManyGroups { name: String, max: u32 },
 }
 
 #[derive(Debug, Default)]
@@ -82,11 +86,17 @@ impl Experiment {
         group: &str,
         worker: Option<u32>,
     ) -> Result<Vec<NodeRecord>, StateError> {
-        let group = self
-            .group_index
-            .get(group)
-            .copied()
-            .unwrap_or(GroupId(self.group_names.len() as u32));
+        let max = crate::dataplane::model::GroupMatrix::MAX_GROUPS;
+        let group = match self.group_index.get(group) {
+            Some(&id) => id,
+            None if self.group_names.len() as u32 >= max => {
+                return Err(StateError::TooManyGroups {
+                    name: group.to_string(),
+                    max,
+                });
+            }
+            None => GroupId(self.group_names.len() as u32),
+        };
         let placed = self.placement.place(n, worker)?;
         Ok(placed
             .into_iter()

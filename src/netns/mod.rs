@@ -1,6 +1,7 @@
-//! The lab network namespace (`LabNamespace`): a named namespace per worker holding the node
-//! addresses on `lo` and the policy-routing hairpin into the data plane's TUN device, with a
-//! ledger so crashed runs can be cleaned up. The TUN device itself belongs to `dataplane`.
+//! The lab network namespace (`LabNamespace`): a named namespace per worker (or, rootless, the
+//! process's own) holding the policy-routing hairpin into the data plane's TUN device, with a
+//! ledger so crashed runs can be cleaned up. The TUN device belongs to `dataplane`; which
+//! routes make node addresses local is the worker's choice (`worker`).
 //!
 //! What a thread inside the namespace sees (checked on Linux 6.18, `tests/netns.rs`):
 //! `/proc/sys/net` and `/proc/thread-self/net` follow the namespace of the *thread* that looks
@@ -128,8 +129,8 @@ impl LabNamespace {
         &self.name
     }
 
-    /// An open descriptor of the namespace, for `setns(fd, CLONE_NEWNET)` in a child's
-    /// `pre_exec`. It is close-on-exec and lives as long as `self`.
+    /// An open descriptor of the namespace, for `setns(fd, CLONE_NEWNET)` (the worker's
+    /// spawner thread joins the lab with it). It is close-on-exec and lives as long as `self`.
     pub fn ns_fd(&self) -> RawFd {
         self.file.as_raw_fd()
     }

@@ -5,6 +5,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Set when the namespaces were made but the uid/gid maps could not be written: the process
+/// then has capabilities in a namespace where it maps to nobody, and must not try a lab.
+static HALF_ENTERED: AtomicBool = AtomicBool::new(false);
+
+/// True if `enter` failed half-way (see `HALF_ENTERED`).
+pub fn half_entered() -> bool {
+    HALF_ENTERED.load(Ordering::SeqCst)
+}
 
 /// True once `enter` succeeded: the process's own network namespace is the lab.
 pub fn active() -> bool {
@@ -24,9 +32,12 @@ pub fn enter() -> std::io::Result<()> {
     if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    std::fs::write("/proc/self/setgroups", "deny")?;
-    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
-    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
-    ACTIVE.store(true, Ordering::SeqCst);
-    Ok(())
+    let mapped = std::fs::write("/proc/self/setgroups", "deny")
+        .and_then(|()| std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")))
+        .and_then(|()| std::fs::write("/proc/self/gid_map", format!("0 {gid} 1")));
+    match mapped {
+        Ok(()) => ACTIVE.store(true, Ordering::SeqCst),
+        Err(_) => HALF_ENTERED.store(true, Ordering::SeqCst),
+    }
+    mapped
 }

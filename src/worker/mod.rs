@@ -72,6 +72,9 @@ pub struct LocalWorker {
 impl LocalWorker {
     /// Creates the lab namespace, its TUN device and hairpin routing, and starts the data plane.
     pub fn start(opts: WorkerOptions, clock: MonotonicClock) -> Result<Self, WorkerError> {
+        if crate::netns::rootless::half_entered() {
+            return Err(NetnsError::NotPrivileged.into());
+        }
         crate::netns::require_privileges()?;
         let lab = if crate::netns::rootless::active() {
             LabNamespace::adopt_current(&opts.hint)?
@@ -197,6 +200,10 @@ fn link_params(shape: &crate::experiment::LinkShape) -> LinkParams {
 
 impl Executor for LocalWorker {
     fn execute(&mut self, action: &Action) -> Result<Outcome, ExecError> {
+        if let Some(dp) = self.dataplane.as_mut() {
+            dp.check()
+                .map_err(|e| ExecError::Refused(format!("the data plane stopped: {e}")))?;
+        }
         let mut outcome = Outcome::default();
         match action {
             Action::AddNode(node) => {
@@ -260,9 +267,12 @@ impl Executor for LocalWorker {
             Action::Kill { proc } => outcome.exits = self.kill_now(&[*proc]),
             Action::FailNode { node, procs } => {
                 let ip = self.ip(*node)?;
-                // Traffic stops first, so that nothing the dying processes send gets out.
+                // Traffic stops first (the barrier waits until it is in force), so that
+                // nothing the dying processes send (resets, FINs) gets out: their peers must
+                // time out, as with a crashed host.
                 self.dataplane()
                     .send(Command::SetFailed { ip, failed: true });
+                self.dataplane().barrier();
                 outcome.exits = self.kill_now(procs);
             }
             Action::Revive { node } => {
@@ -312,8 +322,10 @@ impl Drop for LocalWorker {
         for (_, mut p) in self.procs.drain() {
             let _ = p.wait_exit();
         }
-        if let Some(dp) = self.dataplane.take() {
-            let _ = dp.stop();
+        if let Some(dp) = self.dataplane.take()
+            && let Err(e) = dp.stop()
+        {
+            eprintln!("warning: the data plane had stopped: {e}");
         }
         if let Some(lab) = self.lab.take()
             && let Err(e) = lab.remove()
@@ -342,9 +354,15 @@ impl Clock for RealClock {
     fn sleep_until(&mut self, t: Nanos) {
         // One short nap: the caller records exits and checks Ctrl-C between naps. The lab's
         // precise timing lives in the data plane, not here.
+        // After Ctrl-C the naps are 1 ms: short, yet no busy loop while the last exits come.
+        let nap = if crate::interrupt::requested() {
+            1_000_000
+        } else {
+            20_000_000
+        };
         let now = self.clock.now();
-        if now < t && !crate::interrupt::requested() {
-            std::thread::sleep(Duration::from_nanos((t - now).min(20_000_000)));
+        if now < t {
+            std::thread::sleep(Duration::from_nanos((t - now).min(nap)));
         }
     }
 }

@@ -143,7 +143,14 @@ impl Spawner {
             .argv
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-        let mut cmd = Command::new(program);
+        // A relative path with a slash means the folder p2plab runs in, not the node's folder
+        // the program starts in.
+        let program = if program.contains('/') && Path::new(program).is_relative() {
+            std::env::current_dir()?.join(program)
+        } else {
+            std::path::PathBuf::from(program)
+        };
+        let mut cmd = Command::new(&program);
         cmd.args(args)
             .current_dir(node_dir)
             .env("P2PLAB_NODE", node.0.to_string())
@@ -169,7 +176,10 @@ impl Spawner {
         let child = reply_rx
             .recv()
             .map_err(|_| io::Error::other("spawner thread died"))?
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {program:?}: {e}")))?;
+            .map_err(|e| {
+                let name = spec.argv.first().map_or("", String::as_str);
+                io::Error::new(e.kind(), format!("cannot start {name:?}: {e}"))
+            })?;
         Ok(RunningProc { child })
     }
 }

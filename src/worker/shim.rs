@@ -79,7 +79,13 @@ fn elf_without_interpreter(path: &Path) -> Option<bool> {
     let phentsize = u16_at(0x36)? as usize;
     let phnum = u16_at(0x38)? as usize;
     const PT_INTERP: u32 = 3;
-    let has_interp = (0..phnum).any(|i| u32_at(phoff + i * phentsize) == Some(PT_INTERP));
+    // Offsets come from the file: a corrupt header must not overflow.
+    let has_interp = (0..phnum).any(|i| {
+        i.checked_mul(phentsize)
+            .and_then(|o| o.checked_add(phoff))
+            .and_then(u32_at)
+            == Some(PT_INTERP)
+    });
     Some(!has_interp)
 }
 

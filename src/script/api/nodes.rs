@@ -151,7 +151,7 @@ fn alloc(ctx: &NativeCallContext, state: &ScriptState, n: i64, opts: &Map) -> Rh
     let worker = match opts.get("worker") {
         None => None,
         Some(w) => match w.as_int() {
-            Ok(k) if k >= 0 => Some(k as u32),
+            Ok(k) if u32::try_from(k).is_ok() => Some(k as u32),
             _ => return Err(expected(ctx, "worker", "a worker number (0, 1, ...)", w)),
         },
     };
