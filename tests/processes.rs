@@ -148,3 +148,41 @@ fn user_option_drops_root_inside_the_lab() {
         "runs as nobody, inside the lab (sees p2p0): {out}"
     );
 }
+
+#[test]
+fn crashing_a_node_reaches_programs_that_outlived_their_shell() {
+    if !can_run_real_mode("crashing_a_node_reaches_programs_that_outlived_their_shell") {
+        return;
+    }
+    // The shell starts a background job and exits; the job keeps the shell's process group.
+    // A third node checks, during the run, whether each job is still alive.
+    let s = Scenario::new(
+        r#"
+        let n = alloc_ip(3);
+        spawn(n[0], "sleep 300 & echo $! > job.pid", #{ shell: true }).wait();
+        spawn(n[1], "sleep 300 & echo $! > job.pid", #{ shell: true }).wait();
+        // Alive: the process exists and is not a zombie waiting for init to reap it.
+        let alive = |ip| spawn(n[2], `p=$(cat ../${ip}/job.pid); test -d /proc/$p && ! grep -q '^State:.Z' /proc/$p/status`, #{ shell: true }).wait() == 0;
+        metric("jobs_alive_before", if alive.call(n[0].ip) && alive.call(n[1].ip) { 1 } else { 0 });
+        fail_node(n[0]);
+        leave(n[1], #{ grace: "1s" });
+        sleep(0.2);
+        metric("crashed_job_alive", if alive.call(n[0].ip) { 1 } else { 0 });
+        sleep(1.5);
+        metric("departed_job_alive", if alive.call(n[1].ip) { 1 } else { 0 });
+        "#,
+    );
+    real_run(&s);
+    let events = s.events();
+    assert_eq!(common::metric(&events, "jobs_alive_before"), 1.0);
+    assert_eq!(
+        common::metric(&events, "crashed_job_alive"),
+        0.0,
+        "fail_node missed the job"
+    );
+    assert_eq!(
+        common::metric(&events, "departed_job_alive"),
+        0.0,
+        "leave missed the job"
+    );
+}

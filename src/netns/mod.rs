@@ -124,6 +124,15 @@ impl LabNamespace {
         })
     }
 
+    /// Sends `signal` to every process of the lab in one of the process `groups`, including
+    /// members whose group leader has already exited (a shell's background job).
+    pub fn signal_groups(&self, groups: &[i32], signal: i32) {
+        for pid in processes::members_of_groups(self.id, groups) {
+            // SAFETY: kill(2) on a process checked to be in this lab; ESRCH is harmless.
+            unsafe { libc::kill(pid as libc::pid_t, signal) };
+        }
+    }
+
     /// `p2plab-<owner pid>-<hint>`, as `ip netns exec` takes it.
     pub fn name(&self) -> &str {
         &self.name

@@ -46,6 +46,29 @@ fn killable(pid: u32) -> bool {
     pid > 1 && pid <= i32::MAX as u32 && pid != std::process::id()
 }
 
+/// Processes of the namespace `ns` whose process group is one of `groups`, found in `/proc`
+/// (so a group's members are found even after its leader was reaped, and a reused group id
+/// outside the lab is never touched).
+pub fn members_of_groups(ns: NsId, groups: &[i32]) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|&pid| killable(pid))
+        .filter(|&pid| process_group(pid).is_some_and(|g| groups.contains(&g)))
+        .filter(|&pid| ns.holds_pid(pid))
+        .collect()
+}
+
+/// Field 5 of `/proc/<pid>/stat`, after the command name in parentheses.
+fn process_group(pid: u32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
 /// Every process id in `/proc`.
 fn all_pids() -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {

@@ -66,7 +66,10 @@ pub struct LocalWorker {
     static_programs: HashMap<String, bool>,
     clock: MonotonicClock,
     /// Leave: process groups to SIGKILL once their grace period is over.
-    pending_kills: Vec<(Nanos, ProcId)>,
+    pending_kills: Vec<(Nanos, Vec<i32>)>,
+    /// Every process group started on each node: members of a group can outlive its leader
+    /// (a shell's background job), and crashing or leaving the node must reach them too.
+    node_groups: HashMap<NodeId, Vec<i32>>,
 }
 
 impl LocalWorker {
@@ -115,11 +118,18 @@ impl LocalWorker {
             static_programs: HashMap::new(),
             clock,
             pending_kills: Vec::new(),
+            node_groups: HashMap::new(),
         })
     }
 
     pub fn namespace(&self) -> Option<&str> {
         self.lab.as_ref().map(|l| l.name())
+    }
+
+    fn lab(&self) -> &LabNamespace {
+        self.lab
+            .as_ref()
+            .expect("the lab lives as long as the worker")
     }
 
     fn dataplane(&self) -> &Dataplane {
@@ -174,10 +184,8 @@ impl LocalWorker {
         let (due, later): (Vec<_>, Vec<_>) =
             self.pending_kills.drain(..).partition(|(t, _)| *t <= now);
         self.pending_kills = later;
-        for (_, id) in due {
-            if let Some(p) = self.procs.get(&id) {
-                p.signal(libc::SIGKILL);
-            }
+        for (_, groups) in due {
+            self.lab().signal_groups(&groups, libc::SIGKILL);
         }
     }
 
@@ -251,6 +259,10 @@ impl Executor for LocalWorker {
                     // rewrite per spawn tripled the cost of spawning.
                     Ok(running) => {
                         outcome.pid = Some(running.child.id());
+                        self.node_groups
+                            .entry(*node)
+                            .or_default()
+                            .push(running.pgid());
                         self.procs.insert(*proc, running);
                     }
                     // Like a shell: the program "ran" and exited with 127; the script goes on.
@@ -274,20 +286,19 @@ impl Executor for LocalWorker {
                     .send(Command::SetFailed { ip, failed: true });
                 self.dataplane().barrier();
                 outcome.exits = self.kill_now(procs);
+                let groups = self.node_groups.get(node).cloned().unwrap_or_default();
+                self.lab().signal_groups(&groups, libc::SIGKILL);
             }
             Action::Revive { node } => {
                 let ip = self.ip(*node)?;
                 self.dataplane()
                     .send(Command::SetFailed { ip, failed: false });
             }
-            Action::Leave { procs, grace, .. } => {
+            Action::Leave { node, grace, .. } => {
                 let deadline = self.clock.now().saturating_add(*grace);
-                for id in procs {
-                    if let Some(p) = self.procs.get(id) {
-                        p.signal(libc::SIGTERM);
-                        self.pending_kills.push((deadline, *id));
-                    }
-                }
+                let groups = self.node_groups.get(node).cloned().unwrap_or_default();
+                self.lab().signal_groups(&groups, libc::SIGTERM);
+                self.pending_kills.push((deadline, groups));
             }
             Action::Wait { proc } => outcome.exits = self.wait_for(*proc)?,
         }
