@@ -59,8 +59,33 @@ fn a_swarm_of_ten_peers_completes() {
     for ip in peers.iter().chain(std::iter::once(&"10.0.0.3".to_string())) {
         assert!(
             seen.contains(ip),
-            "the tracker never listed {ip}: it saw {seen:?}"
+            "the tracker never listed {ip}: it saw {seen:?}\n{}",
+            diagnose(&out, &events)
         );
     }
     assert!(seen.iter().all(|ip| ip.starts_with("10.0.0.")), "{seen:?}");
+}
+
+/// What the tracker and the probe said, for a failure message that explains itself.
+fn diagnose(out: &std::path::Path, events: &[serde_json::Value]) -> String {
+    let tail = |ip: &str, file: &str| {
+        let text =
+            std::fs::read_to_string(out.join("nodes").join(ip).join(file)).unwrap_or_default();
+        let start = text.len().saturating_sub(1500);
+        format!("--- {ip}/{file}:\n{}", text.get(start..).unwrap_or(&text))
+    };
+    let probe_exits: Vec<String> = events
+        .iter()
+        .filter(|e| e["ip"] == "10.0.0.2" && e["event"] == "exit")
+        .map(|e| e.to_string())
+        .take(5)
+        .collect();
+    [
+        tail("10.0.0.1", "stderr.log"),
+        tail("10.0.0.1", "stdout.log"),
+        tail("10.0.0.2", "stderr.log"),
+        tail("10.0.0.3", "whitelist"),
+        format!("--- first probe exits: {probe_exits:#?}"),
+    ]
+    .join("\n")
 }
