@@ -141,9 +141,13 @@ impl DataplaneLab {
             .expect("TUN");
         lab.install_hairpin(TUN, AddressPlan::PREFIX, AddressPlan::PREFIX_LEN, MTU)
             .expect("hairpin");
-        let dp = Dataplane::start(tun, MonotonicClock::start(), seed).expect("data plane");
+        let dp = Dataplane::start(tun, MonotonicClock::start(), seed, None).expect("data plane");
         for &ip in addrs {
-            dp.send(DpCommand::AddNode { ip, group: 0 });
+            dp.send(DpCommand::AddNode {
+                ip,
+                group: 0,
+                home: None,
+            });
         }
         DataplaneLab { dp: Some(dp), lab }
     }

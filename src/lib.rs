@@ -64,6 +64,7 @@ pub mod dataplane;
 pub mod experiment;
 pub mod interrupt;
 pub mod netns;
+pub mod proto;
 pub mod results;
 pub mod run;
 pub mod script;

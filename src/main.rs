@@ -13,6 +13,12 @@ Examples:
   p2plab script scripts/churn.rhai --seed 7 --set peers=50
   p2plab check my-experiment.rhai                   find mistakes before running
 
+Many machines: `p2plab token lab.token` once, copy the file to every machine, start
+`sudo p2plab worker --listen 0.0.0.0:7000 --token-file lab.token` on each, list them in a
+workers file (`host:port [weight=N]` per line), then
+  sudo p2plab script scripts/churn.rhai --workers workers.txt --token-file lab.token
+Each worker emulates the links of its own nodes; node folders are collected at the end.
+
 Real mode (without --dry-run) builds a lab network namespace with a TUN data plane, runs
 the programs there (each bound to its node's address by the preloaded shim), and removes
 everything at the end or on Ctrl-C. It needs root, or runs rootless in a user namespace of
@@ -56,7 +62,30 @@ enum Command {
         /// Operations a script may run without sleeping before it is stopped as a runaway.
         #[arg(long, value_name = "N", default_value_t = p2plab::script::DEFAULT_MAX_OPERATIONS)]
         max_operations: u64,
+        /// Run on these `p2plab worker`s: one `host:port [weight=N]` per line, `#` comments.
+        /// Without it, one embedded worker runs in this process.
+        #[arg(long, value_name = "FILE")]
+        workers: Option<PathBuf>,
+        /// The token shared with the workers (default: the P2PLAB_TOKEN variable).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
+    /// Run the worker of this machine: it builds the lab of its nodes for a controller.
+    /// Uses TCP on the port for commands and UDP on the same port for the data plane.
+    Worker {
+        /// Address to listen on, e.g. 0.0.0.0:7000.
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: std::net::SocketAddr,
+        /// The token shared with the controller (`p2plab token FILE` makes one).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+        /// Scratch folder for the nodes' folders until they are collected (default: in the
+        /// system's temporary folder).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Write a new random token to FILE (mode 0600) for a controller and its workers.
+    Token { file: PathBuf },
     /// Remove what a crashed or killed run left behind (lab namespaces, their processes).
     Cleanup,
     /// Compile and check a script, then run it on a virtual clock without keeping anything.
@@ -90,12 +119,26 @@ fn main() -> ExitCode {
             out,
             quiet,
             max_operations,
+            workers,
+            token_file,
         } => {
             let mut cfg = RunConfig::new(file);
             cfg.seed = seed;
             cfg.params = params(list);
             cfg.out = out;
             cfg.max_operations = max_operations;
+            if let Some(path) = workers {
+                match workers_config(&path, token_file.as_deref(), dry_run) {
+                    Ok((specs, token)) => {
+                        cfg.workers = specs;
+                        cfg.token = token;
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             if !quiet {
                 cfg.timeline = Some(Box::new(std::io::stdout()));
             }
@@ -110,6 +153,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Cleanup => cleanup(),
+        Command::Worker {
+            listen,
+            token_file,
+            dir,
+        } => worker(listen, &token_file, dir),
+        Command::Token { file } => p2plab::proto::Token::write_new(&file)
+            .map(|()| eprintln!("wrote a new token to {}", file.display()))
+            .map_err(|e| RunError::Setup(e.to_string())),
         Command::Check { file, params: list } => {
             let mut cfg = RunConfig::new(&file);
             cfg.params = params(list);
@@ -135,6 +186,61 @@ fn main() -> ExitCode {
             ExitCode::from(err.exit_code() as u8)
         }
     }
+}
+
+/// The workers file and the token of a multi-machine run (a dry-run needs no token).
+fn workers_config(
+    path: &std::path::Path,
+    token_file: Option<&std::path::Path>,
+    dry_run: bool,
+) -> anyhow::Result<(
+    Vec<p2plab::controller::WorkerSpec>,
+    Option<p2plab::proto::Token>,
+)> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the workers file {}", path.display()))?;
+    let specs = p2plab::controller::workers::parse_workers_file(&text, &path.display().to_string())
+        .map_err(anyhow::Error::msg)?;
+    let token = match (token_file, std::env::var("P2PLAB_TOKEN")) {
+        (Some(file), _) => Some(p2plab::proto::Token::from_file(file)?),
+        (None, Ok(text)) => Some(p2plab::proto::Token::parse(&text, "P2PLAB_TOKEN")?),
+        (None, Err(_)) if dry_run => None,
+        (None, Err(_)) => anyhow::bail!(
+            "--workers needs the workers' token: --token-file FILE or P2PLAB_TOKEN              (make one with `p2plab token FILE`)"
+        ),
+    };
+    Ok((specs, token))
+}
+
+fn worker(
+    listen: std::net::SocketAddr,
+    token_file: &std::path::Path,
+    dir: Option<PathBuf>,
+) -> Result<(), RunError> {
+    use p2plab::worker::server::{Server, ServerOptions};
+    let setup = |e: String| RunError::Setup(e);
+    let token = p2plab::proto::Token::from_file(token_file).map_err(|e| setup(e.to_string()))?;
+    p2plab::netns::require_privileges().map_err(|e| setup(e.to_string()))?;
+    let shim = p2plab::worker::shim::locate().map_err(|e| setup(e.to_string()))?;
+    let dir = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("p2plab-worker-{}", std::process::id()))
+    });
+    p2plab::interrupt::install();
+    let server = Server::bind(ServerOptions {
+        listen,
+        token,
+        dir: dir.clone(),
+        shim,
+    })
+    .map_err(|e| setup(e.to_string()))?;
+    let addr = server.local_addr().map_err(|e| setup(e.to_string()))?;
+    eprintln!("p2plab worker listening on {addr} (TCP: controller, UDP: data plane)");
+    let result = server.run().map_err(|e| setup(e.to_string()));
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("p2plab worker stopped");
+    // Ctrl-C is how a worker ends: not an error.
+    result
 }
 
 fn cleanup() -> Result<(), RunError> {

@@ -1,7 +1,8 @@
 //! One run of a scenario, as the command line asks for it: `check` (run on a virtual clock,
 //! keep nothing), `dry-run` (virtual clock, timeline and results folder) and real mode. Every
 //! mode goes through `script::run` with a `Lab`; they differ in executor, clock and output.
-//! Real mode runs on the embedded worker of this machine (`worker::LocalWorker`).
+//! Real mode drives workers over the protocol (`controller::Workers`): the embedded worker of
+//! this machine, or the `p2plab worker`s of a workers file.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,13 +11,14 @@ use std::path::PathBuf;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
-use crate::controller::{DryRun, Lab, VirtualClock};
+use crate::controller::{DryRun, Lab, RunSetup, VirtualClock, WorkerSpec, Workers};
 use crate::dataplane::MonotonicClock;
 use crate::experiment::{Experiment, Placement};
+use crate::proto::Token;
 use crate::results::{EventLog, ResultsDir};
 use crate::script::units::{NANOS_PER_SEC, Nanos};
 use crate::script::{self, Scenario, ScriptError, ScriptOptions, ScriptReport};
-use crate::worker::{LocalWorker, RealClock, WorkerOptions};
+use crate::worker::RealClock;
 
 /// A dry-run stops scripts that would run past 10 days of experiment time.
 pub const DRY_RUN_HORIZON: Nanos = 10 * 86_400 * NANOS_PER_SEC;
@@ -29,6 +31,9 @@ pub enum RunError {
     /// Usage or environment: exit code 2.
     #[error("{0}")]
     Setup(String),
+    /// A worker died or disconnected mid-run: exit code 3.
+    #[error("{0}")]
+    WorkerLost(String),
 }
 
 impl RunError {
@@ -36,6 +41,7 @@ impl RunError {
         match self {
             RunError::Script(_) => 1,
             RunError::Setup(_) => 2,
+            RunError::WorkerLost(_) => 3,
         }
     }
 }
@@ -48,6 +54,11 @@ pub struct RunConfig {
     pub max_operations: u64,
     /// Where the dry-run timeline goes (stdout for the CLI); `None` prints nothing.
     pub timeline: Option<Box<dyn Write + Send>>,
+    /// The workers of a multi-machine run (`--workers`); empty for the embedded worker.
+    /// A dry-run uses only their weights, to place nodes as the real run will.
+    pub workers: Vec<WorkerSpec>,
+    /// The token shared with the workers (`--token-file` or `P2PLAB_TOKEN`).
+    pub token: Option<Token>,
 }
 
 impl RunConfig {
@@ -59,6 +70,8 @@ impl RunConfig {
             out: None,
             max_operations: script::DEFAULT_MAX_OPERATIONS,
             timeline: None,
+            workers: Vec::new(),
+            token: None,
         }
     }
 }
@@ -84,9 +97,18 @@ fn options(cfg: &RunConfig, seed: u64) -> ScriptOptions {
     }
 }
 
-fn dry_lab(seed: u64, log: EventLog) -> Lab {
+/// Where nodes go: one worker, or the workers of the workers file by weight.
+fn placement(cfg: &RunConfig) -> Placement {
+    if cfg.workers.is_empty() {
+        Placement::single()
+    } else {
+        Placement::weighted(cfg.workers.iter().map(|w| w.weight).collect())
+    }
+}
+
+fn dry_lab(cfg: &RunConfig, seed: u64, log: EventLog) -> Lab {
     Lab::new(
-        Experiment::new(Placement::single()),
+        Experiment::new(placement(cfg)),
         Box::new(DryRun),
         Box::new(VirtualClock::default()),
         log,
@@ -100,7 +122,7 @@ pub fn check(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
     let seed = cfg.seed.unwrap_or(0);
     let report = script::run(
         &scenario,
-        dry_lab(seed, EventLog::discard()),
+        dry_lab(cfg, seed, EventLog::discard()),
         &options(cfg, seed),
     )?;
     Ok(RunOutcome {
@@ -119,7 +141,7 @@ pub fn dry_run(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     let log = EventLog::create(&dir.events_path(), cfg.timeline.take()).map_err(|e| {
         RunError::Setup(format!("cannot write {}: {e}", dir.events_path().display()))
     })?;
-    let result = script::run(&scenario, dry_lab(seed, log), &options(&cfg, seed));
+    let result = script::run(&scenario, dry_lab(&cfg, seed, log), &options(&cfg, seed));
     write_summary(&dir, &scenario, &cfg, seed, None, &result)?;
     Ok(RunOutcome {
         seed,
@@ -135,8 +157,21 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     let seed = cfg.seed.unwrap_or_else(rand::random);
     cfg.seed = Some(seed);
     check(&cfg)?;
-    crate::netns::require_privileges().map_err(|e| RunError::Setup(e.to_string()))?;
-    let shim = crate::worker::shim::locate().map_err(|e| RunError::Setup(e.to_string()))?;
+    // The embedded worker needs privileges and the shim here; remote workers have their own.
+    let local = if cfg.workers.is_empty() {
+        crate::netns::require_privileges().map_err(|e| RunError::Setup(e.to_string()))?;
+        Some(crate::worker::shim::locate().map_err(|e| RunError::Setup(e.to_string()))?)
+    } else {
+        None
+    };
+    let token = match (&local, cfg.token.take()) {
+        (None, None) => {
+            return Err(RunError::Setup(
+                "--workers needs the workers' token: --token-file FILE or P2PLAB_TOKEN".into(),
+            ));
+        }
+        (_, token) => token,
+    };
     crate::interrupt::install();
     let scenario = load(&cfg)?;
     let dir = ResultsDir::create(cfg.out.as_deref(), &cfg.script)
@@ -146,25 +181,29 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         .map_err(|e| RunError::Setup(format!("cannot write {}: {e}", dir.events_path().display())))?
         .write_through();
     let clock = MonotonicClock::start();
-    let worker = LocalWorker::start(
-        WorkerOptions {
-            hint: lab_hint(&cfg),
-            results,
-            shim,
-            seed,
-            mtu: DEFAULT_MTU,
-        },
+    let setup = RunSetup {
+        seed,
+        mtu: DEFAULT_MTU,
+        hint: lab_hint(&cfg),
+        results,
         clock,
-    )
+    };
+    let workers = match (local, &token) {
+        (Some(shim), _) => Workers::embedded(&setup, shim),
+        (None, Some(token)) => Workers::connect(&cfg.workers, token, &setup),
+        (None, None) => unreachable!("checked above"),
+    }
     .map_err(|e| {
         // Nothing ran: leave no results folder behind.
         let _ = std::fs::remove_dir_all(dir.path());
         RunError::Setup(e.to_string())
     })?;
-    let namespace = worker.namespace().unwrap_or_default().to_string();
+    let labs = workers.labs().to_vec();
+    let namespace = labs.first().map(|(_, ns)| ns.clone()).unwrap_or_default();
+    let lost = workers.lost();
     let lab = Lab::new(
-        Experiment::new(Placement::single()),
-        Box::new(worker),
+        Experiment::new(placement(&cfg)),
+        Box::new(workers),
         Box::new(RealClock::new(clock)),
         log,
         ChaCha8Rng::seed_from_u64(seed),
@@ -173,6 +212,12 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     opts.horizon = None;
     let result = script::run(&scenario, lab, &opts);
     write_summary(&dir, &scenario, &cfg, seed, Some(&namespace), &result)?;
+    if let Some(what) = lost.get() {
+        return Err(RunError::WorkerLost(format!(
+            "{what}; the experiment was stopped, results so far are in {}",
+            dir.path().display()
+        )));
+    }
     Ok(RunOutcome {
         seed,
         results: Some(dir.path().to_path_buf()),

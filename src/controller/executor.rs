@@ -1,6 +1,7 @@
 //! The executor interface: the one seam between the shared controller logic and what actually
-//! happens. `DryRun` carries nothing out; `worker::LocalWorker` is the real one. Also the
-//! experiment clock, the other thing a mode swaps.
+//! happens. `DryRun` carries nothing out; `controller::Workers` drives real workers (the
+//! embedded one too) and `worker::LocalWorker` is what a worker runs. Also the experiment
+//! clock, the other thing a mode swaps.
 
 use std::net::Ipv4Addr;
 
@@ -12,10 +13,16 @@ use crate::script::units::Nanos;
 pub enum ExecError {
     #[error("{0}")]
     Refused(String),
+    #[error("worker {worker} ({addr}) was lost: {reason}")]
+    WorkerLost {
+        worker: u32,
+        addr: String,
+        reason: String,
+    },
 }
 
 /// What an executor reports back for one action.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Outcome {
     /// The pid of a spawned process.
     pub pid: Option<u32>,
@@ -30,12 +37,18 @@ pub struct Outcome {
 pub trait Executor: Send {
     fn execute(&mut self, action: &Action) -> Result<Outcome, ExecError>;
 
-    /// Process exits that happened on their own since the last call, with their time.
-    fn drain_exits(&mut self) -> Vec<(Nanos, ProcExit)>;
+    /// Process exits that happened on their own since the last call, with their time; an
+    /// error when a worker was lost.
+    fn drain_exits(&mut self) -> Result<Vec<(Nanos, ProcExit)>, ExecError>;
 
     /// Per-node traffic counters so far (none without a data plane).
-    fn traffic(&self) -> Vec<(Ipv4Addr, NodeCounters)> {
+    fn traffic(&mut self) -> Vec<(Ipv4Addr, NodeCounters)> {
         Vec::new()
+    }
+
+    /// After the last action: gathers what the run left on other machines and ends it there.
+    fn finish(&mut self) -> Result<(), ExecError> {
+        Ok(())
     }
 }
 
@@ -114,8 +127,8 @@ impl Executor for DryRun {
         })
     }
 
-    fn drain_exits(&mut self) -> Vec<(Nanos, ProcExit)> {
-        Vec::new()
+    fn drain_exits(&mut self) -> Result<Vec<(Nanos, ProcExit)>, ExecError> {
+        Ok(Vec::new())
     }
 }
 

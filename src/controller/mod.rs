@@ -5,6 +5,7 @@
 
 pub mod executor;
 pub mod timers;
+pub mod workers;
 
 use std::io;
 
@@ -17,6 +18,7 @@ use crate::experiment::{
 use crate::results::{Event, EventLog};
 use crate::script::units::{self, Nanos};
 pub use executor::{Clock, DryRun, ExecError, Executor, Outcome, VirtualClock};
+pub use workers::{LostWorker, RunSetup, WorkerSpec, Workers};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -41,6 +43,8 @@ pub struct Lab {
     clock: Box<dyn Clock>,
     log: EventLog,
     pub rng: ChaCha8Rng,
+    /// A worker was lost: the run stops without grace.
+    lost: bool,
 }
 
 impl Lab {
@@ -57,6 +61,7 @@ impl Lab {
             clock,
             log,
             rng,
+            lost: false,
         }
     }
 
@@ -99,15 +104,40 @@ impl Lab {
     }
 
     /// Per-node traffic counters from the executor.
-    pub fn traffic(&self) -> Vec<(std::net::Ipv4Addr, crate::dataplane::model::NodeCounters)> {
+    pub fn traffic(&mut self) -> Vec<(std::net::Ipv4Addr, crate::dataplane::model::NodeCounters)> {
         self.executor.traffic()
     }
 
+    /// Ends the run on the workers: node folders collected, labs removed.
+    pub fn finish(&mut self) -> Result<(), LabError> {
+        let result = self.executor.finish();
+        self.lost_worker(result)
+    }
+
     fn collect_exits(&mut self) -> Result<(), LabError> {
-        for (at, exit) in self.executor.drain_exits() {
+        let exits = self.executor.drain_exits();
+        for (at, exit) in self.lost_worker(exits)? {
             self.record_exit(at, exit)?;
         }
         Ok(())
+    }
+
+    /// Records a lost worker in the event log before its error goes up.
+    fn lost_worker<T>(&mut self, result: Result<T, ExecError>) -> Result<T, LabError> {
+        if let Err(ExecError::WorkerLost {
+            worker,
+            addr,
+            reason,
+        }) = &result
+        {
+            self.lost = true;
+            let event = Event::new(self.now(), "worker_lost")
+                .with("worker", *worker)
+                .with("addr", addr.clone())
+                .with("reason", reason.clone());
+            self.record(event)?;
+        }
+        Ok(result?)
     }
 
     fn record_exit(&mut self, at: Nanos, exit: ProcExit) -> Result<(), LabError> {
@@ -128,7 +158,8 @@ impl Lab {
     }
 
     fn execute(&mut self, action: &Action) -> Result<Outcome, LabError> {
-        Ok(self.executor.execute(action)?)
+        let result = self.executor.execute(action);
+        self.lost_worker(result)
     }
 
     fn node_event(&self, kind: &str, node: NodeId) -> Event {
@@ -300,7 +331,7 @@ impl Lab {
     /// for them, so that they flush their output and their exits are recorded. After Ctrl-C
     /// there is no grace.
     pub fn stop_all(&mut self, grace: Nanos) -> Result<(), LabError> {
-        let grace = if crate::interrupt::requested() {
+        let grace = if crate::interrupt::requested() || self.lost {
             0
         } else {
             grace

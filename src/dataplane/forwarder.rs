@@ -1,11 +1,13 @@
 //! The data-plane thread: reads packets from the TUN device, runs them through the link model
 //! (`model::Fabric`) and writes each back when it is due. It sleeps in `poll(2)` on three file
 //! descriptors: the TUN device, one timerfd armed at the earliest deadline (precise to tens of
-//! microseconds, unlike a runtime's timer wheel), and an eventfd that announces commands.
+//! microseconds, unlike a runtime's timer wheel), and an eventfd that announces commands;
+//! with other workers, also on the UDP socket that links it to their data planes: a packet for
+//! a node of another worker leaves after the sending half of the link model (`encap`).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -14,6 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::clock::MonotonicClock;
+use super::encap;
 use super::model::{Fabric, GroupIdx, GroupLinkParams, LinkParams, NodeCounters, NodeIdx};
 use super::packet::{VNET_HDR_LEN, ipv4_endpoints, wire_len};
 use super::tun::TunDevice;
@@ -26,9 +29,11 @@ const MAX_PACKET: usize = 65_535;
 
 /// What the controller asks of the data plane; applied before the next packet is handled.
 pub enum Command {
+    /// A node; `home` is the data plane of the worker it lives on, `None` for this one.
     AddNode {
         ip: Ipv4Addr,
         group: u32,
+        home: Option<SocketAddr>,
     },
     SetParams {
         ip: Ipv4Addr,
@@ -49,11 +54,24 @@ pub enum Command {
     Stop,
 }
 
-/// Packets that did not belong to two nodes (passed through unshaped) and write errors.
+/// Packets that did not belong to two nodes (passed through unshaped), write errors, and
+/// the traffic with other workers.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ForwarderStats {
     pub passed_through: u64,
     pub write_errors: u64,
+    pub remote_sent: u64,
+    pub remote_received: u64,
+    /// Datagrams refused: from a stranger, not ours, or for no node of this worker.
+    pub remote_rejected: u64,
+    pub remote_send_errors: u64,
+}
+
+/// The link to the other workers' data planes: one UDP socket (bound in the machine's own
+/// network namespace) and the addresses it accepts datagrams from.
+pub struct RemoteLinks {
+    pub socket: UdpSocket,
+    pub peers: Vec<SocketAddr>,
 }
 
 /// The handle of a running data plane; stopping or dropping it ends the thread.
@@ -65,7 +83,15 @@ pub struct Dataplane {
 
 impl Dataplane {
     /// Starts the forwarding thread on `tun`; `seed` drives loss and jitter draws.
-    pub fn start(tun: TunDevice, clock: MonotonicClock, seed: u64) -> io::Result<Self> {
+    pub fn start(
+        tun: TunDevice,
+        clock: MonotonicClock,
+        seed: u64,
+        remote: Option<RemoteLinks>,
+    ) -> io::Result<Self> {
+        if let Some(r) = &remote {
+            r.socket.set_nonblocking(true)?;
+        }
         let wake = std::sync::Arc::new(eventfd()?);
         let timer = timerfd()?;
         let (tx, rx) = mpsc::channel();
@@ -80,6 +106,8 @@ impl Dataplane {
                     impaired_nodes: HashSet::new(),
                     lossy_groups: HashSet::new(),
                     tso: tun.offload(),
+                    remote,
+                    homes: Vec::new(),
                     tun,
                     timer,
                     wake: thread_wake,
@@ -168,6 +196,9 @@ struct Forwarder {
     impaired_nodes: HashSet<Ipv4Addr>,
     lossy_groups: HashSet<(u32, u32)>,
     tso: bool,
+    remote: Option<RemoteLinks>,
+    /// Per node index: the data plane of the worker it lives on, `None` for this one.
+    homes: Vec<Option<SocketAddr>>,
     timer: OwnedFd,
     wake: std::sync::Arc<OwnedFd>,
     clock: MonotonicClock,
@@ -188,7 +219,7 @@ impl Forwarder {
                     return Ok(self.stats);
                 }
             }
-            let full_batch = self.read_batch()?;
+            let full_batch = self.read_batch()? | self.read_remote_batch();
             self.fabric.poll(self.clock.now(), &mut due);
             for (_, packet) in due.drain(..) {
                 self.emit(packet);
@@ -203,11 +234,12 @@ impl Forwarder {
     /// Returns false on `Stop`.
     fn apply(&mut self, cmd: Command) -> bool {
         match cmd {
-            Command::AddNode { ip, group } => {
+            Command::AddNode { ip, group, home } => {
                 if !self.nodes.contains_key(&ip) {
                     let idx = self.fabric.add_node(GroupIdx(group));
                     self.nodes.insert(ip, idx);
                     self.ips.push(ip);
+                    self.homes.push(home);
                 }
             }
             Command::SetParams { ip, params } => {
@@ -237,10 +269,13 @@ impl Forwarder {
                 }
             }
             Command::Counters(reply) => {
+                // Only this worker's nodes: the counts of the others are on their machines.
                 let all = self
                     .ips
                     .iter()
-                    .map(|ip| (*ip, *self.fabric.counters(self.nodes[ip])))
+                    .zip(&self.homes)
+                    .filter(|(_, home)| home.is_none())
+                    .map(|(ip, _)| (*ip, *self.fabric.counters(self.nodes[ip])))
                     .collect();
                 let _ = reply.send(all);
             }
@@ -253,7 +288,11 @@ impl Forwarder {
     }
 
     fn update_tso(&mut self) {
-        let want = self.hdr > 0 && self.impaired_nodes.is_empty() && self.lossy_groups.is_empty();
+        // A super-packet does not fit a UDP datagram to another worker.
+        let want = self.hdr > 0
+            && self.impaired_nodes.is_empty()
+            && self.lossy_groups.is_empty()
+            && self.remote.is_none();
         if want != self.tso && self.tun.set_tso(want).is_ok() {
             self.tso = want;
         }
@@ -281,16 +320,88 @@ impl Forwarder {
         match route {
             Some((src, dst)) => {
                 let len = wire_len(vnet, ip.len());
-                // A dropped packet is counted by the fabric; its buffer is simply freed.
-                let _ = self
-                    .fabric
-                    .send(self.clock.now(), src, dst, len, packet, &mut self.rng);
+                let now = self.clock.now();
+                match self.homes.get(dst.0 as usize).copied().flatten() {
+                    // A dropped packet is counted by the fabric; its buffer is simply freed.
+                    None => {
+                        let _ = self.fabric.send(now, src, dst, len, packet, &mut self.rng);
+                    }
+                    Some(home) => {
+                        if let Ok(arrival) =
+                            self.fabric
+                                .send_to_remote(now, src, dst, len, &mut self.rng)
+                        {
+                            self.ship(home, arrival.saturating_sub(now), &packet);
+                        }
+                    }
+                }
             }
             None => {
                 self.stats.passed_through += 1;
                 self.emit(packet);
             }
         }
+    }
+
+    /// Sends a packet to the worker of its destination, which holds it for `remaining` ns
+    /// and then offers it to the destination's downlink.
+    fn ship(&mut self, home: SocketAddr, remaining: Nanos, packet: &[u8]) {
+        let Some(remote) = &self.remote else { return };
+        let header = encap::header(remaining, self.hdr);
+        let bufs = [io::IoSlice::new(&header), io::IoSlice::new(packet)];
+        if send_vectored_to(&remote.socket, &bufs, home).is_ok() {
+            self.stats.remote_sent += 1;
+        } else {
+            self.stats.remote_send_errors += 1;
+        }
+    }
+
+    /// Reads up to `READ_BATCH` datagrams from other workers; true when the batch was full.
+    fn read_remote_batch(&mut self) -> bool {
+        let Some(remote) = &self.remote else {
+            return false;
+        };
+        let mut buf = [0u8; encap::HEADER_LEN + MAX_PACKET];
+        let mut accepted = Vec::new();
+        let mut full = true;
+        for _ in 0..READ_BATCH {
+            let (n, from) = match remote.socket.recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    full = false;
+                    break;
+                }
+            };
+            if !remote.peers.contains(&from) {
+                self.stats.remote_rejected += 1;
+                continue;
+            }
+            match encap::parse(&buf[..n], self.hdr) {
+                Ok((remaining, packet)) => accepted.push((remaining, packet.to_vec())),
+                Err(_) => self.stats.remote_rejected += 1,
+            }
+        }
+        for (remaining, packet) in accepted {
+            self.receive_remote(remaining, packet);
+        }
+        full
+    }
+
+    /// The receiving half for a packet from another worker: its destination must live here.
+    fn receive_remote(&mut self, remaining: Nanos, packet: Vec<u8>) {
+        let (vnet, ip) = packet.split_at(self.hdr.min(packet.len()));
+        let dst = ipv4_endpoints(ip)
+            .and_then(|(_, dst)| self.nodes.get(&dst).copied())
+            .filter(|d| matches!(self.homes.get(d.0 as usize), Some(None)));
+        let Some(dst) = dst else {
+            self.stats.remote_rejected += 1;
+            return;
+        };
+        self.stats.remote_received += 1;
+        let len = wire_len(vnet, ip.len());
+        let arrival = self.clock.now().saturating_add(remaining);
+        let _ = self.fabric.receive_from_remote(arrival, dst, len, packet);
     }
 
     fn emit(&mut self, packet: Vec<u8>) {
@@ -332,10 +443,13 @@ impl Forwarder {
     }
 
     fn wait(&mut self) -> io::Result<()> {
+        // Without other workers the last entry is -1, which poll(2) ignores.
+        let udp = self.remote.as_ref().map_or(-1, |r| r.socket.as_raw_fd());
         let mut fds = [
             pollfd(self.tun.as_raw_fd()),
             pollfd(self.timer.as_raw_fd()),
             pollfd(self.wake.as_raw_fd()),
+            pollfd(udp),
         ];
         // SAFETY: `fds` is a valid array of pollfd for its length.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
@@ -401,4 +515,35 @@ fn drain(fd: &OwnedFd) {
     let mut value: u64 = 0;
     // SAFETY: reads 8 bytes from an eventfd/timerfd into a u64.
     unsafe { libc::read(fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+}
+
+/// `sendmsg(2)` of header and packet in one datagram, without copying them together.
+fn send_vectored_to(
+    socket: &UdpSocket,
+    bufs: &[io::IoSlice<'_>],
+    to: SocketAddr,
+) -> io::Result<()> {
+    let SocketAddr::V4(v4) = to else {
+        return Err(io::Error::other("workers are reached over IPv4"));
+    };
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*v4.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: msghdr is plain data; every pointer in it outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&addr as *const libc::sockaddr_in).cast_mut().cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+    msg.msg_iovlen = bufs.len() as _;
+    // SAFETY: a valid socket and a msghdr built above.
+    let rc = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

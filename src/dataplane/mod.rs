@@ -3,11 +3,12 @@
 //! TUN device (`tun`) and the kernel, on the lab's monotonic clock (`clock`).
 
 pub mod clock;
+pub mod encap;
 pub mod forwarder;
 pub mod model;
 pub mod packet;
 pub mod tun;
 
 pub use clock::MonotonicClock;
-pub use forwarder::{Command, Dataplane, ForwarderStats};
+pub use forwarder::{Command, Dataplane, ForwarderStats, RemoteLinks};
 pub use tun::TunDevice;

@@ -1,12 +1,14 @@
 //! What the controller asks an executor to do, with every value resolved, and what comes
 //! back about processes. Dry-run and real executors receive exactly the same actions.
 
+use serde::{Deserialize, Serialize};
+
 use super::{GroupId, LinkShape, NodeId, NodeRecord, ProcId};
 use crate::experiment::GroupLink;
 use crate::script::units::Nanos;
 
 /// How to start one program on one node.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpawnSpec {
     /// The command line after `{ip}`/`{id}` substitution, as recorded in events.
     pub cmd: String,
@@ -18,7 +20,7 @@ pub struct SpawnSpec {
     pub user: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Action {
     AddNode(NodeRecord),
     Shape {
@@ -59,7 +61,7 @@ pub enum Action {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExitStatus {
     Code(i32),
     Signal(i32),
@@ -76,7 +78,7 @@ impl ExitStatus {
 }
 
 /// A process that ended, reported by an executor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcExit {
     pub proc: ProcId,
     pub status: ExitStatus,

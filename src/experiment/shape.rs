@@ -1,11 +1,13 @@
 //! Access-link and group-link parameters as the experiment state keeps them, with units
 //! resolved (bits/s, bytes, nanoseconds). Validation of user input lives in `script::api::net`.
 
+use serde::{Deserialize, Serialize};
+
 use crate::script::units::Nanos;
 
 /// The access link of one node. `None` rates mean unlimited; a node never shaped has
 /// `LinkShape::default()`: unlimited, no added latency, no loss.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct LinkShape {
     pub up: Option<u64>,
     pub down: Option<u64>,
@@ -41,7 +43,7 @@ impl LinkShape {
 }
 
 /// Extra latency, jitter and loss between two groups (symmetric).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct GroupLink {
     pub latency: Nanos,
     pub jitter: Nanos,

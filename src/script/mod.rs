@@ -170,10 +170,14 @@ pub fn run(
         .with("pending_callbacks", pending_callbacks);
     lab.record(end).map_err(io_err)?;
     lab.flush().map_err(io_err)?;
+    let traffic = lab.traffic();
+    // The script's own error, if any, comes first; then one from collecting node folders.
+    let finished = lab.finish().map_err(io_err);
     result.map_err(|e| ScriptError::from_eval(&e, &name, &check::known_functions(&engine)))?;
+    finished?;
     Ok(ScriptReport {
         end_time,
-        traffic: lab.traffic(),
+        traffic,
         events: lab.events_recorded(),
         unread_params: state.params().unread(),
         pending_callbacks,

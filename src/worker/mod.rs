@@ -3,16 +3,18 @@
 //! it kills every process it started, stops the data plane and removes the lab.
 
 mod procs;
+pub mod server;
+pub mod session;
 pub mod shim;
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::controller::{Clock, ExecError, Executor, Outcome};
 use crate::dataplane::model::{GroupLinkParams, LinkParams, NodeCounters};
-use crate::dataplane::{Command, Dataplane, MonotonicClock, TunDevice};
+use crate::dataplane::{Command, Dataplane, MonotonicClock, RemoteLinks, TunDevice};
 use crate::experiment::{Action, AddressPlan, NodeId, ProcExit, ProcId};
 use crate::netns::{LabNamespace, NetnsError};
 use crate::script::units::Nanos;
@@ -50,6 +52,17 @@ pub struct WorkerOptions {
     pub seed: u64,
     /// MTU of the emulated links.
     pub mtu: u32,
+    /// This worker's number: it owns the address block `10.<index>.0.0/16`.
+    pub index: u32,
+    /// The other workers of the run, with the socket that reaches their data planes
+    /// (`None` when this is the only worker).
+    pub remote: Option<RemoteWorkers>,
+}
+
+/// The other workers: their numbers and data-plane addresses, and this machine's UDP socket.
+pub struct RemoteWorkers {
+    pub peers: Vec<(u32, SocketAddr)>,
+    pub socket: UdpSocket,
 }
 
 pub struct LocalWorker {
@@ -59,7 +72,13 @@ pub struct LocalWorker {
     spawner: procs::Spawner,
     dataplane: Option<Dataplane>,
     lab: Option<LabNamespace>,
+    /// Every node of the lab, this worker's and the others' (their links are half modelled here).
     nodes: HashMap<NodeId, Ipv4Addr>,
+    /// The nodes that live on this worker.
+    local: std::collections::HashSet<NodeId>,
+    index: u32,
+    /// Data-plane address of each other worker, by number.
+    peers: HashMap<u32, SocketAddr>,
     results: PathBuf,
     shim: PathBuf,
     /// Programs already checked for static linking (one read of the ELF each).
@@ -95,9 +114,26 @@ impl LocalWorker {
             })?;
         // Only the node block goes through the data plane; the rest of the lab prefix is
         // unreachable (below), so a send to it fails at once.
-        let (block, block_len) = AddressPlan::block(0);
+        let (block, block_len) = AddressPlan::block(opts.index);
         lab.install_hairpin(TUN_NAME, block, block_len, opts.mtu)?;
-        let dataplane = Dataplane::start(tun, clock, opts.seed).map_err(WorkerError::Dataplane)?;
+        let peers: HashMap<u32, SocketAddr> = opts
+            .remote
+            .as_ref()
+            .map(|r| r.peers.iter().copied().collect())
+            .unwrap_or_default();
+        // The other workers' blocks go through the data plane too, which ships their packets.
+        for &index in peers.keys() {
+            let (remote_block, len) = AddressPlan::block(index);
+            lab.install_hairpin(TUN_NAME, remote_block, len, opts.mtu)?;
+        }
+        let links = opts.remote.map(|r| RemoteLinks {
+            socket: r.socket,
+            peers: r.peers.iter().map(|(_, a)| *a).collect(),
+        });
+        // Each worker draws its own losses and jitter: same seed, other stream.
+        let seed = opts.seed ^ u64::from(opts.index).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let dataplane =
+            Dataplane::start(tun, clock, seed, links).map_err(WorkerError::Dataplane)?;
         // Every address of the worker's block is local at once (AnyIP), instead of one address
         // per node on `lo`: the kernel inserts addresses in quadratic time (1.2 s for 10,000).
         let mut netlink = lab.netlink()?;
@@ -113,6 +149,9 @@ impl LocalWorker {
             dataplane: Some(dataplane),
             lab: Some(lab),
             nodes: HashMap::new(),
+            local: Default::default(),
+            index: opts.index,
+            peers,
             results: opts.results,
             shim: opts.shim,
             static_programs: HashMap::new(),
@@ -138,11 +177,21 @@ impl LocalWorker {
             .expect("the data plane lives as long as the worker")
     }
 
+    /// The address of a node of this worker.
     fn ip(&self, node: NodeId) -> Result<Ipv4Addr, ExecError> {
         self.nodes
             .get(&node)
+            .filter(|_| self.local.contains(&node))
             .copied()
             .ok_or_else(|| ExecError::Refused(format!("node {} is not on this worker", node.0)))
+    }
+
+    /// The address of any node of the lab.
+    fn any_ip(&self, node: NodeId) -> Result<Ipv4Addr, ExecError> {
+        self.nodes
+            .get(&node)
+            .copied()
+            .ok_or_else(|| ExecError::Refused(format!("node {} is unknown here", node.0)))
     }
 
     /// SIGKILLs the process groups and reaps them, so their exits are known at once.
@@ -215,14 +264,25 @@ impl Executor for LocalWorker {
         let mut outcome = Outcome::default();
         match action {
             Action::AddNode(node) => {
+                let home = if node.worker == self.index {
+                    None
+                } else {
+                    Some(*self.peers.get(&node.worker).ok_or_else(|| {
+                        ExecError::Refused(format!("worker {} is not in this run", node.worker))
+                    })?)
+                };
                 self.dataplane().send(Command::AddNode {
                     ip: node.ip,
                     group: node.group.0,
+                    home,
                 });
                 self.nodes.insert(node.id, node.ip);
+                if home.is_none() {
+                    self.local.insert(node.id);
+                }
             }
             Action::Shape { node, shape } => {
-                let ip = self.ip(*node)?;
+                let ip = self.any_ip(*node)?;
                 self.dataplane().send(Command::SetParams {
                     ip,
                     params: link_params(shape),
@@ -277,6 +337,12 @@ impl Executor for LocalWorker {
                 }
             }
             Action::Kill { proc } => outcome.exits = self.kill_now(&[*proc]),
+            // A node of another worker: only its traffic stops here; its worker kills it.
+            Action::FailNode { node, .. } if !self.local.contains(node) => {
+                let ip = self.any_ip(*node)?;
+                self.dataplane()
+                    .send(Command::SetFailed { ip, failed: true });
+            }
             Action::FailNode { node, procs } => {
                 let ip = self.ip(*node)?;
                 // Traffic stops first (the barrier waits until it is in force), so that
@@ -290,7 +356,7 @@ impl Executor for LocalWorker {
                 self.lab().signal_groups(&groups, libc::SIGKILL);
             }
             Action::Revive { node } => {
-                let ip = self.ip(*node)?;
+                let ip = self.any_ip(*node)?;
                 self.dataplane()
                     .send(Command::SetFailed { ip, failed: false });
             }
@@ -305,7 +371,7 @@ impl Executor for LocalWorker {
         Ok(outcome)
     }
 
-    fn drain_exits(&mut self) -> Vec<(Nanos, ProcExit)> {
+    fn drain_exits(&mut self) -> Result<Vec<(Nanos, ProcExit)>, ExecError> {
         self.fire_pending_kills();
         let now = self.clock.now();
         let mut exits = Vec::new();
@@ -317,10 +383,10 @@ impl Executor for LocalWorker {
             _ => true,
         });
         exits.sort_by_key(|(_, e)| e.proc);
-        exits
+        Ok(exits)
     }
 
-    fn traffic(&self) -> Vec<(Ipv4Addr, NodeCounters)> {
+    fn traffic(&mut self) -> Vec<(Ipv4Addr, NodeCounters)> {
         LocalWorker::traffic(self)
     }
 }

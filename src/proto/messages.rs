@@ -1,0 +1,114 @@
+//! Every message of the protocol. Frames are JSON objects tagged by `"type"`, so a session
+//! can be read with `nc`; requests carry an id that their reply repeats.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::controller::Outcome;
+use crate::dataplane::model::NodeCounters;
+use crate::experiment::{Action, ProcExit};
+
+/// The handshake, in order: Hello (controller), Challenge (worker), Proof (controller),
+/// Welcome (worker). Either side may end it with Refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Handshake {
+    Hello {
+        version: u32,
+        nonce: String,
+    },
+    Challenge {
+        version: u32,
+        nonce: String,
+        proof: String,
+    },
+    Proof {
+        proof: String,
+    },
+    Welcome {
+        worker: String,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToWorker {
+    Request { id: u64, body: Request },
+    Heartbeat,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// First request of a session: builds the worker's lab.
+    Setup(Setup),
+    Act {
+        action: Action,
+    },
+    Traffic,
+    /// Sends every file of the nodes' folders as `File` events, then replies.
+    Collect,
+    Ping,
+    /// Ends the session: processes killed, lab removed, then the reply.
+    Stop,
+}
+
+/// What a worker needs to build its lab.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Setup {
+    /// This worker's number: it owns the address block `10.<index>.0.0/16`.
+    pub index: u32,
+    pub seed: u64,
+    pub mtu: u32,
+    /// Part of the lab namespace's name.
+    pub hint: String,
+    /// The other workers' data planes.
+    pub peers: Vec<Peer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Peer {
+    pub index: u32,
+    /// Where its data plane receives encapsulated packets (UDP).
+    pub data: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToController {
+    Reply {
+        id: u64,
+        result: Result<Reply, String>,
+    },
+    /// A process ended on its own.
+    Exit {
+        exit: ProcExit,
+    },
+    /// A piece of a node's file, during `Collect`: `path` is relative to the results folder.
+    File {
+        path: String,
+        offset: u64,
+        data: String,
+    },
+    Heartbeat,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Done,
+    /// Setup: the lab is built, in this network namespace.
+    Lab {
+        namespace: String,
+    },
+    Outcome {
+        outcome: Outcome,
+    },
+    Traffic {
+        nodes: Vec<(Ipv4Addr, NodeCounters)>,
+    },
+}

@@ -1,0 +1,43 @@
+//! The control protocol between the controller and its workers: a versioned, two-way
+//! authenticated handshake (`auth`), then length-delimited JSON frames (`frame`) carrying
+//! requests with ids, their replies, asynchronous events and heartbeats (`messages`).
+//! The embedded worker speaks it too, over an in-memory stream.
+
+pub mod auth;
+pub mod frame;
+pub mod messages;
+
+use std::time::Duration;
+
+pub use auth::{Token, TokenError};
+pub use frame::{Connection, MAX_FRAME};
+pub use messages::{Peer, Reply, Request, Setup, ToController, ToWorker};
+
+/// Bumped whenever a message changes meaning; both sides must agree exactly.
+pub const VERSION: u32 = 1;
+/// How often each side says it is alive.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+/// Silence after which the other side counts as gone (well within the 3 s users are promised).
+pub const SILENCE: Duration = Duration::from_millis(2500);
+/// Time an unauthenticated connection gets to finish the handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("connection closed")]
+    Closed,
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error(
+        "protocol version {theirs} on the other side, {VERSION} here: use the same p2plab on every machine"
+    )]
+    Version { theirs: u32 },
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}

@@ -1,0 +1,197 @@
+//! `p2plab worker`: the daemon of one machine. It listens for controllers on a TCP port and
+//! receives other workers' packets on the UDP port of the same number; each connection must
+//! authenticate within a few seconds, and one authenticated controller at a time gets a session.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::session::{self, SessionEnd, SessionOptions};
+use crate::proto::{Connection, ProtoError, Token};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {err}")]
+    Listen {
+        addr: SocketAddr,
+        err: std::io::Error,
+    },
+    #[error("cannot create the scratch folder {path}: {err}")]
+    Scratch { path: String, err: std::io::Error },
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    pub token: Token,
+    /// Where sessions keep their nodes' folders until the controller collected them.
+    pub dir: PathBuf,
+    pub shim: PathBuf,
+}
+
+/// A bound worker, not yet serving: the caller learns the real port (for `--listen :0`).
+pub struct Server {
+    opts: ServerOptions,
+    tcp: TcpListener,
+    udp: UdpSocket,
+}
+
+impl Server {
+    pub fn bind(opts: ServerOptions) -> Result<Server, ServerError> {
+        let listen = opts.listen;
+        let err = |err| ServerError::Listen { addr: listen, err };
+        let tcp = TcpListener::bind(listen).map_err(err)?;
+        let local = tcp.local_addr().map_err(err)?;
+        let udp = UdpSocket::bind(local).map_err(err)?;
+        set_buffers(&udp);
+        tcp.set_nonblocking(true).map_err(err)?;
+        std::fs::create_dir_all(&opts.dir).map_err(|err| ServerError::Scratch {
+            path: opts.dir.display().to_string(),
+            err,
+        })?;
+        Ok(Server { opts, tcp, udp })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// Serves controllers until Ctrl-C or SIGTERM; a session in progress removes its lab first.
+    pub fn run(self) -> Result<(), ServerError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(ServerError::Runtime)?;
+        runtime.block_on(self.accept_loop())
+    }
+
+    async fn accept_loop(self) -> Result<(), ServerError> {
+        let listen = self.opts.listen;
+        let listener = tokio::net::TcpListener::from_std(self.tcp)
+            .map_err(|err| ServerError::Listen { addr: listen, err })?;
+        let shared = Arc::new(Shared {
+            token: self.opts.token,
+            dir: self.opts.dir,
+            shim: self.opts.shim,
+            udp: self.udp,
+            busy: AtomicBool::new(false),
+            sessions: AtomicU64::new(0),
+        });
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        let mut sessions = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        sessions.spawn(serve_connection(shared.clone(), stream, peer));
+                    }
+                    Err(e) => eprintln!("worker: accept: {e}"),
+                },
+                _ = tick.tick() => {
+                    while sessions.try_join_next().is_some() {}
+                    if crate::interrupt::requested() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Sessions notice the interrupt themselves and remove their labs.
+        while sessions.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+struct Shared {
+    token: Token,
+    dir: PathBuf,
+    shim: PathBuf,
+    udp: UdpSocket,
+    busy: AtomicBool,
+    sessions: AtomicU64,
+}
+
+async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, peer: SocketAddr) {
+    let mut conn = Connection::new(stream);
+    let busy = shared
+        .busy
+        .load(Ordering::SeqCst)
+        .then_some("this worker is serving another controller; one run at a time");
+    let describe = format!(
+        "p2plab worker {} on {}",
+        env!("CARGO_PKG_VERSION"),
+        hostname()
+    );
+    match conn
+        .authenticate_controller(&shared.token, &describe, busy)
+        .await
+    {
+        Ok(()) => {}
+        Err(ProtoError::Refused(_)) => {
+            eprintln!("worker: refused {peer}: busy");
+            return;
+        }
+        Err(e) => {
+            eprintln!("worker: refused {peer}: {e}");
+            return;
+        }
+    }
+    if shared.busy.swap(true, Ordering::SeqCst) {
+        eprintln!("worker: refused {peer}: busy");
+        return;
+    }
+    let n = shared.sessions.fetch_add(1, Ordering::SeqCst);
+    let dir = shared
+        .dir
+        .join(format!("session-{}-{n}", std::process::id()));
+    eprintln!("worker: session {n} with controller {peer}");
+    let socket = shared.udp.try_clone().ok();
+    let end = session::serve(
+        conn,
+        SessionOptions {
+            dir: dir.clone(),
+            collect: true,
+            shim: shared.shim.clone(),
+            socket,
+        },
+    )
+    .await;
+    // Node folders were sent to the controller (or the controller is gone).
+    let _ = std::fs::remove_dir_all(&dir);
+    match end {
+        SessionEnd::Stopped => eprintln!("worker: session {n} ended; lab removed"),
+        SessionEnd::Lost(e) => eprintln!("worker: controller {peer} lost ({e}); lab removed"),
+        SessionEnd::Silent => {
+            eprintln!("worker: controller {peer} silent for too long; lab removed")
+        }
+        SessionEnd::Interrupted => eprintln!("worker: interrupted; lab removed"),
+    }
+    shared.busy.store(false, Ordering::SeqCst);
+}
+
+/// Large socket buffers: a burst of datagrams from a fast flow must not overflow the default.
+fn set_buffers(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 4 << 20;
+    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        // SAFETY: setsockopt on our own socket with a c_int value.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}

@@ -1,0 +1,278 @@
+//! One controller's session on a worker: the protocol side (an async task that reads requests,
+//! writes replies and events, and exchanges heartbeats) and the lab side (a plain thread that
+//! owns the `LocalWorker` and carries the requests out in order). When the controller stops the
+//! session, closes the connection or falls silent, the thread drops the worker: processes
+//! killed, lab removed.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+use super::{LocalWorker, RemoteWorkers, WorkerOptions};
+use crate::controller::Executor;
+use crate::dataplane::MonotonicClock;
+use crate::experiment::Action;
+use crate::proto::{
+    Connection, HEARTBEAT, ProtoError, Reply, Request, SILENCE, Setup, ToController, ToWorker,
+};
+
+/// How often the lab thread looks for processes that ended.
+const EXIT_POLL: Duration = Duration::from_millis(20);
+/// Bytes of a file per `File` event.
+const CHUNK: usize = 1 << 20;
+/// Messages queued towards the controller before the lab thread waits for the network.
+const OUTBOX: usize = 1024;
+
+pub struct SessionOptions {
+    /// Where node folders go (`<dir>/nodes/<ip>/`).
+    pub dir: PathBuf,
+    /// Whether `Collect` sends the node folders (a remote worker) or has nothing to do (the
+    /// embedded worker writes straight into the results folder).
+    pub collect: bool,
+    pub shim: PathBuf,
+    /// The machine's data-plane socket, for runs with several workers.
+    pub socket: Option<UdpSocket>,
+}
+
+/// How a session ended, for the worker's log.
+#[derive(Debug)]
+pub enum SessionEnd {
+    Stopped,
+    Lost(ProtoError),
+    Silent,
+    Interrupted,
+}
+
+/// Serves one authenticated controller until the session ends; the lab is gone on return.
+pub async fn serve<S>(mut conn: Connection<S>, opts: SessionOptions) -> SessionEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (requests, lab_requests) = std_mpsc::channel::<(u64, Request)>();
+    let (outbox, mut to_send) = mpsc::channel::<ToController>(OUTBOX);
+    let lab = std::thread::Builder::new()
+        .name("p2plab-session".into())
+        .spawn(move || lab_thread(opts, lab_requests, outbox));
+    let lab = match lab {
+        Ok(t) => t,
+        Err(e) => return SessionEnd::Lost(ProtoError::Io(e)),
+    };
+    let mut requests = Some(requests);
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut heard = Instant::now();
+    let mut end = None;
+    loop {
+        tokio::select! {
+            msg = conn.recv::<ToWorker>(), if end.is_none() => match msg {
+                Ok(ToWorker::Heartbeat) => heard = Instant::now(),
+                Ok(ToWorker::Request { id, body }) => {
+                    heard = Instant::now();
+                    let stop = body == Request::Stop;
+                    if let Some(r) = &requests {
+                        let _ = r.send((id, body));
+                    }
+                    if stop {
+                        end = Some(SessionEnd::Stopped);
+                    }
+                }
+                Err(e) => {
+                    end = Some(SessionEnd::Lost(e));
+                    requests = None;
+                }
+            },
+            out = to_send.recv() => match out {
+                Some(msg) => {
+                    if conn.send(&msg).await.is_err() {
+                        end.get_or_insert(SessionEnd::Lost(ProtoError::Closed));
+                        requests = None;
+                    }
+                }
+                // The lab thread ended: the lab is gone.
+                None => break,
+            },
+            _ = heartbeat.tick() => {
+                if end.is_none() {
+                    if heard.elapsed() > SILENCE {
+                        end = Some(SessionEnd::Silent);
+                        requests = None;
+                    } else if crate::interrupt::requested() {
+                        end = Some(SessionEnd::Interrupted);
+                        requests = None;
+                    } else if conn.send(&ToController::Heartbeat).await.is_err() {
+                        end = Some(SessionEnd::Lost(ProtoError::Closed));
+                        requests = None;
+                    }
+                }
+            }
+        }
+    }
+    let _ = tokio::task::spawn_blocking(move || lab.join()).await;
+    end.unwrap_or(SessionEnd::Stopped)
+}
+
+/// Owns the lab: carries out requests in order, reports exits, and drops the lab at the end.
+fn lab_thread(
+    opts: SessionOptions,
+    requests: std_mpsc::Receiver<(u64, Request)>,
+    outbox: mpsc::Sender<ToController>,
+) {
+    let mut lab: Option<LocalWorker> = None;
+    let mut socket = opts.socket.as_ref().and_then(|s| s.try_clone().ok());
+    let mut last_poll = Instant::now();
+    loop {
+        match requests.recv_timeout(EXIT_POLL) {
+            Ok((id, request)) => {
+                let stop = request == Request::Stop;
+                if stop {
+                    // The reply says the lab is gone, so drop it first.
+                    drop(lab.take());
+                }
+                let result = match request {
+                    Request::Collect if opts.collect => collect(&opts.dir, &outbox),
+                    Request::Collect => Ok(Reply::Done),
+                    request => handle(&opts, &mut lab, &mut socket, request),
+                };
+                if outbox
+                    .blocking_send(ToController::Reply { id, result })
+                    .is_err()
+                    || stop
+                {
+                    break;
+                }
+            }
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if last_poll.elapsed() >= EXIT_POLL
+            && let Some(worker) = lab.as_mut()
+        {
+            last_poll = Instant::now();
+            for (_, exit) in worker.drain_exits().unwrap_or_default() {
+                let _ = outbox.blocking_send(ToController::Exit { exit });
+            }
+        }
+    }
+    drop(lab);
+}
+
+fn handle(
+    opts: &SessionOptions,
+    lab: &mut Option<LocalWorker>,
+    socket: &mut Option<UdpSocket>,
+    request: Request,
+) -> Result<Reply, String> {
+    match request {
+        Request::Setup(setup) => {
+            if lab.is_some() {
+                return Err("this session already has a lab".into());
+            }
+            let worker = start_lab(opts, setup, socket.take())?;
+            let namespace = worker.namespace().unwrap_or_default().to_string();
+            *lab = Some(worker);
+            Ok(Reply::Lab { namespace })
+        }
+        Request::Ping => Ok(Reply::Done),
+        Request::Stop => Ok(Reply::Done),
+        Request::Act { action } => {
+            let worker = lab.as_mut().ok_or("no lab yet: Setup comes first")?;
+            if matches!(action, Action::Wait { .. }) {
+                return Err("wait is the controller's job: exits are reported as events".into());
+            }
+            worker
+                .execute(&action)
+                .map(|outcome| Reply::Outcome { outcome })
+                .map_err(|e| e.to_string())
+        }
+        Request::Traffic => {
+            let worker = lab.as_ref().ok_or("no lab yet: Setup comes first")?;
+            Ok(Reply::Traffic {
+                nodes: worker.traffic(),
+            })
+        }
+        Request::Collect => Ok(Reply::Done),
+    }
+}
+
+fn start_lab(
+    opts: &SessionOptions,
+    setup: Setup,
+    socket: Option<UdpSocket>,
+) -> Result<LocalWorker, String> {
+    let remote = if setup.peers.is_empty() {
+        None
+    } else {
+        let socket = socket.ok_or("this worker has no data-plane socket for other workers")?;
+        Some(RemoteWorkers {
+            peers: setup.peers.iter().map(|p| (p.index, p.data)).collect(),
+            socket,
+        })
+    };
+    LocalWorker::start(
+        WorkerOptions {
+            hint: setup.hint,
+            results: opts.dir.clone(),
+            shim: opts.shim.clone(),
+            seed: setup.seed,
+            mtu: setup.mtu,
+            index: setup.index,
+            remote,
+        },
+        MonotonicClock::start(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Every file under `<dir>/nodes`, as `File` events with paths relative to `dir`.
+pub fn collect(dir: &Path, outbox: &mpsc::Sender<ToController>) -> Result<Reply, String> {
+    let mut files = Vec::new();
+    list_files(&dir.join("nodes"), &mut files).map_err(|e| format!("listing node folders: {e}"))?;
+    for file in files {
+        let rel = file
+            .strip_prefix(dir)
+            .map_err(|e| e.to_string())?
+            .to_string_lossy()
+            .into_owned();
+        let bytes = std::fs::read(&file).map_err(|e| format!("reading {rel}: {e}"))?;
+        let mut offset = 0;
+        // An empty file is sent too, so it exists on the controller.
+        loop {
+            let end = (offset + CHUNK).min(bytes.len());
+            let data = base64::engine::general_purpose::STANDARD.encode(&bytes[offset..end]);
+            outbox
+                .blocking_send(ToController::File {
+                    path: rel.clone(),
+                    offset: offset as u64,
+                    data,
+                })
+                .map_err(|_| "the connection closed".to_string())?;
+            offset = end;
+            if offset >= bytes.len() {
+                break;
+            }
+        }
+    }
+    Ok(Reply::Done)
+}
+
+fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            list_files(&entry.path(), out)?;
+        } else if kind.is_file() {
+            out.push(entry.path());
+        }
+    }
+    Ok(())
+}
