@@ -2,6 +2,9 @@
 //! script given as text, returning its events.
 #![allow(dead_code)]
 
+pub mod machines;
+pub mod swarm;
+
 use std::path::{Path, PathBuf};
 
 use p2plab::run::{self, RunConfig, RunError, RunOutcome};

@@ -1,0 +1,102 @@
+//! Controller → worker speed (needs root): allocating and shaping 10,000 nodes, pipelined
+//! commands per second, and awaited round trips per second (`fail_node`), on the embedded
+//! worker and on three workers in three network namespaces, side by side in one run.
+//!   cargo bench --bench workers
+
+#[path = "../tests/common/machines.rs"]
+#[allow(dead_code)]
+mod machines;
+
+use std::process::Command;
+
+const RUNS: usize = 3;
+const NODES: usize = 10_000;
+const ROUND_TRIPS: usize = 2_000;
+
+const SCRIPT: &str = r#"
+let t0 = now();
+let nodes = alloc_ip(NODES);
+let t1 = now();
+shape(nodes, #{ up: "1mbit", down: "2mbit", latency: "10ms" });
+let t2 = now();
+for i in 0..ROUND_TRIPS { fail_node(nodes[i]); }
+let t3 = now();
+metric("alloc_s", t1 - t0);
+metric("shape_s", t2 - t1);
+metric("fail_s", t3 - t2);
+"#;
+
+fn metrics(out: &std::path::Path) -> (f64, f64, f64) {
+    let text = std::fs::read_to_string(out.join("events.jsonl")).expect("events.jsonl");
+    let get = |name: &str| {
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|e| e["event"] == "metric" && e["name"] == name)
+            .and_then(|e| e["value"].as_f64())
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    };
+    (get("alloc_s"), get("shape_s"), get("fail_s"))
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: needs root (network namespaces, TUN devices)");
+        return;
+    }
+    let cluster = machines::Cluster::start("bench", 3);
+    let script = cluster.dir.path().join("bench.rhai");
+    let text = SCRIPT
+        .replace("ROUND_TRIPS", &ROUND_TRIPS.to_string())
+        .replace("NODES", &NODES.to_string());
+    std::fs::write(&script, text).unwrap();
+    let mut results = Vec::new();
+    for (name, remote) in [("embedded worker", false), ("3 workers", true)] {
+        let mut runs = Vec::new();
+        for run in 0..RUNS {
+            let out = cluster.dir.path().join(format!("out-{remote}-{run}"));
+            if remote {
+                let (code, err) = cluster.run_script(&script, &out, &[]);
+                assert_eq!(code, 0, "{err}");
+            } else {
+                let status = Command::new(env!("CARGO_BIN_EXE_p2plab"))
+                    .args([
+                        "script",
+                        script.to_str().unwrap(),
+                        "-q",
+                        "--out",
+                        out.to_str().unwrap(),
+                    ])
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }
+            runs.push(metrics(&out));
+        }
+        let alloc = median(runs.iter().map(|r| r.0).collect());
+        let shape = median(runs.iter().map(|r| r.1).collect());
+        let fail = median(runs.iter().map(|r| r.2).collect());
+        let workers = if remote { 3.0 } else { 1.0 };
+        // Every alloc and shape goes to every worker (each data plane models half of each link).
+        let commands = 2.0 * NODES as f64 * workers;
+        println!(
+            "{name:>16}: alloc {NODES} {:>6.0} ms, shape {NODES} {:>6.0} ms (together {:>6.0} ms); \
+             pipelined {:>7.0} commands/s; fail_node round trips {:>6.0}/s",
+            alloc * 1e3,
+            shape * 1e3,
+            (alloc + shape) * 1e3,
+            commands / (alloc + shape),
+            ROUND_TRIPS as f64 / fail
+        );
+        results.push(alloc + shape);
+    }
+    println!(
+        "alloc+shape of {NODES} nodes over 3 workers / embedded: {:.2} (median of {RUNS})",
+        results[1] / results[0]
+    );
+}
