@@ -16,14 +16,26 @@
 //! `Lab` applies each primitive to the experiment state (`experiment`) through an `Executor`
 //! and records it in `events.jsonl` (`results`). Dry-run and real mode share all of it; only
 //! the executor and the clock differ. `at`/`every` callbacks wait in `controller::timers` and
-//! run, in time order, while the script sleeps.
+//! run, in time order, while the script sleeps. In real mode the executor is
+//! `controller::Workers`: it sends each action to the worker hosting its node (and what every
+//! data plane must know to all of them), pipelines actions that return nothing, and notices a
+//! lost worker (the run then ends with exit code 3).
+//!
+//! ## Protocol (`proto`)
+//! Controller and workers speak length-delimited JSON frames after a versioned handshake in
+//! which each side proves, by HMAC over fresh nonces, that it holds the shared token.
+//! Requests carry ids; process exits and collected node files come as events; both sides send
+//! heartbeats. The embedded worker of a one-machine run speaks it over an in-memory stream.
 //!
 //! ## Experiment state (`experiment`)
 //! Nodes, groups, link shapes, group links, processes, failed nodes, and where nodes live
 //! (`Placement`: worker `k` owns `10.k.0.0/16`).
 //!
 //! ## Worker (`worker`, `netns`)
-//! The real executor of one machine (`worker::LocalWorker`, embedded in `p2plab script`): a lab
+//! `p2plab worker` (`worker::server`) accepts one authenticated controller at a time; each
+//! session (`worker::session`) owns a `worker::LocalWorker` on a thread of its own and removes
+//! its lab when the controller stops it, disconnects or falls silent. `LocalWorker` is a
+//! machine's lab: a
 //! network namespace (`netns`: named like `ip netns add` makes them, or rootless in a user
 //! namespace of the process's own), where the worker's node block `10.k.0.0/16` is local as a
 //! whole (one AnyIP route) and node-to-node traffic is steered into a TUN device by policy
@@ -35,14 +47,16 @@
 //! latency, jitter and loss, downlink FIFO (`dataplane::model`), run on real packets by a
 //! forwarding thread between the TUN device and the kernel (`dataplane::forwarder`), on a
 //! timerfd precise to tens of microseconds, with TCP segmentation offload while no link is
-//! rate-limited or lossy.
+//! rate-limited or lossy and no other worker exists. A packet for a node of another worker
+//! leaves after the sending half of the model, in a UDP datagram that carries the delay it
+//! still has (`dataplane::encap`); that worker's data plane runs the receiving half.
 //!
 //! ## Shim (`shim/`, its own crate)
 //! `libp2plab_shim.so`, preloaded into every spawned program: wildcard and implicit binds of
 //! IPv4 sockets go to the node's address (`$BINDIP`), so unmodified programs need no option.
 //!
 //! ## Not yet
-//! The worker daemon and its protocol (several machines), `traffic.csv` and `p2plab report`.
+//! `traffic.csv` and `p2plab report`.
 //!
 //! ## Example
 //! ```

@@ -20,6 +20,7 @@ use super::{ExecError, Executor, Outcome};
 use crate::dataplane::MonotonicClock;
 use crate::dataplane::model::NodeCounters;
 use crate::experiment::{Action, NodeId, ProcExit, ProcId};
+use crate::proto::frame::FrameWriter;
 use crate::proto::{
     Connection, HEARTBEAT, Peer, ProtoError, Reply, Request, SILENCE, Setup, ToController,
     ToWorker, Token,
@@ -574,30 +575,24 @@ impl Drop for Workers {
     }
 }
 
-/// Reads frames from a worker, writes requests to it, and keeps the heartbeat.
+/// Reads frames from a worker and hands them over; a writer task beside it sends requests and
+/// heartbeats, so that a burst of requests never keeps replies from being read.
 async fn link_task<S>(
-    mut conn: Connection<S>,
-    mut out: mpsc::UnboundedReceiver<ToWorker>,
+    conn: Connection<S>,
+    out: mpsc::UnboundedReceiver<ToWorker>,
     state: Arc<LinkState>,
     results: PathBuf,
     clock: MonotonicClock,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let (writer, mut reader) = conn.split();
+    let mut writer = tokio::spawn(write_loop(writer, out));
+    let mut check = tokio::time::interval(HEARTBEAT);
     let mut heard = Instant::now();
     let reason = loop {
         tokio::select! {
-            msg = out.recv() => match msg {
-                Some(msg) => {
-                    if let Err(e) = conn.send(&msg).await {
-                        break e.to_string();
-                    }
-                }
-                // The controller is done with this worker.
-                None => return,
-            },
-            frame = conn.recv::<ToController>() => {
+            frame = reader.recv::<ToController>() => {
                 heard = Instant::now();
                 match frame {
                     Ok(ToController::Heartbeat) => {}
@@ -625,20 +620,48 @@ async fn link_task<S>(
                     Err(e) => break e.to_string(),
                 }
             },
-            _ = heartbeat.tick() => {
+            _ = check.tick() => {
                 if heard.elapsed() > SILENCE {
                     break format!("no heartbeat for {:.1} s", heard.elapsed().as_secs_f64());
                 }
-                if let Err(e) = conn.send(&ToWorker::Heartbeat).await {
-                    break e.to_string();
-                }
-            }
+            },
+            ended = &mut writer => match ended {
+                // The controller is done with this worker.
+                Ok(None) => return,
+                Ok(Some(e)) => break e,
+                Err(e) => break e.to_string(),
+            },
         }
     };
+    writer.abort();
     let mut s = state.lock();
     s.lost = Some(reason);
     // Whoever waits for a reply learns of the loss from the closed channel.
     s.pending.clear();
+}
+
+/// Sends requests as they come and a heartbeat every `HEARTBEAT`; returns the write error
+/// that ended it, or `None` when the controller closed the queue.
+async fn write_loop<S>(
+    mut writer: FrameWriter<S>,
+    mut out: mpsc::UnboundedReceiver<ToWorker>,
+) -> Option<String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    loop {
+        let sent = tokio::select! {
+            msg = out.recv() => match msg {
+                Some(msg) => writer.send_burst(msg, || out.try_recv().ok()).await,
+                None => return None,
+            },
+            _ = heartbeat.tick() => writer.send(&ToWorker::Heartbeat).await,
+        };
+        if let Err(e) = sent {
+            return Some(e.to_string());
+        }
+    }
 }
 
 /// Writes a piece of a collected file, refusing any path outside `nodes/` of the results.

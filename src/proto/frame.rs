@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,6 +18,8 @@ use super::{HANDSHAKE_TIMEOUT, ProtoError, VERSION};
 
 /// Largest frame either side accepts (a 1 MiB file chunk in base64 fits many times over).
 pub const MAX_FRAME: usize = 16 << 20;
+/// Most messages written before one flush.
+const BURST: usize = 256;
 
 /// A framed, typed connection over any byte stream (TCP, or in-memory for the embedded worker).
 pub struct Connection<S> {
@@ -39,19 +42,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(())
     }
 
+    /// Separate halves for a reading task and a writing task: a side that is busy writing
+    /// must still read, or two sides writing bursts at each other would both block.
+    pub fn split(self) -> (FrameWriter<S>, FrameReader<S>) {
+        let (sink, stream) = self.framed.split();
+        (FrameWriter { sink }, FrameReader { stream })
+    }
+
     /// The next message; `Closed` at the end of the stream.
     pub async fn recv<M: DeserializeOwned>(&mut self) -> Result<M, ProtoError> {
-        match self.framed.next().await {
-            Some(Ok(frame)) => {
-                serde_json::from_slice(&frame).map_err(|e| ProtoError::Malformed(e.to_string()))
-            }
-            // The codec reports an over-long frame as InvalidData.
-            Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-                Err(ProtoError::Malformed(e.to_string()))
-            }
-            Some(Err(e)) => Err(e.into()),
-            None => Err(ProtoError::Closed),
-        }
+        decode_frame(self.framed.next().await)
     }
 
     async fn recv_within<M: DeserializeOwned>(&mut self, limit: Duration) -> Result<M, ProtoError> {
@@ -152,6 +152,67 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             worker: describe.to_string(),
         })
         .await
+    }
+}
+
+/// The writing half of a connection.
+pub struct FrameWriter<S> {
+    sink: SplitSink<Framed<S, LengthDelimitedCodec>, Bytes>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> FrameWriter<S> {
+    pub async fn send<M: Serialize>(&mut self, msg: &M) -> Result<(), ProtoError> {
+        let bytes = serde_json::to_vec(msg).map_err(|e| ProtoError::Malformed(e.to_string()))?;
+        self.sink.send(Bytes::from(bytes)).await?;
+        Ok(())
+    }
+
+    /// Sends `first` and every message already queued behind it, with one flush: a burst of
+    /// pipelined requests or replies costs one write, not one per message.
+    pub async fn send_burst<M: Serialize>(
+        &mut self,
+        first: M,
+        mut queued: impl FnMut() -> Option<M>,
+    ) -> Result<(), ProtoError> {
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(msg) = next {
+            let bytes =
+                serde_json::to_vec(&msg).map_err(|e| ProtoError::Malformed(e.to_string()))?;
+            self.sink.feed(Bytes::from(bytes)).await?;
+            n += 1;
+            next = if n < BURST { queued() } else { None };
+        }
+        self.sink.flush().await?;
+        Ok(())
+    }
+}
+
+/// The reading half of a connection.
+pub struct FrameReader<S> {
+    stream: SplitStream<Framed<S, LengthDelimitedCodec>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> FrameReader<S> {
+    /// The next message; `Closed` at the end of the stream.
+    pub async fn recv<M: DeserializeOwned>(&mut self) -> Result<M, ProtoError> {
+        decode_frame(self.stream.next().await)
+    }
+}
+
+fn decode_frame<M: DeserializeOwned>(
+    frame: Option<Result<bytes::BytesMut, std::io::Error>>,
+) -> Result<M, ProtoError> {
+    match frame {
+        Some(Ok(frame)) => {
+            serde_json::from_slice(&frame).map_err(|e| ProtoError::Malformed(e.to_string()))
+        }
+        // The codec reports an over-long frame as InvalidData.
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(ProtoError::Malformed(e.to_string()))
+        }
+        Some(Err(e)) => Err(e.into()),
+        None => Err(ProtoError::Closed),
     }
 }
 

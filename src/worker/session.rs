@@ -17,6 +17,7 @@ use super::{LocalWorker, RemoteWorkers, WorkerOptions};
 use crate::controller::Executor;
 use crate::dataplane::MonotonicClock;
 use crate::experiment::Action;
+use crate::proto::frame::FrameWriter;
 use crate::proto::{
     Connection, HEARTBEAT, ProtoError, Reply, Request, SILENCE, Setup, ToController, ToWorker,
 };
@@ -49,12 +50,12 @@ pub enum SessionEnd {
 }
 
 /// Serves one authenticated controller until the session ends; the lab is gone on return.
-pub async fn serve<S>(mut conn: Connection<S>, opts: SessionOptions) -> SessionEnd
+pub async fn serve<S>(conn: Connection<S>, opts: SessionOptions) -> SessionEnd
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (requests, lab_requests) = std_mpsc::channel::<(u64, Request)>();
-    let (outbox, mut to_send) = mpsc::channel::<ToController>(OUTBOX);
+    let (outbox, to_send) = mpsc::channel::<ToController>(OUTBOX);
     let lab = std::thread::Builder::new()
         .name("p2plab-session".into())
         .spawn(move || lab_thread(opts, lab_requests, outbox));
@@ -62,13 +63,16 @@ where
         Ok(t) => t,
         Err(e) => return SessionEnd::Lost(ProtoError::Io(e)),
     };
+    let (writer, mut reader) = conn.split();
+    // The writer ends when the lab thread has ended (its outbox closed): the lab is gone.
+    let mut writer = tokio::spawn(write_loop(writer, to_send));
     let mut requests = Some(requests);
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut check = tokio::time::interval(HEARTBEAT);
     let mut heard = Instant::now();
     let mut end = None;
     loop {
         tokio::select! {
-            msg = conn.recv::<ToWorker>(), if end.is_none() => match msg {
+            msg = reader.recv::<ToWorker>(), if end.is_none() => match msg {
                 Ok(ToWorker::Heartbeat) => heard = Instant::now(),
                 Ok(ToWorker::Request { id, body }) => {
                     heard = Instant::now();
@@ -85,34 +89,42 @@ where
                     requests = None;
                 }
             },
-            out = to_send.recv() => match out {
-                Some(msg) => {
-                    if conn.send(&msg).await.is_err() {
-                        end.get_or_insert(SessionEnd::Lost(ProtoError::Closed));
-                        requests = None;
-                    }
+            _ = check.tick(), if end.is_none() => {
+                if heard.elapsed() > SILENCE {
+                    end = Some(SessionEnd::Silent);
+                    requests = None;
+                } else if crate::interrupt::requested() {
+                    end = Some(SessionEnd::Interrupted);
+                    requests = None;
                 }
-                // The lab thread ended: the lab is gone.
-                None => break,
             },
-            _ = heartbeat.tick() => {
-                if end.is_none() {
-                    if heard.elapsed() > SILENCE {
-                        end = Some(SessionEnd::Silent);
-                        requests = None;
-                    } else if crate::interrupt::requested() {
-                        end = Some(SessionEnd::Interrupted);
-                        requests = None;
-                    } else if conn.send(&ToController::Heartbeat).await.is_err() {
-                        end = Some(SessionEnd::Lost(ProtoError::Closed));
-                        requests = None;
-                    }
-                }
-            }
+            _ = &mut writer => break,
         }
     }
     let _ = tokio::task::spawn_blocking(move || lab.join()).await;
-    end.unwrap_or(SessionEnd::Stopped)
+    end.unwrap_or(SessionEnd::Lost(ProtoError::Closed))
+}
+
+/// Writes replies and events as they come, and a heartbeat every `HEARTBEAT`. After a write
+/// error it keeps draining the outbox, so the lab thread never blocks on a dead connection.
+async fn write_loop<S>(mut writer: FrameWriter<S>, mut to_send: mpsc::Receiver<ToController>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    loop {
+        let sent = tokio::select! {
+            out = to_send.recv() => match out {
+                Some(msg) => writer.send_burst(msg, || to_send.try_recv().ok()).await,
+                None => return,
+            },
+            _ = heartbeat.tick() => writer.send(&ToController::Heartbeat).await,
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    while to_send.recv().await.is_some() {}
 }
 
 /// Owns the lab: carries out requests in order, reports exits, and drops the lab at the end.
