@@ -146,7 +146,10 @@ fn main() -> ExitCode {
                 run::dry_run(cfg).map(|o| report("dry-run", &o))
             } else {
                 // Unprivileged: try a user namespace of our own, while no thread exists yet.
-                if let Err(e) = p2plab::netns::rootless::enter() {
+                // Not with remote workers: the controller needs the machine's own network.
+                if cfg.workers.is_empty()
+                    && let Err(e) = p2plab::netns::rootless::enter()
+                {
                     eprintln!("note: no rootless lab possible here ({e}); real mode needs root");
                 }
                 run::real(cfg).map(|o| report("run", &o))

@@ -199,7 +199,6 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         RunError::Setup(e.to_string())
     })?;
     let labs = workers.labs().to_vec();
-    let namespace = labs.first().map(|(_, ns)| ns.clone()).unwrap_or_default();
     let lost = workers.lost();
     let lab = Lab::new(
         Experiment::new(placement(&cfg)),
@@ -211,7 +210,7 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     let mut opts = options(&cfg, seed);
     opts.horizon = None;
     let result = script::run(&scenario, lab, &opts);
-    write_summary(&dir, &scenario, &cfg, seed, Some(&namespace), &result)?;
+    write_summary(&dir, &scenario, &cfg, seed, Some(&labs), &result)?;
     if let Some(what) = lost.get() {
         return Err(RunError::WorkerLost(format!(
             "{what}; the experiment was stopped, results so far are in {}",
@@ -255,9 +254,16 @@ fn write_summary(
     scenario: &Scenario,
     cfg: &RunConfig,
     seed: u64,
-    namespace: Option<&str>,
+    labs: Option<&[(String, String)]>,
     result: &Result<ScriptReport, ScriptError>,
 ) -> Result<(), RunError> {
+    let namespace = labs.and_then(|l| l.first()).map(|(_, ns)| ns.as_str());
+    let workers: Vec<_> = labs
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, (addr, ns))| serde_json::json!({ "worker": i, "addr": addr, "namespace": ns }))
+        .collect();
     let traffic: Vec<_> = result
         .as_ref()
         .map(|r| {
@@ -278,6 +284,7 @@ fn write_summary(
         "script": scenario.name(),
         "mode": if namespace.is_some() { "real" } else { "dry-run" },
         "namespace": namespace,
+        "workers": workers,
         "seed": seed,
         "params": cfg.params,
         "started": crate::results::utc_stamp(std::time::SystemTime::now()),

@@ -22,8 +22,8 @@ use crate::dataplane::model::NodeCounters;
 use crate::experiment::{Action, NodeId, ProcExit, ProcId};
 use crate::proto::frame::FrameWriter;
 use crate::proto::{
-    Connection, HEARTBEAT, Peer, ProtoError, Reply, Request, SILENCE, Setup, ToController,
-    ToWorker, Token,
+    Connection, HEARTBEAT, Peer, ProtoError, Reply, Request, SILENCE, SILENCE_CHECK, Setup,
+    ToController, ToWorker, Token,
 };
 use crate::script::units::Nanos;
 use crate::worker::session::{self, SessionOptions};
@@ -588,7 +588,7 @@ async fn link_task<S>(
 {
     let (writer, mut reader) = conn.split();
     let mut writer = tokio::spawn(write_loop(writer, out));
-    let mut check = tokio::time::interval(HEARTBEAT);
+    let mut check = tokio::time::interval(SILENCE_CHECK);
     let mut heard = Instant::now();
     let reason = loop {
         tokio::select! {

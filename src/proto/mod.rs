@@ -17,8 +17,10 @@ pub use messages::{Peer, Reply, Request, Setup, ToController, ToWorker};
 pub const VERSION: u32 = 1;
 /// How often each side says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
-/// Silence after which the other side counts as gone (well within the 3 s users are promised).
-pub const SILENCE: Duration = Duration::from_millis(2500);
+/// Silence after which the other side counts as gone: four heartbeats missed. Checked every
+/// `SILENCE_CHECK`, so a silent side is named within 2.25 s (users are promised 3 s).
+pub const SILENCE: Duration = Duration::from_secs(2);
+pub const SILENCE_CHECK: Duration = Duration::from_millis(250);
 /// Time an unauthenticated connection gets to finish the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -19,7 +19,8 @@ use crate::dataplane::MonotonicClock;
 use crate::experiment::Action;
 use crate::proto::frame::FrameWriter;
 use crate::proto::{
-    Connection, HEARTBEAT, ProtoError, Reply, Request, SILENCE, Setup, ToController, ToWorker,
+    Connection, HEARTBEAT, ProtoError, Reply, Request, SILENCE, SILENCE_CHECK, Setup, ToController,
+    ToWorker,
 };
 
 /// How often the lab thread looks for processes that ended.
@@ -67,7 +68,7 @@ where
     // The writer ends when the lab thread has ended (its outbox closed): the lab is gone.
     let mut writer = tokio::spawn(write_loop(writer, to_send));
     let mut requests = Some(requests);
-    let mut check = tokio::time::interval(HEARTBEAT);
+    let mut check = tokio::time::interval(SILENCE_CHECK);
     let mut heard = Instant::now();
     let mut end = None;
     loop {

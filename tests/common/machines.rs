@@ -152,6 +152,34 @@ impl Cluster {
         )
     }
 
+    /// Starts the controller on machine 0 with `script`, stderr piped.
+    pub fn spawn_controller(&self, script: &Path, out: &Path) -> Child {
+        let workers = self.workers_file();
+        self.command(
+            0,
+            &[
+                "script",
+                script.to_str().unwrap(),
+                "--workers",
+                workers.to_str().unwrap(),
+                "--token-file",
+                self.token.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "-q",
+            ],
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    }
+
+    /// Sends `signal` to worker `i`.
+    pub fn signal_worker(&self, i: usize, signal: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.worker_pid(i) as i32, signal) };
+    }
+
     pub fn worker_pid(&self, i: usize) -> u32 {
         self.workers[i - 1].as_ref().expect("worker running").id()
     }
