@@ -210,7 +210,7 @@ fn workers_config(
         (None, Ok(text)) => Some(p2plab::proto::Token::parse(&text, "P2PLAB_TOKEN")?),
         (None, Err(_)) if dry_run => None,
         (None, Err(_)) => anyhow::bail!(
-            "--workers needs the workers' token: --token-file FILE or P2PLAB_TOKEN              (make one with `p2plab token FILE`)"
+            "--workers needs the workers' token: --token-file FILE or P2PLAB_TOKEN (make one with `p2plab token FILE`)"
         ),
     };
     Ok((specs, token))
