@@ -1,6 +1,7 @@
 //! Controller → worker speed (needs root): allocating and shaping 10,000 nodes, pipelined
 //! commands per second, and awaited round trips per second (`fail_node`), on the embedded
-//! worker and on three workers in three network namespaces, side by side in one run.
+//! worker and on three workers in three network namespaces, side by side in one run; then
+//! unshaped iperf3 goodput between two nodes of one worker and of two workers.
 //!   cargo bench --bench workers
 
 #[path = "../tests/common/machines.rs"]
@@ -28,6 +29,25 @@ metric("alloc_s", t1 - t0);
 metric("shape_s", t2 - t1);
 metric("fail_s", t3 - t2);
 "#;
+
+const THROUGHPUT: &str = r#"
+let a = alloc_ip(1, #{ worker: 0 })[0];
+let b = alloc_ip(1, #{ worker: param("far", 0) })[0];
+spawn(b, `iperf3 -s -1 -B ${b.ip}`);
+sleep(0.5);
+spawn(a, `iperf3 -c ${b.ip} -B ${a.ip} -t 5 -J`).wait();
+sleep(0.2);
+"#;
+
+/// Goodput of the iperf3 client of a THROUGHPUT run, in Gbit/s.
+fn goodput(out: &std::path::Path) -> f64 {
+    let log = std::fs::read_to_string(out.join("nodes/10.0.0.1/stdout.log")).expect("iperf3 log");
+    let json: serde_json::Value = serde_json::from_str(&log[log.find('{').unwrap()..]).unwrap();
+    json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap()
+        / 1e9
+}
 
 fn metrics(out: &std::path::Path) -> (f64, f64, f64) {
     let text = std::fs::read_to_string(out.join("events.jsonl")).expect("events.jsonl");
@@ -102,5 +122,51 @@ fn main() {
     println!(
         "alloc+shape of {NODES} nodes over 3 workers / embedded: {:.2} (median of {RUNS})",
         results[1] / results[0]
+    );
+
+    let script = cluster.dir.path().join("throughput.rhai");
+    std::fs::write(&script, THROUGHPUT).unwrap();
+    let mut rates = Vec::new();
+    for (name, far) in [
+        ("embedded worker, one pair", None),
+        ("3 workers, same worker", Some("0")),
+        ("3 workers, across two", Some("1")),
+    ] {
+        let mut runs = Vec::new();
+        for run in 0..RUNS {
+            let out = cluster
+                .dir
+                .path()
+                .join(format!("tp-{name}-{run}").replace(' ', "_"));
+            match far {
+                Some(far) => {
+                    let (code, err) =
+                        cluster.run_script(&script, &out, &["--set", &format!("far={far}")]);
+                    assert_eq!(code, 0, "{err}");
+                }
+                None => {
+                    let status = Command::new(env!("CARGO_BIN_EXE_p2plab"))
+                        .args([
+                            "script",
+                            script.to_str().unwrap(),
+                            "-q",
+                            "--out",
+                            out.to_str().unwrap(),
+                        ])
+                        .status()
+                        .unwrap();
+                    assert!(status.success());
+                }
+            }
+            runs.push(goodput(&out));
+        }
+        let rate = median(runs);
+        println!("{name:>26}: unshaped iperf3 {rate:>6.2} Gbit/s (median of {RUNS})");
+        rates.push(rate);
+    }
+    println!(
+        "across two workers / embedded: {:.2}; same worker with others / embedded: {:.2}",
+        rates[2] / rates[0],
+        rates[1] / rates[0]
     );
 }

@@ -18,7 +18,11 @@ fn ping_averages(log: &str) -> Vec<f64> {
 }
 
 fn script(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
-    let path = dir.join("scenario.rhai");
+    script_named(dir, "scenario.rhai", text)
+}
+
+fn script_named(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -309,9 +313,19 @@ fn workers_clean_up_when_their_controller_vanishes_or_they_fall_silent() {
     );
     // The controller dies: each worker notices (closed connection), kills its programs and
     // removes its lab by itself.
+    let quick = script_named(
+        cluster.dir.path(),
+        "quick.rhai",
+        "let n = alloc_ip(2); spawn(n[1], \"true\").wait();",
+    );
     let out = cluster.dir.path().join("out1");
     let mut controller = cluster.spawn_controller(&path, &out);
     wait_for_event(&out, "all spawned");
+    assert_eq!(children_of(cluster.worker_pid(1)).len(), 2);
+    // One run at a time: a second controller is turned away, and the first run goes on.
+    let (code, stderr) = cluster.run_script(&quick, &cluster.dir.path().join("busy"), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("serving another controller"), "{stderr}");
     assert_eq!(children_of(cluster.worker_pid(1)).len(), 2);
     controller.kill().unwrap();
     controller.wait().unwrap();
@@ -352,10 +366,6 @@ fn workers_clean_up_when_their_controller_vanishes_or_they_fall_silent() {
     wait_clean(&cluster, 2, Duration::from_secs(3));
 
     // Both still serve the next controller.
-    let quick = script(
-        cluster.dir.path(),
-        "let n = alloc_ip(2); spawn(n[1], \"true\").wait();",
-    );
     let (code, stderr) = cluster.run_script(&quick, &cluster.dir.path().join("out3"), &[]);
     assert_eq!(code, 0, "{stderr}");
 }

@@ -107,6 +107,7 @@ impl Dataplane {
                     lossy_groups: HashSet::new(),
                     tso: tun.offload(),
                     remote,
+                    datagram: vec![0; encap::HEADER_LEN + VNET_HDR_LEN + MAX_PACKET],
                     homes: Vec::new(),
                     tun,
                     timer,
@@ -197,6 +198,8 @@ struct Forwarder {
     lossy_groups: HashSet<(u32, u32)>,
     tso: bool,
     remote: Option<RemoteLinks>,
+    /// One datagram's worth, for packets from other workers.
+    datagram: Vec<u8>,
     /// Per node index: the data plane of the worker it lives on, `None` for this one.
     homes: Vec<Option<SocketAddr>>,
     timer: OwnedFd,
@@ -213,6 +216,8 @@ struct Forwarder {
 impl Forwarder {
     fn run(&mut self, commands: mpsc::Receiver<Command>) -> io::Result<ForwarderStats> {
         let mut due = Vec::new();
+        // With other workers, no super-packets from the start: they would not fit a datagram.
+        self.update_tso();
         loop {
             while let Ok(cmd) = commands.try_recv() {
                 if !self.apply(cmd) {
@@ -361,11 +366,11 @@ impl Forwarder {
         let Some(remote) = &self.remote else {
             return false;
         };
-        let mut buf = [0u8; encap::HEADER_LEN + MAX_PACKET];
+        let buf = &mut self.datagram;
         let mut accepted = Vec::new();
         let mut full = true;
         for _ in 0..READ_BATCH {
-            let (n, from) = match remote.socket.recv_from(&mut buf) {
+            let (n, from) = match remote.socket.recv_from(buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
