@@ -226,9 +226,10 @@ fn worker(
     let token = p2plab::proto::Token::from_file(token_file).map_err(|e| setup(e.to_string()))?;
     p2plab::netns::require_privileges().map_err(|e| setup(e.to_string()))?;
     let shim = p2plab::worker::shim::locate().map_err(|e| setup(e.to_string()))?;
-    let dir = dir.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("p2plab-worker-{}", std::process::id()))
-    });
+    // A folder of its own inside the one given: removing it at the end removes nothing else.
+    let dir = dir
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("p2plab-worker-{}", std::process::id()));
     p2plab::interrupt::install();
     let server = Server::bind(ServerOptions {
         listen,

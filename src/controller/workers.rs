@@ -32,7 +32,9 @@ use crate::worker::session::{self, SessionOptions};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a worker may take to build or remove its lab.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often a blocked call looks whether its worker was lost or Ctrl-C was pressed.
+/// How long a worker may take to stop its session (kill its programs, remove its lab).
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often a blocked call looks whether its worker was lost.
 const WAIT_STEP: Duration = Duration::from_millis(2);
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,8 @@ pub struct Workers {
     ready: Vec<(Nanos, ProcExit)>,
     lost: LostWorker,
     labs: Vec<(String, String)>,
+    /// This run's random id, given to every worker's data plane.
+    run: u32,
     clock: MonotonicClock,
     // Dropped last: the links' tasks run on it.
     runtime: tokio::runtime::Runtime,
@@ -101,6 +105,8 @@ struct Link {
     next_id: u64,
     /// The loss of this worker was reported (once) to the controller.
     reported: bool,
+    /// Its session was stopped: the lab is gone.
+    stopped: bool,
 }
 
 #[derive(Default)]
@@ -198,7 +204,7 @@ impl Workers {
         runtime.spawn(async move {
             let mut conn = Connection::new(theirs);
             if conn
-                .authenticate_controller(&session_token, "embedded worker", None)
+                .authenticate_controller(&session_token, "embedded worker", || Ok(()))
                 .await
                 .is_ok()
             {
@@ -207,6 +213,7 @@ impl Workers {
                     collect: false,
                     shim,
                     socket: None,
+                    watch_interrupt: false,
                 };
                 session::serve(conn, opts).await;
             }
@@ -237,6 +244,7 @@ impl Workers {
             ready: Vec::new(),
             lost: LostWorker::default(),
             labs: Vec::new(),
+            run: rand::random(),
             clock,
             runtime,
         }
@@ -267,6 +275,7 @@ impl Workers {
             state,
             next_id: 0,
             reported: false,
+            stopped: false,
         });
     }
 
@@ -293,6 +302,7 @@ impl Workers {
             seed: setup.seed,
             mtu: setup.mtu,
             hint: format!("{}w{index}", setup.hint),
+            run: self.run,
             peers,
         });
         match self.request(index as usize, body, Some(SETUP_TIMEOUT))? {
@@ -316,6 +326,11 @@ impl Workers {
                 Ok(result) => return result.map_err(|e| self.refused(link, e)),
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return Err(self.lost_error(link)),
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    // The loss may have come between `send`'s check and its entry in
+                    // `pending`: then no one will close this channel.
+                    if self.is_lost(link) {
+                        return Err(self.lost_error(link));
+                    }
                     if let Some(limit) = timeout
                         && started.elapsed() > limit
                     {
@@ -423,7 +438,13 @@ impl Workers {
             action: action.clone(),
         };
         match self.request(link, body, None)? {
-            Reply::Outcome { outcome } => Ok(outcome),
+            Reply::Outcome { mut outcome } => {
+                // A worker speaks only of processes the controller started on it.
+                outcome
+                    .exits
+                    .retain(|e| self.proc_node.contains_key(&e.proc));
+                Ok(outcome)
+            }
             other => Err(self.refused(link, format!("unexpected reply {other:?}"))),
         }
     }
@@ -453,6 +474,8 @@ impl Workers {
         loop {
             let exits = std::mem::take(&mut self.links[link].state.lock().exits);
             self.ready.extend(exits);
+            self.ready
+                .retain(|(_, e)| self.proc_node.contains_key(&e.proc));
             if let Some(i) = self.ready.iter().position(|(_, e)| e.proc == proc) {
                 let (_, exit) = self.ready.remove(i);
                 return Ok(Outcome {
@@ -515,6 +538,7 @@ impl Executor for Workers {
         for link in &self.links {
             exits.append(&mut link.state.lock().exits);
         }
+        exits.retain(|(_, e)| self.proc_node.contains_key(&e.proc));
         exits.sort_by_key(|(t, e)| (*t, e.proc));
         let checked = self.check_all();
         if let Err(e) = checked {
@@ -531,9 +555,16 @@ impl Executor for Workers {
             if self.is_lost(link) {
                 continue;
             }
-            if let Ok(Reply::Traffic { nodes }) =
-                self.request(link, Request::Traffic, Some(SETUP_TIMEOUT))
-            {
+            // Counters are read whatever a pipelined request met; that error, and a loss
+            // noticed here, stay for `finish` to report.
+            let stored = self.links[link].state.lock().error.take();
+            let reported = self.links[link].reported;
+            let reply = self.request(link, Request::Traffic, Some(SETUP_TIMEOUT));
+            self.links[link].reported = reported;
+            if let Some(e) = stored {
+                self.links[link].state.lock().error.get_or_insert(e);
+            }
+            if let Ok(Reply::Traffic { nodes }) = reply {
                 for (ip, c) in nodes {
                     all.entry(ip).or_default().add(&c);
                 }
@@ -547,14 +578,24 @@ impl Executor for Workers {
     fn finish(&mut self) -> Result<(), ExecError> {
         let mut first_error = None;
         for link in 0..self.links.len() {
-            if self.is_lost(link) {
+            if self.links[link].reported {
                 continue;
             }
-            // Node folders first, then the lab goes.
+            if self.is_lost(link) {
+                first_error.get_or_insert(self.lost_error(link));
+                continue;
+            }
+            // An error a pipelined request met is reported, but the node folders are still
+            // collected; then the lab goes.
+            let stored = self.links[link].state.lock().error.take();
+            if let Some(e) = stored {
+                first_error.get_or_insert(self.refused(link, e));
+            }
             let collected = self
                 .request(link, Request::Collect, None)
                 .and_then(|_| self.check(link));
-            let stopped = self.request(link, Request::Stop, Some(SETUP_TIMEOUT));
+            let stopped = self.request(link, Request::Stop, Some(STOP_TIMEOUT));
+            self.links[link].stopped = true;
             if let Err(e) = collected.and(stopped.map(drop)) {
                 first_error.get_or_insert(e);
             }
@@ -565,13 +606,18 @@ impl Executor for Workers {
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        // Closing the connections ends every session that `finish` did not stop: the
-        // workers remove their labs.
+        // A run that never reached `finish` (setup failed half way): each lab still running
+        // is stopped and waited for, since the embedded one lives in this very process.
+        for link in 0..self.links.len() {
+            if !self.links[link].stopped && !self.is_lost(link) {
+                let _ = self.request(link, Request::Stop, Some(STOP_TIMEOUT));
+            }
+        }
+        // Closing the queues ends the connections.
         for link in &mut self.links {
             let (tx, _) = mpsc::unbounded_channel();
             link.out = tx;
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -592,6 +638,9 @@ async fn link_task<S>(
     let mut heard = Instant::now();
     let reason = loop {
         tokio::select! {
+            // Frames first: after a stall, a heartbeat already read must count before the
+            // silence check looks at the clock.
+            biased;
             frame = reader.recv::<ToController>() => {
                 heard = Instant::now();
                 match frame {

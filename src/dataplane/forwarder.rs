@@ -72,6 +72,8 @@ pub struct ForwarderStats {
 pub struct RemoteLinks {
     pub socket: UdpSocket,
     pub peers: Vec<SocketAddr>,
+    /// The run's id: datagrams of another run are refused.
+    pub run: u32,
 }
 
 /// The handle of a running data plane; stopping or dropping it ends the thread.
@@ -352,7 +354,7 @@ impl Forwarder {
     /// and then offers it to the destination's downlink.
     fn ship(&mut self, home: SocketAddr, remaining: Nanos, packet: &[u8]) {
         let Some(remote) = &self.remote else { return };
-        let header = encap::header(remaining, self.hdr);
+        let header = encap::header(remote.run, remaining, self.hdr);
         let bufs = [io::IoSlice::new(&header), io::IoSlice::new(packet)];
         if send_vectored_to(&remote.socket, &bufs, home).is_ok() {
             self.stats.remote_sent += 1;
@@ -382,7 +384,7 @@ impl Forwarder {
                 self.stats.remote_rejected += 1;
                 continue;
             }
-            match encap::parse(&buf[..n], self.hdr) {
+            match encap::parse(&buf[..n], remote.run, self.hdr) {
                 Ok((remaining, packet)) => accepted.push((remaining, packet.to_vec())),
                 Err(_) => self.stats.remote_rejected += 1,
             }

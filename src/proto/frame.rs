@@ -18,6 +18,9 @@ use super::{HANDSHAKE_TIMEOUT, ProtoError, VERSION};
 
 /// Largest frame either side accepts (a 1 MiB file chunk in base64 fits many times over).
 pub const MAX_FRAME: usize = 16 << 20;
+/// Largest frame before the handshake succeeded: handshake messages are small, and a
+/// stranger must not make the worker buffer megabytes.
+pub const HANDSHAKE_FRAME: usize = 4096;
 /// Most messages written before one flush.
 const BURST: usize = 256;
 
@@ -29,7 +32,7 @@ pub struct Connection<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub fn new(stream: S) -> Self {
         let codec = LengthDelimitedCodec::builder()
-            .max_frame_length(MAX_FRAME)
+            .max_frame_length(HANDSHAKE_FRAME)
             .new_codec();
         Connection {
             framed: Framed::new(stream, codec),
@@ -93,19 +96,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         })
         .await?;
         match self.recv_within(HANDSHAKE_TIMEOUT).await? {
-            Handshake::Welcome { worker } => Ok(worker),
+            Handshake::Welcome { worker } => {
+                self.authenticated();
+                Ok(worker)
+            }
             Handshake::Refused { reason } => Err(ProtoError::Refused(reason)),
             other => Err(unexpected(&other)),
         }
     }
 
-    /// Worker side: checks the controller and proves itself. `busy` refuses an authenticated
-    /// controller with that reason (the worker serves one at a time).
+    /// Worker side: checks the controller and proves itself. Once the controller's proof
+    /// holds, `claim` decides whether it gets this worker (the worker serves one at a time):
+    /// an error is sent as the reason of a refusal.
     pub async fn authenticate_controller(
         &mut self,
         token: &Token,
         describe: &str,
-        busy: Option<&str>,
+        claim: impl FnOnce() -> Result<(), String>,
     ) -> Result<(), ProtoError> {
         let theirs = match self.recv_within(HANDSHAKE_TIMEOUT).await? {
             Handshake::Hello { version, nonce } => {
@@ -140,8 +147,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 "the controller does not hold the token".into(),
             ));
         }
-        if let Some(reason) = busy {
-            let reason = reason.to_string();
+        if let Err(reason) = claim() {
             self.send(&Handshake::Refused {
                 reason: reason.clone(),
             })
@@ -151,7 +157,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.send(&Handshake::Welcome {
             worker: describe.to_string(),
         })
-        .await
+        .await?;
+        self.authenticated();
+        Ok(())
+    }
+
+    /// Frames up to `MAX_FRAME` from now on; before, a stranger gets `HANDSHAKE_FRAME` at most.
+    fn authenticated(&mut self) {
+        self.framed.codec_mut().set_max_frame_length(MAX_FRAME);
     }
 }
 
@@ -247,7 +260,7 @@ mod tests {
         let (mut c, mut w) = (Connection::new(a), Connection::new(b));
         tokio::join!(
             async move { c.authenticate_to_worker(&controller).await },
-            async move { w.authenticate_controller(&worker, "w0", None).await }
+            async move { w.authenticate_controller(&worker, "w0", || Ok(())).await }
         )
     }
 

@@ -66,6 +66,8 @@ pub struct Setup {
     pub mtu: u32,
     /// Part of the lab namespace's name.
     pub hint: String,
+    /// The run's random id, shared by its workers' data planes.
+    pub run: u32,
     /// The other workers' data planes.
     pub peers: Vec<Peer>,
 }

@@ -159,7 +159,9 @@ pub fn run(
     let result = engine.run_ast(&ast);
     let pending_callbacks = state.timers().pending();
     let mut lab = state.lab();
-    lab.stop_all(STOP_GRACE).map_err(io_err)?;
+    // Whatever goes wrong while stopping, the node folders are still collected and the labs
+    // removed (`finish` below).
+    let stopped = lab.stop_all(STOP_GRACE).map_err(io_err);
     let end_time = lab.now();
     let outcome = match &result {
         Ok(()) => "ok".to_string(),
@@ -168,12 +170,14 @@ pub fn run(
     let end = Event::new(end_time, "end")
         .with("outcome", outcome)
         .with("pending_callbacks", pending_callbacks);
-    lab.record(end).map_err(io_err)?;
-    lab.flush().map_err(io_err)?;
+    let recorded = lab.record(end).and_then(|()| lab.flush()).map_err(io_err);
     let traffic = lab.traffic();
-    // The script's own error, if any, comes first; then one from collecting node folders.
+    // The script's own error, if any, comes first; then one from stopping, from the event
+    // log, or from collecting node folders.
     let finished = lab.finish().map_err(io_err);
     result.map_err(|e| ScriptError::from_eval(&e, &name, &check::known_functions(&engine)))?;
+    stopped?;
+    recorded?;
     finished?;
     Ok(ScriptReport {
         end_time,

@@ -63,6 +63,8 @@ pub struct WorkerOptions {
 pub struct RemoteWorkers {
     pub peers: Vec<(u32, SocketAddr)>,
     pub socket: UdpSocket,
+    /// The run's random id, in every datagram between workers.
+    pub run: u32,
 }
 
 pub struct LocalWorker {
@@ -129,6 +131,7 @@ impl LocalWorker {
         let links = opts.remote.map(|r| RemoteLinks {
             socket: r.socket,
             peers: r.peers.iter().map(|(_, a)| *a).collect(),
+            run: r.run,
         });
         // Each worker draws its own losses and jitter: same seed, other stream.
         let seed = opts.seed ^ u64::from(opts.index).wrapping_mul(0x9E37_79B9_7F4A_7C15);

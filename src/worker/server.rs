@@ -89,7 +89,11 @@ impl Server {
                         let _ = stream.set_nodelay(true);
                         sessions.spawn(serve_connection(shared.clone(), stream, peer));
                     }
-                    Err(e) => eprintln!("worker: accept: {e}"),
+                    Err(e) => {
+                        // Out of descriptors, say: wait instead of spinning on the error.
+                        eprintln!("worker: accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
                 },
                 _ = tick.tick() => {
                     while sessions.try_join_next().is_some() {}
@@ -116,32 +120,35 @@ struct Shared {
 
 async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, peer: SocketAddr) {
     let mut conn = Connection::new(stream);
-    let busy = shared
-        .busy
-        .load(Ordering::SeqCst)
-        .then_some("this worker is serving another controller; one run at a time");
+    // The worker is claimed only by a controller whose proof holds, before it is welcomed.
+    let claimed = AtomicBool::new(false);
+    let claim = || {
+        if shared.busy.swap(true, Ordering::SeqCst) {
+            return Err("this worker is serving another controller; one run at a time".into());
+        }
+        claimed.store(true, Ordering::SeqCst);
+        Ok(())
+    };
     let describe = format!(
         "p2plab worker {} on {}",
         env!("CARGO_PKG_VERSION"),
         hostname()
     );
     match conn
-        .authenticate_controller(&shared.token, &describe, busy)
+        .authenticate_controller(&shared.token, &describe, claim)
         .await
     {
         Ok(()) => {}
-        Err(ProtoError::Refused(_)) => {
-            eprintln!("worker: refused {peer}: busy");
-            return;
-        }
         Err(e) => {
-            eprintln!("worker: refused {peer}: {e}");
+            if claimed.load(Ordering::SeqCst) {
+                shared.busy.store(false, Ordering::SeqCst);
+            }
+            match e {
+                ProtoError::Refused(_) => eprintln!("worker: refused {peer}: busy"),
+                e => eprintln!("worker: refused {peer}: {e}"),
+            }
             return;
         }
-    }
-    if shared.busy.swap(true, Ordering::SeqCst) {
-        eprintln!("worker: refused {peer}: busy");
-        return;
     }
     let n = shared.sessions.fetch_add(1, Ordering::SeqCst);
     let dir = shared
@@ -156,6 +163,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, pe
             collect: true,
             shim: shared.shim.clone(),
             socket,
+            watch_interrupt: true,
         },
     )
     .await;

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
+use std::os::unix::fs::OpenOptionsExt;
+
 use base64::Engine;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -39,6 +41,9 @@ pub struct SessionOptions {
     pub shim: PathBuf,
     /// The machine's data-plane socket, for runs with several workers.
     pub socket: Option<UdpSocket>,
+    /// Ends the session on Ctrl-C/SIGTERM: the daemon's sessions do; the embedded worker's
+    /// does not, since its controller shares the signal and still needs it to stop the run.
+    pub watch_interrupt: bool,
 }
 
 /// How a session ended, for the worker's log.
@@ -57,6 +62,7 @@ where
 {
     let (requests, lab_requests) = std_mpsc::channel::<(u64, Request)>();
     let (outbox, to_send) = mpsc::channel::<ToController>(OUTBOX);
+    let watch_interrupt = opts.watch_interrupt;
     let lab = std::thread::Builder::new()
         .name("p2plab-session".into())
         .spawn(move || lab_thread(opts, lab_requests, outbox));
@@ -72,8 +78,10 @@ where
     let mut heard = Instant::now();
     let mut end = None;
     loop {
+        let ended = end.is_some();
         tokio::select! {
-            msg = reader.recv::<ToWorker>(), if end.is_none() => match msg {
+            biased;
+            msg = reader.recv::<ToWorker>(), if !ended => match msg {
                 Ok(ToWorker::Heartbeat) => heard = Instant::now(),
                 Ok(ToWorker::Request { id, body }) => {
                     heard = Instant::now();
@@ -90,16 +98,22 @@ where
                     requests = None;
                 }
             },
-            _ = check.tick(), if end.is_none() => {
+            _ = check.tick(), if !ended => {
                 if heard.elapsed() > SILENCE {
                     end = Some(SessionEnd::Silent);
                     requests = None;
-                } else if crate::interrupt::requested() {
+                } else if watch_interrupt && crate::interrupt::requested() {
                     end = Some(SessionEnd::Interrupted);
                     requests = None;
                 }
             },
             _ = &mut writer => break,
+        }
+        // Nobody will read what is left to send: stop writing, so that a lab thread blocked
+        // on a full outbox (a stalled controller during Collect) sees the channel close and
+        // removes the lab now, not when TCP gives up.
+        if !ended && requests.is_none() {
+            writer.abort();
         }
     }
     let _ = tokio::task::spawn_blocking(move || lab.join()).await;
@@ -223,6 +237,7 @@ fn start_lab(
         Some(RemoteWorkers {
             peers: setup.peers.iter().map(|p| (p.index, p.data)).collect(),
             socket,
+            run: setup.run,
         })
     };
     LocalWorker::start(
@@ -250,26 +265,54 @@ pub fn collect(dir: &Path, outbox: &mpsc::Sender<ToController>) -> Result<Reply,
             .map_err(|e| e.to_string())?
             .to_string_lossy()
             .into_owned();
-        let bytes = std::fs::read(&file).map_err(|e| format!("reading {rel}: {e}"))?;
-        let mut offset = 0;
-        // An empty file is sent too, so it exists on the controller.
+        // Not through a symlink a node's program may have put in place since the listing
+        // (the worker reads as root), and a regular file only.
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&file)
+            .map_err(|e| format!("reading {rel}: {e}"))?;
+        if !f.metadata().is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        // In chunks, so a large download in a node folder is never held whole in memory.
+        let mut buf = vec![0u8; CHUNK];
+        let mut offset = 0u64;
         loop {
-            let end = (offset + CHUNK).min(bytes.len());
-            let data = base64::engine::general_purpose::STANDARD.encode(&bytes[offset..end]);
-            outbox
-                .blocking_send(ToController::File {
-                    path: rel.clone(),
-                    offset: offset as u64,
-                    data,
-                })
-                .map_err(|_| "the connection closed".to_string())?;
-            offset = end;
-            if offset >= bytes.len() {
+            let n = read_full(&mut f, &mut buf).map_err(|e| format!("reading {rel}: {e}"))?;
+            // An empty file is sent too, so it exists on the controller.
+            if n > 0 || offset == 0 {
+                let data = base64::engine::general_purpose::STANDARD.encode(&buf[..n]);
+                outbox
+                    .blocking_send(ToController::File {
+                        path: rel.clone(),
+                        offset,
+                        data,
+                    })
+                    .map_err(|_| "the connection closed".to_string())?;
+            }
+            offset += n as u64;
+            if n < CHUNK {
                 break;
             }
         }
     }
     Ok(Reply::Done)
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn list_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
