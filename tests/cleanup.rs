@@ -109,4 +109,12 @@ fn a_finished_run_and_ctrl_c_leave_nothing() {
         !alive(e["pid"].as_u64().unwrap() as u32),
         "Ctrl-C left a process"
     );
+    // The embedded worker shares the signal but leaves stopping to its controller: the
+    // process's exit and the end are recorded, and no worker was "lost".
+    assert!(!text.contains("worker_lost"), "{text}");
+    assert!(text.contains("\"event\":\"exit\""), "{text}");
+    assert!(
+        text.lines().last().unwrap().contains("\"event\":\"end\""),
+        "{text}"
+    );
 }

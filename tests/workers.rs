@@ -463,3 +463,42 @@ fn a_scenario_gives_the_same_results_on_one_machine_and_on_three() {
     };
     assert_eq!(actions(&one), actions(&three));
 }
+
+#[test]
+fn ctrl_c_of_the_controller_stops_every_worker_and_keeps_the_results() {
+    if !can_run_real_mode("ctrl_c_of_the_controller_stops_every_worker_and_keeps_the_results") {
+        return;
+    }
+    let cluster = Cluster::start("ctrlc", 2);
+    let path = script(
+        cluster.dir.path(),
+        r#"
+        for n in alloc_ip(4) { spawn(n, `sh -c "echo up on ${n.ip}; exec sleep 300"`); }
+        log("all spawned");
+        sleep(60);
+        "#,
+    );
+    let out = cluster.dir.path().join("out");
+    let mut controller = cluster.spawn_controller(&path, &out);
+    wait_for_event(&out, "all spawned");
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: SIGINT to the controller we started, as Ctrl-C would.
+    unsafe { libc::kill(controller.id() as i32, libc::SIGINT) };
+    let status = controller.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    for i in 1..=2 {
+        wait_clean(&cluster, i, Duration::from_secs(3));
+    }
+    let events = read_events(&out.join("events.jsonl"));
+    assert_eq!(
+        of(&events, "exit").len(),
+        4,
+        "every program's end is recorded"
+    );
+    assert!(of(&events, "worker_lost").is_empty());
+    assert_eq!(events.last().unwrap()["event"], "end");
+    for ip in ["10.0.0.1", "10.1.0.1"] {
+        let said = std::fs::read_to_string(out.join("nodes").join(ip).join("stdout.log")).unwrap();
+        assert_eq!(said.trim(), format!("up on {ip}"));
+    }
+}
