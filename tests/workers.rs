@@ -356,6 +356,9 @@ fn workers_clean_up_when_their_controller_vanishes_or_they_fall_silent() {
     let lost = of(&events, "worker_lost");
     let t_log = of(&events, "log")[0]["t"].as_f64().unwrap();
     let noticed = lost[0]["t"].as_f64().unwrap() - t_log;
+    eprintln!(
+        "silent worker named {noticed:.3} s after the log event (SIGSTOP came just after it)"
+    );
     assert!(
         noticed < 3.0 + 0.2,
         "named {noticed:.2} s after the log (stopped a little later)"
