@@ -184,6 +184,11 @@ fn a_lost_worker_stops_the_run_with_exit_code_3() {
     assert_eq!(lost[0]["worker"], 1);
     let t_lost = lost[0]["t"].as_f64().unwrap();
     let t_log = of(&events, "log")[0]["t"].as_f64().unwrap();
+    eprintln!(
+        "worker_lost recorded {:.3} s after the log event (the kill ~0.5 s after it); \
+         controller ended {took:?} after the kill",
+        t_lost - t_log
+    );
     assert!(
         t_lost - t_log < 3.0 + 0.5 + 0.1,
         "noticed {} s after the kill",
