@@ -8,8 +8,6 @@
 #[allow(dead_code)]
 mod machines;
 
-use std::process::Command;
-
 const RUNS: usize = 3;
 const NODES: usize = 10_000;
 const ROUND_TRIPS: usize = 2_000;
@@ -83,22 +81,12 @@ fn main() {
         let mut runs = Vec::new();
         for run in 0..RUNS {
             let out = cluster.dir.path().join(format!("out-{remote}-{run}"));
-            if remote {
-                let (code, err) = cluster.run_script(&script, &out, &[]);
-                assert_eq!(code, 0, "{err}");
+            let (code, err) = if remote {
+                cluster.run_script(&script, &out, &[])
             } else {
-                let status = Command::new(env!("CARGO_BIN_EXE_p2plab"))
-                    .args([
-                        "script",
-                        script.to_str().unwrap(),
-                        "-q",
-                        "--out",
-                        out.to_str().unwrap(),
-                    ])
-                    .status()
-                    .unwrap();
-                assert!(status.success());
-            }
+                cluster.run_alone(&script, &out, &[])
+            };
+            assert_eq!(code, 0, "{err}");
             runs.push(metrics(&out));
         }
         let alloc = median(runs.iter().map(|r| r.0).collect());
@@ -138,26 +126,11 @@ fn main() {
                 .dir
                 .path()
                 .join(format!("tp-{name}-{run}").replace(' ', "_"));
-            match far {
-                Some(far) => {
-                    let (code, err) =
-                        cluster.run_script(&script, &out, &["--set", &format!("far={far}")]);
-                    assert_eq!(code, 0, "{err}");
-                }
-                None => {
-                    let status = Command::new(env!("CARGO_BIN_EXE_p2plab"))
-                        .args([
-                            "script",
-                            script.to_str().unwrap(),
-                            "-q",
-                            "--out",
-                            out.to_str().unwrap(),
-                        ])
-                        .status()
-                        .unwrap();
-                    assert!(status.success());
-                }
-            }
+            let (code, err) = match far {
+                Some(far) => cluster.run_script(&script, &out, &["--set", &format!("far={far}")]),
+                None => cluster.run_alone(&script, &out, &[]),
+            };
+            assert_eq!(code, 0, "{err}");
             runs.push(goodput(&out));
         }
         let rate = median(runs);

@@ -425,22 +425,8 @@ fn a_scenario_gives_the_same_results_on_one_machine_and_on_three() {
         (rtt, rates)
     };
     let one = cluster.dir.path().join("one");
-    let status = cluster
-        .command(
-            0,
-            &[
-                "script",
-                path.to_str().unwrap(),
-                "--seed",
-                "4",
-                "-q",
-                "--out",
-                one.to_str().unwrap(),
-            ],
-        )
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (code, stderr) = cluster.run_alone(&path, &one, &["--seed", "4"]);
+    assert_eq!(code, 0, "{stderr}");
     let three = cluster.dir.path().join("three");
     let (code, stderr) = cluster.run_script(&path, &three, &["--seed", "4"]);
     assert_eq!(code, 0, "{stderr}");

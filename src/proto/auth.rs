@@ -88,31 +88,31 @@ impl Token {
 
     /// The proof `role` gives: HMAC(token, role ‖ its own nonce ‖ the other side's nonce).
     pub fn proof(&self, role: Role, own_nonce: &[u8], their_nonce: &[u8]) -> Vec<u8> {
-        let mut mac = self.mac();
-        mac.update(match role {
-            Role::Controller => b"p2plab controller v1",
-            Role::Worker => b"p2plab worker v1",
-        });
-        mac.update(own_nonce);
-        mac.update(their_nonce);
-        mac.finalize().into_bytes().to_vec()
+        self.mac(role, own_nonce, their_nonce)
+            .finalize()
+            .into_bytes()
+            .to_vec()
     }
 
     /// Checks, in constant time, a proof that `role` gave.
     pub fn verify(&self, role: Role, own_nonce: &[u8], their_nonce: &[u8], proof: &[u8]) -> bool {
-        let mut mac = self.mac();
+        self.mac(role, own_nonce, their_nonce)
+            .verify_slice(proof)
+            .is_ok()
+    }
+
+    /// The HMAC state over what a proof covers, before finalizing.
+    fn mac(&self, role: Role, own_nonce: &[u8], their_nonce: &[u8]) -> Hmac<Sha256> {
+        // HMAC takes a key of any length.
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts every key length");
         mac.update(match role {
             Role::Controller => b"p2plab controller v1",
             Role::Worker => b"p2plab worker v1",
         });
         mac.update(own_nonce);
         mac.update(their_nonce);
-        mac.verify_slice(proof).is_ok()
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        // HMAC takes a key of any length.
-        Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts every key length")
+        mac
     }
 }
 

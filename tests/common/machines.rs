@@ -130,48 +130,40 @@ impl Cluster {
         self.dir.path().join("workers.txt")
     }
 
+    /// `p2plab script` on machine 0: with the cluster's workers, or (`workers` false) on
+    /// the embedded worker of that machine alone.
+    fn controller(&self, script: &Path, out: &Path, workers: bool, extra: &[&str]) -> Command {
+        let mut args: Vec<String> = vec!["script".into(), script.display().to_string()];
+        if workers {
+            args.extend([
+                "--workers".into(),
+                self.workers_file().display().to_string(),
+                "--token-file".into(),
+                self.token.display().to_string(),
+            ]);
+        }
+        args.extend(["--out".into(), out.display().to_string(), "-q".into()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.command(0, &args)
+    }
+
     /// Runs a script on the cluster from machine 0; returns the exit code and stderr.
     pub fn run_script(&self, script: &Path, out: &Path, extra: &[&str]) -> (i32, String) {
-        let workers = self.workers_file();
-        let mut args = vec![
-            "script",
-            script.to_str().unwrap(),
-            "--workers",
-            workers.to_str().unwrap(),
-            "--token-file",
-            self.token.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ];
-        args.extend_from_slice(extra);
-        let output = self.command(0, &args).output().expect("run the controller");
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        finished(self.controller(script, out, true, extra))
+    }
+
+    /// Runs a script on machine 0 alone (its embedded worker); returns the exit code and stderr.
+    pub fn run_alone(&self, script: &Path, out: &Path, extra: &[&str]) -> (i32, String) {
+        finished(self.controller(script, out, false, extra))
     }
 
     /// Starts the controller on machine 0 with `script`, stderr piped.
     pub fn spawn_controller(&self, script: &Path, out: &Path) -> Child {
-        let workers = self.workers_file();
-        self.command(
-            0,
-            &[
-                "script",
-                script.to_str().unwrap(),
-                "--workers",
-                workers.to_str().unwrap(),
-                "--token-file",
-                self.token.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "-q",
-            ],
-        )
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        self.controller(script, out, true, &[])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     /// Sends `signal` to worker `i`.
@@ -195,6 +187,14 @@ impl Cluster {
             let _ = child.wait();
         }
     }
+}
+
+fn finished(mut cmd: Command) -> (i32, String) {
+    let output = cmd.output().expect("run the controller");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Waits until `file` contains `text` (a worker printing that it listens).
