@@ -24,8 +24,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use p2plab::dataplane::model::{LinkParams, NodeCounters};
-use p2plab::dataplane::{Command as DpCommand, Dataplane, MonotonicClock, TunDevice};
+use p2plab::experiment::{LinkShape, NodeCounters};
+use p2plab::clock::MonotonicClock;
+use p2plab::dataplane::{Command as DpCommand, Dataplane, TunDevice};
 use p2plab::experiment::AddressPlan;
 use p2plab::netns::LabNamespace;
 use p2plab::run::{self, RunConfig};
@@ -530,9 +531,9 @@ fn senders_once(n: usize, rep: usize, python: &str, dir: &Path) -> SendersResult
     for &ip in &addrs[..n] {
         lab.dp().send(DpCommand::SetParams {
             ip,
-            params: LinkParams {
+            params: LinkShape {
                 up: Some(RATE),
-                ..LinkParams::default()
+                ..LinkShape::default()
             },
         });
     }

@@ -77,6 +77,8 @@ pub mod controller;
 pub mod dataplane;
 pub mod experiment;
 pub mod interrupt;
+pub mod clock;
+pub mod units;
 pub mod netns;
 pub mod proto;
 pub mod results;

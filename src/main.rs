@@ -172,7 +172,7 @@ fn main() -> ExitCode {
                     "{}: ok ({} events over {:.3} s of experiment time)",
                     file.display(),
                     o.report.events,
-                    p2plab::script::units::secs(o.report.end_time)
+                    p2plab::units::secs(o.report.end_time)
                 );
                 warn_unread(&o);
             })
@@ -263,7 +263,7 @@ fn report(mode: &str, o: &RunOutcome) {
     if let Some(dir) = &o.results {
         eprintln!(
             "{mode} finished at {:.3} s: {} events in {} (seed {}; replay with --seed {})",
-            p2plab::script::units::secs(o.report.end_time),
+            p2plab::units::secs(o.report.end_time),
             o.report.events,
             dir.join("events.jsonl").display(),
             o.seed,

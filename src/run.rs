@@ -12,16 +12,16 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
 use crate::controller::{DryRun, Lab, RunSetup, VirtualClock, WorkerSpec, Workers};
-use crate::dataplane::MonotonicClock;
+use crate::clock::MonotonicClock;
 use crate::experiment::{Experiment, Placement};
 use crate::proto::Token;
 use crate::results::{EventLog, ResultsDir};
-use crate::script::units::{NANOS_PER_SEC, Nanos};
+use crate::units::{SEC, Nanos};
 use crate::script::{self, Scenario, ScriptError, ScriptOptions, ScriptReport};
 use crate::worker::RealClock;
 
 /// A dry-run stops scripts that would run past 10 days of experiment time.
-pub const DRY_RUN_HORIZON: Nanos = 10 * 86_400 * NANOS_PER_SEC;
+pub const DRY_RUN_HORIZON: Nanos = 10 * 86_400 * SEC;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -290,7 +290,7 @@ fn write_summary(
         "started": crate::results::utc_stamp(std::time::SystemTime::now()),
         "outcome": if result.is_ok() { "ok" } else { "error" },
         "error": result.as_ref().err().map(|e| e.to_string()),
-        "experiment_seconds": result.as_ref().ok().map(|r| crate::script::units::secs(r.end_time)),
+        "experiment_seconds": result.as_ref().ok().map(|r| crate::units::secs(r.end_time)),
         "events": result.as_ref().ok().map(|r| r.events),
         "traffic": traffic,
     });

@@ -5,9 +5,9 @@
 
 use std::net::Ipv4Addr;
 
-use crate::dataplane::model::NodeCounters;
+use crate::experiment::NodeCounters;
 use crate::experiment::{Action, ExitStatus, ProcExit};
-use crate::script::units::Nanos;
+use crate::units::Nanos;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {

@@ -16,7 +16,7 @@ use crate::experiment::{
     ShapeUpdate, SpawnSpec, StateError,
 };
 use crate::results::{Event, EventLog};
-use crate::script::units::{self, Nanos};
+use crate::units::{self, Nanos};
 pub use executor::{Clock, DryRun, ExecError, Executor, Outcome, VirtualClock};
 pub use workers::{LostWorker, RunSetup, WorkerSpec, Workers};
 
@@ -104,7 +104,7 @@ impl Lab {
     }
 
     /// Per-node traffic counters from the executor.
-    pub fn traffic(&mut self) -> Vec<(std::net::Ipv4Addr, crate::dataplane::model::NodeCounters)> {
+    pub fn traffic(&mut self) -> Vec<(std::net::Ipv4Addr, crate::experiment::NodeCounters)> {
         self.executor.traffic()
     }
 

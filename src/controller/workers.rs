@@ -17,15 +17,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use super::{ExecError, Executor, Outcome};
-use crate::dataplane::MonotonicClock;
-use crate::dataplane::model::NodeCounters;
+use crate::clock::MonotonicClock;
+use crate::experiment::NodeCounters;
 use crate::experiment::{Action, NodeId, ProcExit, ProcId};
 use crate::proto::frame::FrameWriter;
 use crate::proto::{
     Connection, HEARTBEAT, Peer, ProtoError, Reply, Request, SILENCE, SILENCE_CHECK, Setup,
     ToController, ToWorker, Token,
 };
-use crate::script::units::Nanos;
+use crate::units::Nanos;
 use crate::worker::session::{self, SessionOptions};
 
 /// How long connecting to a worker (TCP and handshake) may take.

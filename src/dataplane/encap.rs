@@ -4,7 +4,7 @@
 //! machines' clocks need not agree, and the run's random id, so that a late datagram of an
 //! earlier run never reaches the nodes of the next one.
 
-use crate::script::units::Nanos;
+use crate::units::Nanos;
 
 const MAGIC: [u8; 4] = *b"P2PL";
 const VERSION: u8 = 1;

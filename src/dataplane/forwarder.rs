@@ -15,12 +15,13 @@ use std::thread::JoinHandle;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::clock::MonotonicClock;
+use crate::clock::MonotonicClock;
 use super::encap;
-use super::model::{Fabric, GroupIdx, GroupLinkParams, LinkParams, NodeCounters, NodeIdx};
+use super::model::{Fabric, GroupIdx, NodeIdx};
+use crate::experiment::{GroupLink, LinkShape, NodeCounters};
 use super::packet::{VNET_HDR_LEN, ipv4_endpoints, wire_len};
 use super::tun::TunDevice;
-use crate::script::units::Nanos;
+use crate::units::Nanos;
 
 /// Packets read per wake-up before delivering what is due, so a flood cannot starve timers.
 const READ_BATCH: usize = 256;
@@ -37,12 +38,12 @@ pub enum Command {
     },
     SetParams {
         ip: Ipv4Addr,
-        params: LinkParams,
+        params: LinkShape,
     },
     SetGroupLink {
         a: u32,
         b: u32,
-        params: GroupLinkParams,
+        params: GroupLink,
     },
     SetFailed {
         ip: Ipv4Addr,

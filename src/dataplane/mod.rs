@@ -2,13 +2,11 @@
 //! model (`model`) is pure logic; `forwarder` runs it on a dedicated thread between the lab's
 //! TUN device (`tun`) and the kernel, on the lab's monotonic clock (`clock`).
 
-pub mod clock;
 pub mod encap;
 pub mod forwarder;
 pub mod model;
 pub mod packet;
 pub mod tun;
 
-pub use clock::MonotonicClock;
 pub use forwarder::{Command, Dataplane, ForwarderStats, RemoteLinks};
 pub use tun::TunDevice;

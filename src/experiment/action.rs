@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{GroupId, LinkShape, NodeId, NodeRecord, ProcId};
 use crate::experiment::GroupLink;
-use crate::script::units::Nanos;
+use crate::units::Nanos;
 
 /// How to start one program on one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,12 +3,17 @@
 //! Rhai, clocks or executors, and only changes after an action was carried out.
 
 mod action;
+mod link;
 mod placement;
-mod shape;
+mod traffic;
 
 pub use action::{Action, ExitStatus, ProcExit, SpawnSpec};
 pub use placement::{AddressPlan, MAX_WORKERS, NODES_PER_WORKER, Placement};
-pub use shape::{GroupLink, LinkShape, ShapeUpdate};
+pub use link::{GroupLink, LinkShape, ShapeUpdate, default_queue_limit};
+pub use traffic::NodeCounters;
+
+/// Most groups an experiment may have: the link model keeps a dense matrix of group pairs.
+pub const MAX_GROUPS: u32 = 1024;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -88,7 +93,7 @@ impl Experiment {
         group: &str,
         worker: Option<u32>,
     ) -> Result<Vec<NodeRecord>, StateError> {
-        let max = crate::dataplane::model::GroupMatrix::MAX_GROUPS;
+        let max = MAX_GROUPS;
         let group = match self.group_index.get(group) {
             Some(&id) => id,
             None if self.group_names.len() as u32 >= max => {

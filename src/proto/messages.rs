@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::controller::Outcome;
-use crate::dataplane::model::NodeCounters;
+use crate::experiment::NodeCounters;
 use crate::experiment::{Action, ProcExit};
 
 /// The handshake, in order: Hello (controller), Challenge (worker), Proof (controller),

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::script::units::{self, Nanos};
+use crate::units::{self, Nanos};
 
 /// One line of `events.jsonl`: `t`, `event`, then the fields that matter, in insertion order.
 #[derive(Debug, Clone, PartialEq)]

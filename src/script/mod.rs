@@ -1,12 +1,11 @@
 //! The scenario script: loading it, building the Rhai engine with p2plab's primitives and
 //! module resolver, the static check, the runaway-loop watchdog, and running it against a
-//! `Lab`. Units live in `units`, the primitives in `api`.
+//! `Lab`. The primitives live in `api`; units are parsed by `crate::units`.
 
 pub mod api;
 pub mod check;
 pub mod error;
 pub mod modules;
-pub mod units;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +20,7 @@ pub use error::{Location, ScriptError};
 
 use crate::controller::Lab;
 use crate::results::Event;
-use units::Nanos;
+use crate::units::Nanos;
 
 /// At the end of a script, programs still running get SIGTERM and this long to exit.
 pub const STOP_GRACE: Nanos = 2_000_000_000;
@@ -70,7 +69,7 @@ pub struct ScriptOptions {
 pub struct ScriptReport {
     pub end_time: Nanos,
     /// Per-node traffic counters at the end (real mode).
-    pub traffic: Vec<(std::net::Ipv4Addr, crate::dataplane::model::NodeCounters)>,
+    pub traffic: Vec<(std::net::Ipv4Addr, crate::experiment::NodeCounters)>,
     pub events: u64,
     pub unread_params: Vec<String>,
     pub pending_callbacks: usize,

@@ -13,11 +13,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::controller::{Clock, ExecError, Executor, Outcome};
-use crate::dataplane::model::{GroupLinkParams, LinkParams, NodeCounters};
-use crate::dataplane::{Command, Dataplane, MonotonicClock, RemoteLinks, TunDevice};
-use crate::experiment::{Action, AddressPlan, NodeId, ProcExit, ProcId};
+use crate::clock::MonotonicClock;
+use crate::dataplane::{Command, Dataplane, RemoteLinks, TunDevice};
+use crate::experiment::{Action, AddressPlan, NodeCounters, NodeId, ProcExit, ProcId};
 use crate::netns::{LabNamespace, NetnsError};
-use crate::script::units::Nanos;
+use crate::units::Nanos;
 use procs::RunningProc;
 
 /// The TUN device of every lab (each lab has its own namespace, so the name never clashes).
@@ -247,17 +247,6 @@ impl LocalWorker {
     }
 }
 
-fn link_params(shape: &crate::experiment::LinkShape) -> LinkParams {
-    LinkParams {
-        up: shape.up,
-        down: shape.down,
-        latency: shape.latency,
-        jitter: shape.jitter,
-        loss: shape.loss,
-        queue: shape.queue,
-    }
-}
-
 impl Executor for LocalWorker {
     fn execute(&mut self, action: &Action) -> Result<Outcome, ExecError> {
         if let Some(dp) = self.dataplane.as_mut() {
@@ -288,18 +277,14 @@ impl Executor for LocalWorker {
                 let ip = self.any_ip(*node)?;
                 self.dataplane().send(Command::SetParams {
                     ip,
-                    params: link_params(shape),
+                    params: *shape,
                 });
             }
             Action::LinkGroups { a, b, link } => {
                 self.dataplane().send(Command::SetGroupLink {
                     a: a.0,
                     b: b.0,
-                    params: GroupLinkParams {
-                        latency: link.latency,
-                        jitter: link.jitter,
-                        loss: link.loss,
-                    },
+                    params: *link,
                 });
             }
             Action::Spawn { proc, node, spec } => {

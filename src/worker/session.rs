@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::{LocalWorker, RemoteWorkers, WorkerOptions};
 use crate::controller::Executor;
-use crate::dataplane::MonotonicClock;
+use crate::clock::MonotonicClock;
 use crate::experiment::Action;
 use crate::proto::frame::FrameWriter;
 use crate::proto::{

@@ -6,7 +6,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use rand::Rng;
 
-use super::{GroupLinkParams, LinkParams, Nanos, NodeIdx};
+use super::{GroupLink, LinkShape, Nanos, NodeIdx};
 
 /// Below this many remembered flows, forgetting old ones is not worth a pass over the map.
 const MIN_PRUNE: usize = 1024;
@@ -40,9 +40,9 @@ impl DelayLine {
         depart: Nanos,
         src: NodeIdx,
         dst: NodeIdx,
-        a: &LinkParams,
-        b: &LinkParams,
-        group: &GroupLinkParams,
+        a: &LinkShape,
+        b: &LinkShape,
+        group: &GroupLink,
         rng: &mut R,
     ) -> Nanos {
         let delay = propagation(
@@ -130,13 +130,13 @@ impl Hasher for PairHasher {
 mod tests {
     use super::*;
     use crate::dataplane::model::tests::CountingRng;
-    use crate::dataplane::model::{MS, SEC, US};
+    use crate::units::{MS, SEC, US};
 
-    fn node(latency: Nanos, jitter: Nanos) -> LinkParams {
-        LinkParams {
+    fn node(latency: Nanos, jitter: Nanos) -> LinkShape {
+        LinkShape {
             latency,
             jitter,
-            ..LinkParams::default()
+            ..LinkShape::default()
         }
     }
 
@@ -145,9 +145,9 @@ mod tests {
         let mut d = DelayLine::new();
         let mut rng = CountingRng::seeded(3);
         let a = node(30 * MS, 0);
-        let g = GroupLinkParams {
+        let g = GroupLink {
             latency: 40 * MS,
-            ..GroupLinkParams::default()
+            ..GroupLink::default()
         };
         let t = d.arrival(5, NodeIdx(0), NodeIdx(1), &a, &a, &g, &mut rng);
         assert_eq!(t, 5 + 100 * MS);
@@ -159,7 +159,7 @@ mod tests {
         let mut d = DelayLine::new();
         let mut rng = CountingRng::seeded(11);
         let (a, b) = (node(10 * MS, 2 * MS), node(5 * MS, MS));
-        let g = GroupLinkParams {
+        let g = GroupLink {
             latency: 20 * MS,
             jitter: 3 * MS,
             loss: 0.0,
@@ -204,7 +204,7 @@ mod tests {
             let mut d = DelayLine::new();
             let mut rng = CountingRng::seeded(seed);
             let a = node(MS, MS);
-            let g = GroupLinkParams::default();
+            let g = GroupLink::default();
             (0..1000u64)
                 .map(|i| {
                     d.arrival(
@@ -249,7 +249,7 @@ mod tests {
         let mut d = DelayLine::new();
         let mut rng = CountingRng::seeded(2);
         let a = node(MS, 0);
-        let g = GroupLinkParams::default();
+        let g = GroupLink::default();
         for i in 0..5000u32 {
             d.arrival(0, NodeIdx(i), NodeIdx(0), &a, &a, &g, &mut rng);
         }

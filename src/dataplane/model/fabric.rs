@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 use rand::Rng;
 
 use super::{
-    DelayLine, Dropped, GroupIdx, GroupLinkParams, GroupMatrix, LinkFifo, LinkParams, ModelError,
+    DelayLine, Dropped, GroupIdx, GroupLink, GroupMatrix, LinkFifo, LinkShape, ModelError,
     Nanos, NodeCounters, NodeIdx, loss,
 };
 
@@ -19,7 +19,7 @@ static NO_COUNTERS: NodeCounters = NodeCounters::ZERO;
 #[derive(Clone, Debug)]
 struct Node {
     group: GroupIdx,
-    params: LinkParams,
+    params: LinkShape,
     up: LinkFifo,
     down: LinkFifo,
     failed: bool,
@@ -122,7 +122,7 @@ impl<P> Fabric<P> {
         let idx = NodeIdx(u32::try_from(self.nodes.len()).unwrap_or(u32::MAX));
         self.nodes.push(Node {
             group,
-            params: LinkParams::default(),
+            params: LinkShape::default(),
             up: LinkFifo::default(),
             down: LinkFifo::default(),
             failed: false,
@@ -138,7 +138,7 @@ impl<P> Fabric<P> {
 
     /// Sets a node's access link; applies to the next packet offered to each FIFO (packets
     /// already queued keep their departure times).
-    pub fn set_params(&mut self, node: NodeIdx, params: LinkParams) -> Result<(), ModelError> {
+    pub fn set_params(&mut self, node: NodeIdx, params: LinkShape) -> Result<(), ModelError> {
         let n = self.node_mut(node)?;
         n.params = params;
         n.up.set_rate(params.up_rate());
@@ -149,7 +149,7 @@ impl<P> Fabric<P> {
     }
 
     /// A node's access-link parameters.
-    pub fn params(&self, node: NodeIdx) -> Option<&LinkParams> {
+    pub fn params(&self, node: NodeIdx) -> Option<&LinkShape> {
         self.nodes.get(node.0 as usize).map(|n| &n.params)
     }
 
@@ -164,13 +164,13 @@ impl<P> Fabric<P> {
         &mut self,
         g1: GroupIdx,
         g2: GroupIdx,
-        params: GroupLinkParams,
+        params: GroupLink,
     ) -> Result<(), ModelError> {
         self.groups.set(g1, g2, params)
     }
 
     /// The link between two groups.
-    pub fn group_link(&self, g1: GroupIdx, g2: GroupIdx) -> &GroupLinkParams {
+    pub fn group_link(&self, g1: GroupIdx, g2: GroupIdx) -> &GroupLink {
         self.groups.get(g1, g2)
     }
 

@@ -195,7 +195,7 @@ fn serialise(rem: u64, len: u64, rate: NonZeroU64) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::model::MS;
+    use crate::units::MS;
 
     fn rate(bits: u64) -> Option<NonZeroU64> {
         NonZeroU64::new(bits)

@@ -1,9 +1,9 @@
 //! `GroupMatrix`: the symmetric table of extra latency, jitter and loss between two groups
 //! (`link_groups`), with O(1) lookup. It knows groups by index only, not by name.
 
-use super::{GroupIdx, GroupLinkParams, ModelError};
+use super::{GroupIdx, GroupLink, ModelError};
 
-/// Symmetric map `(g1, g2) → GroupLinkParams`; a group may be linked with itself, and pairs
+/// Symmetric map `(g1, g2) → GroupLink`; a group may be linked with itself, and pairs
 /// never set read as the zero default.
 ///
 /// Stored dense (`g1 * n + g2`, both orders written) because it is read once per packet and
@@ -12,11 +12,11 @@ use super::{GroupIdx, GroupLinkParams, ModelError};
 pub struct GroupMatrix {
     /// Side of the square `cells`.
     n: usize,
-    cells: Vec<GroupLinkParams>,
+    cells: Vec<GroupLink>,
 }
 
 /// What pairs never set read as.
-const NONE: GroupLinkParams = GroupLinkParams {
+const NONE: GroupLink = GroupLink {
     latency: 0,
     jitter: 0,
     loss: 0.0,
@@ -24,7 +24,7 @@ const NONE: GroupLinkParams = GroupLinkParams {
 
 impl GroupMatrix {
     /// Largest number of groups: bounds the dense table to 1024² cells (24 MiB).
-    pub const MAX_GROUPS: u32 = 1024;
+    pub const MAX_GROUPS: u32 = crate::experiment::MAX_GROUPS;
 
     /// An empty matrix: every pair reads as zero.
     pub fn new() -> Self {
@@ -32,7 +32,7 @@ impl GroupMatrix {
     }
 
     /// The parameters between `g1` and `g2` (in either order).
-    pub fn get(&self, g1: GroupIdx, g2: GroupIdx) -> &GroupLinkParams {
+    pub fn get(&self, g1: GroupIdx, g2: GroupIdx) -> &GroupLink {
         let (i, j) = (g1.0 as usize, g2.0 as usize);
         if i < self.n && j < self.n {
             &self.cells[i * self.n + j]
@@ -46,7 +46,7 @@ impl GroupMatrix {
         &mut self,
         g1: GroupIdx,
         g2: GroupIdx,
-        params: GroupLinkParams,
+        params: GroupLink,
     ) -> Result<(), ModelError> {
         for g in [g1, g2] {
             if g.0 >= Self::MAX_GROUPS {
@@ -76,19 +76,19 @@ impl GroupMatrix {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::model::MS;
+    use crate::units::MS;
 
-    fn lat(ms: u64) -> GroupLinkParams {
-        GroupLinkParams {
+    fn lat(ms: u64) -> GroupLink {
+        GroupLink {
             latency: ms * MS,
-            ..GroupLinkParams::default()
+            ..GroupLink::default()
         }
     }
 
     #[test]
     fn symmetric_self_and_default() {
         let mut m = GroupMatrix::new();
-        assert_eq!(m.get(GroupIdx(0), GroupIdx(7)), &GroupLinkParams::default());
+        assert_eq!(m.get(GroupIdx(0), GroupIdx(7)), &GroupLink::default());
         m.set(GroupIdx(0), GroupIdx(2), lat(40)).unwrap();
         m.set(GroupIdx(1), GroupIdx(1), lat(5)).unwrap();
         assert_eq!(m.get(GroupIdx(0), GroupIdx(2)).latency, 40 * MS);
@@ -114,6 +114,6 @@ mod tests {
             m.set(GroupIdx(0), g, lat(1)),
             Err(ModelError::TooManyGroups(g))
         );
-        assert_eq!(m.get(g, g), &GroupLinkParams::default());
+        assert_eq!(m.get(g, g), &GroupLink::default());
     }
 }

@@ -21,13 +21,13 @@
 //! the work between the sender's and the receiver's machine.
 //!
 //! ```
-//! use p2plab::dataplane::model::{Fabric, GroupIdx, LinkParams, MS};
+//! use p2plab::dataplane::model::{Fabric, GroupIdx, LinkShape, MS};
 //! use rand::SeedableRng;
 //!
 //! let mut fabric = Fabric::new();
 //! let a = fabric.add_node(GroupIdx(0));
 //! let b = fabric.add_node(GroupIdx(0));
-//! let slow = LinkParams { latency: 30 * MS, ..LinkParams::default() };
+//! let slow = LinkShape { latency: 30 * MS, ..LinkShape::default() };
 //! fabric.set_params(a, slow).unwrap();
 //! fabric.set_params(b, slow).unwrap();
 //!
@@ -39,34 +39,24 @@
 //! assert_eq!(out, vec![(b, "hello")]);
 //! ```
 
-mod counters;
 mod delay;
 mod fabric;
 mod fifo;
 mod groups;
 pub mod loss;
-mod params;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
 
-pub use counters::NodeCounters;
+use crate::experiment::{GroupLink, LinkShape, NodeCounters};
+use crate::units::Nanos;
+
 pub use delay::DelayLine;
 pub use fabric::Fabric;
 pub use fifo::LinkFifo;
 pub use groups::GroupMatrix;
-pub use params::{GroupLinkParams, LinkParams, default_queue_limit};
 
-/// Time in nanoseconds since the lab started. `u64` covers 584 years.
-pub type Nanos = u64;
-
-/// One microsecond in [`Nanos`].
-pub const US: Nanos = 1_000;
-/// One millisecond in [`Nanos`].
-pub const MS: Nanos = 1_000_000;
-/// One second in [`Nanos`].
-pub const SEC: Nanos = 1_000_000_000;
 
 /// A virtual node, as a dense index into the fabric's node table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

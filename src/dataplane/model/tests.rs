@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng, TryRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
+use crate::units::{MS, SEC, US};
 
 /// A seeded ChaCha8 that counts the words drawn, to prove what consumes randomness.
 pub(crate) struct CountingRng {
@@ -46,17 +47,17 @@ impl TryRng for CountingRng {
     }
 }
 
-fn shaped(up: Option<u64>, down: Option<u64>, latency: Nanos) -> LinkParams {
-    LinkParams {
+fn shaped(up: Option<u64>, down: Option<u64>, latency: Nanos) -> LinkShape {
+    LinkShape {
         up,
         down,
         latency,
-        ..LinkParams::default()
+        ..LinkShape::default()
     }
 }
 
 /// A fabric with `params.len()` nodes in group 0.
-fn fabric<P>(params: &[LinkParams]) -> (Fabric<P>, Vec<NodeIdx>) {
+fn fabric<P>(params: &[LinkShape]) -> (Fabric<P>, Vec<NodeIdx>) {
     let mut f = Fabric::new();
     let nodes = params
         .iter()
@@ -96,7 +97,7 @@ fn assert_conserved<P>(f: &Fabric<P>) {
 
 #[test]
 fn unshaped_lab_adds_nothing() {
-    let (mut f, n) = fabric(&[LinkParams::default(); 2]);
+    let (mut f, n) = fabric(&[LinkShape::default(); 2]);
     let mut rng = CountingRng::seeded(0);
     f.send(777, n[0], n[1], 1500, 1, &mut rng).unwrap();
     assert_eq!(f.next_deadline(), Some(777));
@@ -142,9 +143,9 @@ fn group_latency_is_added_once_per_direction_and_only_between_linked_groups() {
     for n in [dsl[0], dsl[1], fiber, other] {
         f.set_params(n, shaped(None, None, 10 * MS)).unwrap();
     }
-    let link = |ms| GroupLinkParams {
+    let link = |ms| GroupLink {
         latency: ms * MS,
-        ..GroupLinkParams::default()
+        ..GroupLink::default()
     };
     f.set_group_link(GroupIdx(1), GroupIdx(0), link(40))
         .unwrap();
@@ -209,13 +210,13 @@ fn downlink_serves_two_senders_in_arrival_order() {
 #[test]
 fn queue_drops_are_counted_on_the_queue_owner() {
     // Uplink: 1 mbit/s, 2000 B limit. Downlink of n[2]: 100 kbit/s, 1000 B limit.
-    let limited = |up, down, queue| LinkParams {
+    let limited = |up, down, queue| LinkShape {
         queue: Some(queue),
         ..shaped(up, down, 0)
     };
     let (mut f, n) = fabric(&[
         limited(Some(1_000_000), None, 2000),
-        LinkParams::default(),
+        LinkShape::default(),
         limited(None, Some(100_000), 1000),
     ]);
     let mut rng = CountingRng::seeded(0);
@@ -242,7 +243,7 @@ fn queue_drops_are_counted_on_the_queue_owner() {
 #[test]
 fn default_queue_limit_applies_in_the_fabric() {
     // 128 kbit/s: the default limit is 64 KiB = 43 packets of 1500 B and 1036 B more.
-    let (mut f, n) = fabric(&[shaped(Some(128_000), None, 0), LinkParams::default()]);
+    let (mut f, n) = fabric(&[shaped(Some(128_000), None, 0), LinkShape::default()]);
     let mut rng = CountingRng::seeded(0);
     let accepted = (0..100)
         .filter(|_| f.send(0, n[0], n[1], 1500, (), &mut rng).is_ok())
@@ -255,11 +256,11 @@ fn default_queue_limit_applies_in_the_fabric() {
 
 #[test]
 fn loss_one_drops_everything_and_loss_zero_draws_nothing() {
-    let lossy = LinkParams {
+    let lossy = LinkShape {
         loss: 1.0,
-        ..LinkParams::default()
+        ..LinkShape::default()
     };
-    let (mut f, n) = fabric(&[LinkParams::default(), lossy, LinkParams::default()]);
+    let (mut f, n) = fabric(&[LinkShape::default(), lossy, LinkShape::default()]);
     let mut rng = CountingRng::seeded(0);
     for _ in 0..100 {
         assert_eq!(f.send(0, n[0], n[1], 10, (), &mut rng), Err(Dropped::Loss));
@@ -317,7 +318,7 @@ fn failed_nodes_drop_silently_and_count() {
 
 #[test]
 fn unknown_nodes_are_errors_not_panics() {
-    let (mut f, n) = fabric::<()>(&[LinkParams::default()]);
+    let (mut f, n) = fabric::<()>(&[LinkShape::default()]);
     let ghost = NodeIdx(99);
     let mut rng = CountingRng::seeded(0);
     assert_eq!(
@@ -337,7 +338,7 @@ fn unknown_nodes_are_errors_not_panics() {
         Err(ModelError::UnknownNode(ghost))
     );
     assert_eq!(
-        f.set_params(ghost, LinkParams::default()),
+        f.set_params(ghost, LinkShape::default()),
         Err(ModelError::UnknownNode(ghost))
     );
     assert_eq!(f.counters(ghost), &NodeCounters::ZERO);
@@ -346,7 +347,7 @@ fn unknown_nodes_are_errors_not_panics() {
 
 #[test]
 fn param_changes_apply_to_the_next_packet_without_reordering_the_flow() {
-    let (mut f, n) = fabric(&[shaped(None, None, 10 * MS), LinkParams::default()]);
+    let (mut f, n) = fabric(&[shaped(None, None, 10 * MS), LinkShape::default()]);
     let mut rng = CountingRng::seeded(0);
     f.send(0, n[0], n[1], 100, "a", &mut rng).unwrap();
     f.set_params(n[0], shaped(None, None, 50 * MS)).unwrap();
@@ -367,7 +368,7 @@ fn param_changes_apply_to_the_next_packet_without_reordering_the_flow() {
 
 #[test]
 fn late_remote_arrivals_are_not_scheduled_in_the_past() {
-    let (mut f, n) = fabric::<u8>(&[LinkParams::default(); 2]);
+    let (mut f, n) = fabric::<u8>(&[LinkShape::default(); 2]);
     let mut out = Vec::new();
     f.poll(SEC, &mut out);
     f.receive_from_remote(SEC / 2, n[1], 10, 7).unwrap();
@@ -378,14 +379,14 @@ fn late_remote_arrivals_are_not_scheduled_in_the_past() {
 type Planned = (Nanos, u32, u32, usize);
 
 /// A random lab and random traffic over it, sends in time order.
-fn random_lab(seed: u64, nodes: usize) -> (Vec<LinkParams>, Vec<Planned>) {
+fn random_lab(seed: u64, nodes: usize) -> (Vec<LinkShape>, Vec<Planned>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let rate = |rng: &mut ChaCha8Rng| match rng.next_u32() % 3 {
         0 => None,
         _ => Some(64_000 + u64::from(rng.next_u32() % 10_000_000)),
     };
     let params = (0..nodes)
-        .map(|_| LinkParams {
+        .map(|_| LinkShape {
             up: rate(&mut rng),
             down: rate(&mut rng),
             latency: u64::from(rng.next_u32() % 50) * MS,
@@ -409,7 +410,7 @@ fn random_lab(seed: u64, nodes: usize) -> (Vec<LinkParams>, Vec<Planned>) {
 #[test]
 fn remote_halves_compose_to_the_same_result_as_send() {
     let (params, sends) = random_lab(9, 12);
-    let link = GroupLinkParams {
+    let link = GroupLink {
         latency: 7 * MS,
         jitter: MS,
         loss: 0.01,
@@ -521,7 +522,7 @@ fn randomized_fifo_departures_never_decrease_nor_precede_now() {
 
 /// Sends 1500 B packets as fast as the first queue takes them for 10 s; returns the rate
 /// achieved in bits/s: bytes delivered after the first delivery over the time since.
-fn saturate(src: LinkParams, dst: LinkParams) -> f64 {
+fn saturate(src: LinkShape, dst: LinkShape) -> f64 {
     let (mut f, n) = fabric(&[src, dst]);
     let mut rng = CountingRng::seeded(0);
     let mut out = Vec::new();
@@ -554,8 +555,8 @@ fn saturate(src: LinkParams, dst: LinkParams) -> f64 {
 fn saturating_sender_achieves_the_configured_rate() {
     for rate in [128_000, 10_000_000, 100_000_000] {
         let expected = rate as f64;
-        let up = saturate(shaped(Some(rate), None, 5 * MS), LinkParams::default());
-        let down = saturate(LinkParams::default(), shaped(None, Some(rate), 5 * MS));
+        let up = saturate(shaped(Some(rate), None, 5 * MS), LinkShape::default());
+        let down = saturate(LinkShape::default(), shaped(None, Some(rate), 5 * MS));
         for (what, got) in [("uplink", up), ("downlink", down)] {
             let err = (got - expected).abs() / expected;
             assert!(err < 0.001, "{what} at {rate}: {got} bit/s ({err:.6})");
@@ -568,7 +569,7 @@ fn saturating_sender_achieves_the_configured_rate() {
 #[ignore = "benchmark: run with --release --ignored --nocapture"]
 fn bench_send_and_poll_1000_nodes() {
     let packets = 5_000_000u64;
-    let shaped_lab = LinkParams {
+    let shaped_lab = LinkShape {
         up: Some(100_000_000),
         down: Some(100_000_000),
         latency: 10 * MS,
@@ -576,7 +577,7 @@ fn bench_send_and_poll_1000_nodes() {
         loss: 0.001,
         queue: None,
     };
-    for (name, params) in [("unshaped", LinkParams::default()), ("shaped", shaped_lab)] {
+    for (name, params) in [("unshaped", LinkShape::default()), ("shaped", shaped_lab)] {
         let mut f = Fabric::new();
         for i in 0..1000 {
             let n = f.add_node(GroupIdx(i % 4));
@@ -585,7 +586,7 @@ fn bench_send_and_poll_1000_nodes() {
         f.set_group_link(
             GroupIdx(0),
             GroupIdx(1),
-            GroupLinkParams {
+            GroupLink {
                 latency: 20 * MS,
                 jitter: MS,
                 loss: 0.001,

@@ -19,7 +19,7 @@ use crate::controller::timers::Timers;
 use crate::controller::{Lab, LabError};
 use crate::experiment::NodeId;
 use crate::script::error::at_call;
-use crate::script::units::{self, Nanos, UnitError};
+use crate::units::{self, Nanos, UnitError};
 
 pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 

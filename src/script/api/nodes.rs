@@ -8,10 +8,10 @@ use rhai::{Array, Dynamic, Engine, ImmutableString, Map, NativeCallContext};
 use super::{RhaiResult, ScriptState, check_keys, duration, expected, lab_err, targets};
 use crate::experiment::{NodeId, NodeRecord};
 use crate::script::error::at_call;
-use crate::script::units::NANOS_PER_SEC;
+use crate::units::SEC;
 
 /// Default grace period of `leave` between SIGTERM and SIGKILL.
-pub const LEAVE_GRACE: u64 = 5 * NANOS_PER_SEC;
+pub const LEAVE_GRACE: u64 = 5 * SEC;
 /// The group of nodes allocated without one.
 pub const DEFAULT_GROUP: &str = "default";
 /// Most nodes one `alloc_ip` call may create (one worker's address block).

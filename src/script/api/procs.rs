@@ -10,7 +10,7 @@ use crate::experiment::{ExitStatus, ProcId, ProcStatus, SpawnSpec};
 use crate::script::error::at_call;
 
 /// How often `wait()` looks whether its process ended (real mode).
-const WAIT_STEP: crate::script::units::Nanos = 10_000_000;
+const WAIT_STEP: crate::units::Nanos = 10_000_000;
 
 /// A script's handle on one spawned process.
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ use rhai::{
 use super::{CallbackGuard, RhaiResult, ScriptState, duration, lab_err};
 use crate::controller::timers::TimerId;
 use crate::script::error::at_call;
-use crate::script::units::{self, Nanos};
+use crate::units::{self, Nanos};
 
 /// A scheduled callback and the context it was scheduled from. A closure made inside a module
 /// function only resolves against that module's functions, so it must run with the module's

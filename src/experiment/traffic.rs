@@ -1,5 +1,5 @@
 //! `NodeCounters`: per-node traffic counters that feed `traffic.csv` and `summary.json`.
-//! Only the counting rule lives here; the fabric decides which node an event belongs to.
+//! Only the counting rule lives here; the link model decides which node an event belongs to.
 
 /// Bytes and packets of one node.
 ///

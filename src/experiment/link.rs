@@ -1,9 +1,10 @@
 //! Access-link and group-link parameters as the script sets them (`shape`, `link_groups`),
-//! already in base units (bits/s, ns, bytes); parsing units is the script's job.
+//! already in base units (bits/s, ns, bytes): one type each, kept by the experiment state and
+//! read by the link model. Parsing units is the script's job.
 
 use std::num::NonZeroU64;
 
-use super::Nanos;
+use crate::units::Nanos;
 
 /// The smallest default queue limit, whatever the rate: 64 KiB.
 pub const MIN_DEFAULT_QUEUE: u64 = 64 * 1024;
@@ -14,8 +15,8 @@ pub const DEFAULT_QUEUE_TIME: Nanos = 100_000_000;
 /// One node's access link: what `shape(node, #{up, down, latency, jitter, loss, queue})` sets.
 ///
 /// The default is an unshaped link: unlimited rates, no latency, no jitter, no loss.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LinkParams {
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LinkShape {
     /// Uplink rate in bits/s; `None` is unlimited. `Some(0)` is read as unlimited too
     /// (a link that never sends would only stall the lab; to cut a node off, fail it).
     pub up: Option<u64>,
@@ -32,9 +33,9 @@ pub struct LinkParams {
     pub queue: Option<u64>,
 }
 
-impl Default for LinkParams {
+impl Default for LinkShape {
     fn default() -> Self {
-        LinkParams {
+        LinkShape {
             up: None,
             down: None,
             latency: 0,
@@ -45,7 +46,19 @@ impl Default for LinkParams {
     }
 }
 
-impl LinkParams {
+impl LinkShape {
+    /// The shape after a partial update: keys the update does not give keep their value.
+    pub fn apply(&self, update: &ShapeUpdate) -> LinkShape {
+        LinkShape {
+            up: update.up.or(self.up),
+            down: update.down.or(self.down),
+            latency: update.latency.unwrap_or(self.latency),
+            jitter: update.jitter.unwrap_or(self.jitter),
+            loss: update.loss.unwrap_or(self.loss),
+            queue: update.queue.or(self.queue),
+        }
+    }
+
     /// The uplink rate, with 0 read as unlimited.
     pub fn up_rate(&self) -> Option<NonZeroU64> {
         self.up.and_then(NonZeroU64::new)
@@ -67,6 +80,17 @@ impl LinkParams {
     }
 }
 
+/// A partial update of a `LinkShape`: `shape()` changes only the keys it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ShapeUpdate {
+    pub up: Option<u64>,
+    pub down: Option<u64>,
+    pub latency: Option<Nanos>,
+    pub jitter: Option<Nanos>,
+    pub loss: Option<f64>,
+    pub queue: Option<u64>,
+}
+
 fn queue_limit(explicit: Option<u64>, rate: Option<NonZeroU64>) -> Option<u64> {
     // An unlimited link serialises in zero time, so nothing ever waits and a limit is moot.
     let rate = rate?;
@@ -85,8 +109,8 @@ pub fn default_queue_limit(rate: NonZeroU64) -> u64 {
 
 /// Extra latency, jitter and loss between two groups: what `link_groups(a, b, #{...})` sets.
 /// Symmetric; the default adds nothing.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct GroupLinkParams {
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GroupLink {
     /// One-way latency added once per direction.
     pub latency: Nanos,
     /// The group delay varies uniformly in `[-jitter, +jitter]`.
@@ -104,8 +128,26 @@ mod tests {
     }
 
     #[test]
+    fn update_changes_only_given_keys() {
+        let base = LinkShape {
+            up: Some(1000),
+            latency: 5,
+            ..Default::default()
+        };
+        let next = base.apply(&ShapeUpdate {
+            down: Some(2000),
+            latency: Some(7),
+            ..Default::default()
+        });
+        assert_eq!(next.up, Some(1000));
+        assert_eq!(next.down, Some(2000));
+        assert_eq!(next.latency, 7);
+        assert_eq!(next.loss, 0.0);
+    }
+
+    #[test]
     fn default_is_unshaped() {
-        let p = LinkParams::default();
+        let p = LinkShape::default();
         assert_eq!(p.up_rate(), None);
         assert_eq!(p.down_rate(), None);
         assert_eq!((p.latency, p.jitter, p.loss), (0, 0, 0.0));
@@ -128,18 +170,18 @@ mod tests {
 
     #[test]
     fn zero_rate_is_unlimited_and_explicit_queue_wins() {
-        let p = LinkParams {
+        let p = LinkShape {
             up: Some(0),
             down: Some(2_000_000),
             queue: Some(10_000),
-            ..LinkParams::default()
+            ..LinkShape::default()
         };
         assert_eq!(p.up_rate(), None);
         assert_eq!(p.up_queue_limit(), None);
         assert_eq!(p.down_queue_limit(), Some(10_000));
-        let d = LinkParams {
+        let d = LinkShape {
             down: Some(2_000_000_000),
-            ..LinkParams::default()
+            ..LinkShape::default()
         };
         assert_eq!(d.down_queue_limit(), Some(25_000_000));
     }

@@ -1,7 +1,7 @@
 //! Experiment time on a real machine: nanoseconds of CLOCK_MONOTONIC since the lab started.
 //! The data plane and the controller share one epoch, so packet times and event times agree.
 
-use crate::script::units::Nanos;
+use crate::units::Nanos;
 
 #[derive(Debug, Clone, Copy)]
 pub struct MonotonicClock {

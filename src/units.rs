@@ -11,7 +11,12 @@ use std::fmt;
 /// Experiment time and durations, in nanoseconds.
 pub type Nanos = u64;
 
-pub const NANOS_PER_SEC: Nanos = 1_000_000_000;
+/// One microsecond in [`Nanos`].
+pub const US: Nanos = 1_000;
+/// One millisecond in [`Nanos`].
+pub const MS: Nanos = 1_000_000;
+/// One second in [`Nanos`].
+pub const SEC: Nanos = 1_000_000_000;
 
 /// Largest accepted duration: 100 days, far beyond any experiment, far below `u64` overflow.
 const MAX_DURATION_SECS: f64 = 100.0 * 86_400.0;
@@ -274,9 +279,9 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("30ms"), Ok(30_000_000));
-        assert_eq!(parse_duration("2s"), Ok(2 * NANOS_PER_SEC));
-        assert_eq!(parse_duration("5m"), Ok(300 * NANOS_PER_SEC));
-        assert_eq!(parse_duration("1h30m"), Ok(5400 * NANOS_PER_SEC));
+        assert_eq!(parse_duration("2s"), Ok(2 * SEC));
+        assert_eq!(parse_duration("5m"), Ok(300 * SEC));
+        assert_eq!(parse_duration("1h30m"), Ok(5400 * SEC));
         assert_eq!(parse_duration("250us"), Ok(250_000));
         assert_eq!(parse_duration("1.5"), Ok(1_500_000_000));
         assert!(parse_duration("-5ms").is_err());
