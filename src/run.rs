@@ -11,14 +11,15 @@ use std::path::PathBuf;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
-use crate::controller::{DryRun, Lab, RunSetup, VirtualClock, WorkerSpec, Workers};
 use crate::clock::MonotonicClock;
-use crate::experiment::{Experiment, Placement};
-use crate::proto::Token;
+use crate::controller::{Lab, RealClock, RunSetup, WorkerSpec, Workers, WorkersError};
+use crate::experiment::{DryRun, Experiment, Placement, VirtualClock};
+use crate::proto::{Connection, Token};
 use crate::results::{EventLog, ResultsDir};
-use crate::units::{SEC, Nanos};
 use crate::script::{self, Scenario, ScriptError, ScriptOptions, ScriptReport};
-use crate::worker::RealClock;
+use crate::units::{Nanos, SEC};
+use crate::worker::MachineLabs;
+use crate::worker::session::{self, SessionOptions};
 
 /// A dry-run stops scripts that would run past 10 days of experiment time.
 pub const DRY_RUN_HORIZON: Nanos = 10 * 86_400 * SEC;
@@ -189,7 +190,7 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         clock,
     };
     let workers = match (local, &token) {
-        (Some(shim), _) => Workers::embedded(&setup, shim),
+        (Some(shim), _) => embedded_worker(&setup, shim),
         (None, Some(token)) => Workers::connect(&cfg.workers, token, &setup),
         (None, None) => unreachable!("checked above"),
     }
@@ -222,6 +223,40 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         results: Some(dir.path().to_path_buf()),
         report: result?,
     })
+}
+
+/// The one worker of a single-machine run, in this process: a session served over an
+/// in-memory stream, speaking the same protocol as a remote worker, with no daemon.
+fn embedded_worker(setup: &RunSetup, shim: PathBuf) -> Result<Workers, WorkersError> {
+    let mut workers = Workers::new(setup)?;
+    let token = Token::parse(&Token::generate(), "the embedded worker")
+        .expect("a generated token is long enough");
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let session_token = token.clone();
+    let labs = MachineLabs {
+        dir: setup.results.clone(),
+        shim,
+        socket: None,
+    };
+    // The embedded worker writes node folders straight into the results, and its controller
+    // handles Ctrl-C (it still needs the session to stop the run).
+    let opts = SessionOptions {
+        dir: setup.results.clone(),
+        collect: false,
+        watch_interrupt: false,
+    };
+    workers.spawn(async move {
+        let mut conn = Connection::new(theirs);
+        if conn
+            .authenticate_controller(&session_token, "embedded worker", || Ok(()))
+            .await
+            .is_ok()
+        {
+            session::serve(conn, opts, labs).await;
+        }
+    });
+    workers.attach("embedded".into(), ours, &token, setup, Vec::new())?;
+    Ok(workers)
 }
 
 /// MTU of emulated links: the Internet's usual 1500 bytes.

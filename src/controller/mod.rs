@@ -3,8 +3,7 @@
 //! state changes only after the executor succeeded, so nothing is left half-applied. Dry-run
 //! and real mode differ only in the `Executor` and `Clock` given to `Lab::new`.
 
-pub mod executor;
-pub mod timers;
+mod clock;
 pub mod workers;
 
 use std::io;
@@ -12,13 +11,14 @@ use std::io;
 use rand_chacha::ChaCha8Rng;
 
 use crate::experiment::{
-    Action, ExitStatus, Experiment, GroupId, GroupLink, NodeId, NodeRecord, ProcExit, ProcId,
-    ShapeUpdate, SpawnSpec, StateError,
+    Action, Clock, ExecError, Executor, ExitStatus, Experiment, GroupId, GroupLink, NodeCounters,
+    NodeId, NodeRecord, Outcome, ProcExit, ProcId, ProcStatus, ShapeUpdate, SpawnSpec,
+    StateError, signal_name,
 };
 use crate::results::{Event, EventLog};
 use crate::units::{self, Nanos};
-pub use executor::{Clock, DryRun, ExecError, Executor, Outcome, VirtualClock};
-pub use workers::{LostWorker, RunSetup, WorkerSpec, Workers};
+pub use clock::RealClock;
+pub use workers::{LostWorker, RunSetup, WorkerSpec, Workers, WorkersError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -104,7 +104,7 @@ impl Lab {
     }
 
     /// Per-node traffic counters from the executor.
-    pub fn traffic(&mut self) -> Vec<(std::net::Ipv4Addr, crate::experiment::NodeCounters)> {
+    pub fn traffic(&mut self) -> Vec<(std::net::Ipv4Addr, NodeCounters)> {
         self.executor.traffic()
     }
 
@@ -152,7 +152,7 @@ impl Lab {
             .with("pid", proc.pid);
         let event = match exit.status {
             ExitStatus::Code(c) => event.with("code", c),
-            ExitStatus::Signal(s) => event.with("signal", executor::signal_name(s)),
+            ExitStatus::Signal(s) => event.with("signal", signal_name(s)),
         };
         self.record(event)
     }
@@ -281,8 +281,8 @@ impl Lab {
     pub fn exit_status(&mut self, proc: ProcId) -> Result<Option<ExitStatus>, LabError> {
         self.collect_exits()?;
         Ok(match self.state.proc(proc).status {
-            crate::experiment::ProcStatus::Exited(status) => Some(status),
-            crate::experiment::ProcStatus::Running => None,
+            ProcStatus::Exited(status) => Some(status),
+            ProcStatus::Running => None,
         })
     }
 
@@ -292,7 +292,7 @@ impl Lab {
     }
 
     pub fn is_running(&self, proc: ProcId) -> bool {
-        self.state.proc(proc).status == crate::experiment::ProcStatus::Running
+        self.state.proc(proc).status == ProcStatus::Running
     }
 
     /// Waits for a process to end and returns how it ended.
@@ -304,10 +304,8 @@ impl Lab {
             self.collect_exits()?;
         }
         match self.state.proc(proc).status {
-            crate::experiment::ProcStatus::Exited(status) => Ok(status),
-            crate::experiment::ProcStatus::Running => Err(LabError::Exec(ExecError::Refused(
-                "the process is still running after wait()".into(),
-            ))),
+            ProcStatus::Exited(status) => Ok(status),
+            ProcStatus::Running => Err(LabError::Exec(ExecError::StillRunning)),
         }
     }
 

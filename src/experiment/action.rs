@@ -1,14 +1,13 @@
 //! What the controller asks an executor to do, with every value resolved, and what comes
 //! back about processes. Dry-run and real executors receive exactly the same actions.
 
-use serde::{Deserialize, Serialize};
 
 use super::{GroupId, LinkShape, NodeId, NodeRecord, ProcId};
 use crate::experiment::GroupLink;
 use crate::units::Nanos;
 
 /// How to start one program on one node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SpawnSpec {
     /// The command line after `{ip}`/`{id}` substitution, as recorded in events.
     pub cmd: String,
@@ -20,7 +19,7 @@ pub struct SpawnSpec {
     pub user: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     AddNode(NodeRecord),
     Shape {
@@ -61,7 +60,7 @@ pub enum Action {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     Code(i32),
     Signal(i32),
@@ -78,7 +77,7 @@ impl ExitStatus {
 }
 
 /// A process that ended, reported by an executor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcExit {
     pub proc: ProcId,
     pub status: ExitStatus,

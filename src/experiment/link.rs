@@ -15,7 +15,7 @@ pub const DEFAULT_QUEUE_TIME: Nanos = 100_000_000;
 /// One node's access link: what `shape(node, #{up, down, latency, jitter, loss, queue})` sets.
 ///
 /// The default is an unshaped link: unlimited rates, no latency, no jitter, no loss.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LinkShape {
     /// Uplink rate in bits/s; `None` is unlimited. `Some(0)` is read as unlimited too
     /// (a link that never sends would only stall the lab; to cut a node off, fail it).
@@ -109,7 +109,7 @@ pub fn default_queue_limit(rate: NonZeroU64) -> u64 {
 
 /// Extra latency, jitter and loss between two groups: what `link_groups(a, b, #{...})` sets.
 /// Symmetric; the default adds nothing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GroupLink {
     /// One-way latency added once per direction.
     pub latency: Nanos,

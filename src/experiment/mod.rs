@@ -1,13 +1,19 @@
 //! The experiment state: nodes, groups, link shapes, group links, processes, failed nodes, and
-//! the placement of nodes on workers. One model for dry-run and real mode; it knows nothing of
-//! Rhai, clocks or executors, and only changes after an action was carried out.
+//! the placement of nodes on workers; the actions that change it and the `Executor` interface
+//! that carries them out, with the experiment `Clock`. One model for dry-run and real mode; it
+//! knows nothing of Rhai, sockets or namespaces, and only changes after an action was carried
+//! out.
 
 mod action;
+mod executor;
 mod link;
 mod placement;
 mod traffic;
 
 pub use action::{Action, ExitStatus, ProcExit, SpawnSpec};
+pub use executor::{
+    Clock, DryRun, ExecError, Executor, Outcome, VirtualClock, signal_name,
+};
 pub use placement::{AddressPlan, MAX_WORKERS, NODES_PER_WORKER, Placement};
 pub use link::{GroupLink, LinkShape, ShapeUpdate, default_queue_limit};
 pub use traffic::NodeCounters;
@@ -18,18 +24,17 @@ pub const MAX_GROUPS: u32 = 1024;
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub u32);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GroupId(pub u32);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProcId(pub u32);
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeRecord {
     pub id: NodeId,
     pub ip: Ipv4Addr,

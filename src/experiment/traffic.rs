@@ -17,7 +17,7 @@
 ///   machine that does not count for the sender.
 ///
 /// All counts saturate instead of wrapping.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NodeCounters {
     /// Bytes of every packet this node offered.
     pub sent_bytes: u64,

@@ -1,13 +1,13 @@
 //! Every message of the protocol. Frames are JSON objects tagged by `"type"`, so a session
-//! can be read with `nc`; requests carry an id that their reply repeats.
+//! can be read with `nc`; requests carry an id that their reply repeats. The wire has its own
+//! types (`wire`), converted at the edge, so renaming something inside p2plab never changes
+//! the protocol.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::controller::Outcome;
-use crate::experiment::NodeCounters;
-use crate::experiment::{Action, ProcExit};
+use super::wire::{Counters, Exit, Failure, WireAction, WireOutcome};
 
 /// The handshake, in order: Hello (controller), Challenge (worker), Proof (controller),
 /// Welcome (worker). Either side may end it with Refused.
@@ -47,12 +47,11 @@ pub enum Request {
     /// First request of a session: builds the worker's lab.
     Setup(Setup),
     Act {
-        action: Action,
+        action: WireAction,
     },
     Traffic,
     /// Sends every file of the nodes' folders as `File` events, then replies.
     Collect,
-    Ping,
     /// Ends the session: processes killed, lab removed, then the reply.
     Stop,
 }
@@ -84,11 +83,11 @@ pub struct Peer {
 pub enum ToController {
     Reply {
         id: u64,
-        result: Result<Reply, String>,
+        result: Result<Reply, Failure>,
     },
     /// A process ended on its own.
     Exit {
-        exit: ProcExit,
+        exit: Exit,
     },
     /// A piece of a node's file, during `Collect`: `path` is relative to the results folder.
     File {
@@ -108,9 +107,9 @@ pub enum Reply {
         namespace: String,
     },
     Outcome {
-        outcome: Outcome,
+        outcome: WireOutcome,
     },
     Traffic {
-        nodes: Vec<(Ipv4Addr, NodeCounters)>,
+        nodes: Vec<(Ipv4Addr, Counters)>,
     },
 }

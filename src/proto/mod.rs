@@ -6,15 +6,17 @@
 pub mod auth;
 pub mod frame;
 pub mod messages;
+pub mod wire;
 
 use std::time::Duration;
 
 pub use auth::{Token, TokenError};
 pub use frame::{Connection, MAX_FRAME};
 pub use messages::{Peer, Reply, Request, Setup, ToController, ToWorker};
+pub use wire::{Failure, WireAction};
 
 /// Bumped whenever a message changes meaning; both sides must agree exactly.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// How often each side says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// Silence after which the other side counts as gone: four heartbeats missed. Checked every

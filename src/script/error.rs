@@ -6,6 +6,11 @@ use std::fmt;
 
 use rhai::{EvalAltResult, NativeCallContext, Position};
 
+/// The frame name that marks "this callback was scheduled here" in an error's chain: the
+/// scheduling side (`api::time`) wraps a callback's error in it, and the chain walk below
+/// reports the place the callback was scheduled.
+pub const SCHEDULED_CALLBACK: &str = "p2plab:scheduled-callback";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
     pub file: String,
@@ -70,7 +75,7 @@ impl ScriptError {
             match err {
                 // A callback that failed: its frame is where it was scheduled, in `src`.
                 EvalAltResult::ErrorInFunctionCall(name, src, inner, pos)
-                    if name == crate::script::api::time::SCHEDULED_CALLBACK =>
+                    if name == SCHEDULED_CALLBACK =>
                 {
                     // The next frame is the sleep that ran it, in the current source.
                     trace.extend(

@@ -6,6 +6,7 @@ pub mod api;
 pub mod check;
 pub mod error;
 pub mod modules;
+pub mod timers;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! its nodes, and carries out the controller's actions on them (the real `Executor`). Dropping
 //! it kills every process it started, stops the data plane and removes the lab.
 
+mod actions;
 mod procs;
 pub mod server;
 pub mod session;
@@ -10,13 +11,12 @@ pub mod shim;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::time::Duration;
 
-use crate::controller::{Clock, ExecError, Executor, Outcome};
 use crate::clock::MonotonicClock;
-use crate::dataplane::{Command, Dataplane, RemoteLinks, TunDevice};
-use crate::experiment::{Action, AddressPlan, NodeCounters, NodeId, ProcExit, ProcId};
+use crate::dataplane::{Dataplane, RemoteLinks, TunDevice};
+use crate::experiment::{AddressPlan, ExecError, NodeCounters, NodeId, ProcExit, ProcId};
 use crate::netns::{LabNamespace, NetnsError};
+use crate::proto::{Failure, Setup};
 use crate::units::Nanos;
 use procs::RunningProc;
 
@@ -186,7 +186,7 @@ impl LocalWorker {
             .get(&node)
             .filter(|_| self.local.contains(&node))
             .copied()
-            .ok_or_else(|| ExecError::Refused(format!("node {} is not on this worker", node.0)))
+            .ok_or(ExecError::NotLocal(node.0))
     }
 
     /// The address of any node of the lab.
@@ -194,7 +194,7 @@ impl LocalWorker {
         self.nodes
             .get(&node)
             .copied()
-            .ok_or_else(|| ExecError::Refused(format!("node {} is unknown here", node.0)))
+            .ok_or(ExecError::UnknownNode(node.0))
     }
 
     /// SIGKILLs the process groups and reaps them, so their exits are known at once.
@@ -209,26 +209,6 @@ impl LocalWorker {
             }
         }
         exits
-    }
-
-    fn wait_for(&mut self, id: ProcId) -> Result<Vec<ProcExit>, ExecError> {
-        loop {
-            let Some(p) = self.procs.get_mut(&id) else {
-                return Ok(Vec::new());
-            };
-            if let Some(status) = p
-                .try_exit()
-                .map_err(|e| ExecError::Refused(e.to_string()))?
-            {
-                self.procs.remove(&id);
-                return Ok(vec![ProcExit { proc: id, status }]);
-            }
-            if crate::interrupt::requested() {
-                return Err(ExecError::Refused("interrupted while waiting".into()));
-            }
-            self.fire_pending_kills();
-            std::thread::sleep(Duration::from_millis(2));
-        }
     }
 
     fn fire_pending_kills(&mut self) {
@@ -247,135 +227,46 @@ impl LocalWorker {
     }
 }
 
-impl Executor for LocalWorker {
-    fn execute(&mut self, action: &Action) -> Result<Outcome, ExecError> {
-        if let Some(dp) = self.dataplane.as_mut() {
-            dp.check()
-                .map_err(|e| ExecError::Refused(format!("the data plane stopped: {e}")))?;
-        }
-        let mut outcome = Outcome::default();
-        match action {
-            Action::AddNode(node) => {
-                let home = if node.worker == self.index {
-                    None
-                } else {
-                    Some(*self.peers.get(&node.worker).ok_or_else(|| {
-                        ExecError::Refused(format!("worker {} is not in this run", node.worker))
-                    })?)
-                };
-                self.dataplane().send(Command::AddNode {
-                    ip: node.ip,
-                    group: node.group.0,
-                    home,
-                });
-                self.nodes.insert(node.id, node.ip);
-                if home.is_none() {
-                    self.local.insert(node.id);
-                }
-            }
-            Action::Shape { node, shape } => {
-                let ip = self.any_ip(*node)?;
-                self.dataplane().send(Command::SetParams {
-                    ip,
-                    params: *shape,
-                });
-            }
-            Action::LinkGroups { a, b, link } => {
-                self.dataplane().send(Command::SetGroupLink {
-                    a: a.0,
-                    b: b.0,
-                    params: *link,
-                });
-            }
-            Action::Spawn { proc, node, spec } => {
-                let ip = self.ip(*node)?;
-                let dir = self.results.join("nodes").join(ip.to_string());
-                let program = spec.argv.first().map_or("", String::as_str);
-                let is_static = *self
-                    .static_programs
-                    .entry(program.to_string())
-                    .or_insert_with(|| shim::is_static_elf(program));
-                if is_static {
-                    outcome.warning = Some(format!(
-                        "{program} is statically linked: LD_PRELOAD cannot reach it, so its \
-                         sockets are not bound to {ip} by the shim; give it the address itself"
-                    ));
-                }
-                match self.spawner.spawn(spec, *node, ip, &dir, &self.shim) {
-                    // No ledger entry per process: after a crash, `p2plab cleanup` finds every
-                    // process of the lab by its network namespace in /proc, and a ledger
-                    // rewrite per spawn tripled the cost of spawning.
-                    Ok(running) => {
-                        outcome.pid = Some(running.child.id());
-                        self.node_groups
-                            .entry(*node)
-                            .or_default()
-                            .push(running.pgid());
-                        self.procs.insert(*proc, running);
-                    }
-                    // Like a shell: the program "ran" and exited with 127; the script goes on.
-                    Err(e) => {
-                        procs::note_failure(&dir, &e);
-                        outcome.spawn_error = Some(e.to_string());
-                        outcome.exits.push(ProcExit {
-                            proc: *proc,
-                            status: crate::experiment::ExitStatus::Code(127),
-                        });
-                    }
-                }
-            }
-            Action::Kill { proc } => outcome.exits = self.kill_now(&[*proc]),
-            // A node of another worker: only its traffic stops here; its worker kills it.
-            Action::FailNode { node, .. } if !self.local.contains(node) => {
-                let ip = self.any_ip(*node)?;
-                self.dataplane()
-                    .send(Command::SetFailed { ip, failed: true });
-            }
-            Action::FailNode { node, procs } => {
-                let ip = self.ip(*node)?;
-                // Traffic stops first (the barrier waits until it is in force), so that
-                // nothing the dying processes send (resets, FINs) gets out: their peers must
-                // time out, as with a crashed host.
-                self.dataplane()
-                    .send(Command::SetFailed { ip, failed: true });
-                self.dataplane().barrier();
-                outcome.exits = self.kill_now(procs);
-                let groups = self.node_groups.get(node).cloned().unwrap_or_default();
-                self.lab().signal_groups(&groups, libc::SIGKILL);
-            }
-            Action::Revive { node } => {
-                let ip = self.any_ip(*node)?;
-                self.dataplane()
-                    .send(Command::SetFailed { ip, failed: false });
-            }
-            Action::Leave { node, grace, .. } => {
-                let deadline = self.clock.now().saturating_add(*grace);
-                let groups = self.node_groups.get(node).cloned().unwrap_or_default();
-                self.lab().signal_groups(&groups, libc::SIGTERM);
-                self.pending_kills.push((deadline, groups));
-            }
-            Action::Wait { proc } => outcome.exits = self.wait_for(*proc)?,
-        }
-        Ok(outcome)
-    }
+/// Builds `LocalWorker` labs on this machine, for the sessions of the daemon and for the
+/// embedded worker.
+pub struct MachineLabs {
+    /// Where node folders go: `<dir>/nodes/<ip>/`.
+    pub dir: PathBuf,
+    pub shim: PathBuf,
+    /// The machine's data-plane socket, for runs with several workers.
+    pub socket: Option<UdpSocket>,
+}
 
-    fn drain_exits(&mut self) -> Result<Vec<(Nanos, ProcExit)>, ExecError> {
-        self.fire_pending_kills();
-        let now = self.clock.now();
-        let mut exits = Vec::new();
-        self.procs.retain(|id, p| match p.try_exit() {
-            Ok(Some(status)) => {
-                exits.push((now, ProcExit { proc: *id, status }));
-                false
-            }
-            _ => true,
-        });
-        exits.sort_by_key(|(_, e)| e.proc);
-        Ok(exits)
-    }
+impl session::LabBuilder for MachineLabs {
+    type Lab = LocalWorker;
 
-    fn traffic(&mut self) -> Vec<(Ipv4Addr, NodeCounters)> {
-        LocalWorker::traffic(self)
+    fn build(&mut self, setup: Setup) -> Result<(LocalWorker, String), Failure> {
+        let remote = if setup.peers.is_empty() {
+            None
+        } else {
+            let socket = self.socket.take().ok_or(Failure::NoDataSocket)?;
+            Some(RemoteWorkers {
+                peers: setup.peers.iter().map(|p| (p.index, p.data)).collect(),
+                socket,
+                run: setup.run,
+            })
+        };
+        let opts = WorkerOptions {
+            hint: setup.hint,
+            results: self.dir.clone(),
+            shim: self.shim.clone(),
+            seed: setup.seed,
+            mtu: setup.mtu,
+            index: setup.index,
+            remote,
+        };
+        let worker = LocalWorker::start(opts, MonotonicClock::start()).map_err(|e| {
+            Failure::Lab {
+                message: e.to_string(),
+            }
+        })?;
+        let namespace = worker.namespace().unwrap_or_default().to_string();
+        Ok((worker, namespace))
     }
 }
 
@@ -390,44 +281,12 @@ impl Drop for LocalWorker {
         if let Some(dp) = self.dataplane.take()
             && let Err(e) = dp.stop()
         {
-            eprintln!("warning: the data plane had stopped: {e}");
+            tracing::warn!("the data plane had stopped: {e}");
         }
         if let Some(lab) = self.lab.take()
             && let Err(e) = lab.remove()
         {
-            eprintln!("warning: removing the lab: {e} (run `p2plab cleanup`)");
-        }
-    }
-}
-
-/// Experiment time on the wall clock; sleeps end early on Ctrl-C.
-pub struct RealClock {
-    clock: MonotonicClock,
-}
-
-impl RealClock {
-    pub fn new(clock: MonotonicClock) -> Self {
-        RealClock { clock }
-    }
-}
-
-impl Clock for RealClock {
-    fn now(&self) -> Nanos {
-        self.clock.now()
-    }
-
-    fn sleep_until(&mut self, t: Nanos) {
-        // One short nap: the caller records exits and checks Ctrl-C between naps. The lab's
-        // precise timing lives in the data plane, not here.
-        // After Ctrl-C the naps are 1 ms: short, yet no busy loop while the last exits come.
-        let nap = if crate::interrupt::requested() {
-            1_000_000
-        } else {
-            20_000_000
-        };
-        let now = self.clock.now();
-        if now < t {
-            std::thread::sleep(Duration::from_nanos((t - now).min(nap)));
+            tracing::warn!("removing the lab: {e} (run `p2plab cleanup`)");
         }
     }
 }

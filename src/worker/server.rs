@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::MachineLabs;
 use super::session::{self, SessionEnd, SessionOptions};
 use crate::proto::{Connection, ProtoError, Token};
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -91,7 +93,7 @@ impl Server {
                     }
                     Err(e) => {
                         // Out of descriptors, say: wait instead of spinning on the error.
-                        eprintln!("worker: accept: {e}");
+                        tracing::warn!("accept: {e}");
                         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     }
                 },
@@ -144,8 +146,8 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, pe
                 shared.busy.store(false, Ordering::SeqCst);
             }
             match e {
-                ProtoError::Refused(_) => eprintln!("worker: refused {peer}: busy"),
-                e => eprintln!("worker: refused {peer}: {e}"),
+                ProtoError::Refused(_) => tracing::warn!(%peer, "refused: busy"),
+                e => tracing::warn!(%peer, "refused: {e}"),
             }
             return;
         }
@@ -154,28 +156,29 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, pe
     let dir = shared
         .dir
         .join(format!("session-{}-{n}", std::process::id()));
-    eprintln!("worker: session {n} with controller {peer}");
-    let socket = shared.udp.try_clone().ok();
-    let end = session::serve(
-        conn,
-        SessionOptions {
-            dir: dir.clone(),
-            collect: true,
-            shim: shared.shim.clone(),
-            socket,
-            watch_interrupt: true,
-        },
-    )
-    .await;
+    let span = tracing::info_span!("session", n, %peer);
+    let _entered = span.enter();
+    tracing::info!("controller connected");
+    let labs = MachineLabs {
+        dir: dir.clone(),
+        shim: shared.shim.clone(),
+        socket: shared.udp.try_clone().ok(),
+    };
+    let opts = SessionOptions {
+        dir: dir.clone(),
+        collect: true,
+        watch_interrupt: true,
+    };
+    drop(_entered);
+    let end = session::serve(conn, opts, labs).instrument(span.clone()).await;
+    let _entered = span.enter();
     // Node folders were sent to the controller (or the controller is gone).
     let _ = std::fs::remove_dir_all(&dir);
     match end {
-        SessionEnd::Stopped => eprintln!("worker: session {n} ended; lab removed"),
-        SessionEnd::Lost(e) => eprintln!("worker: controller {peer} lost ({e}); lab removed"),
-        SessionEnd::Silent => {
-            eprintln!("worker: controller {peer} silent for too long; lab removed")
-        }
-        SessionEnd::Interrupted => eprintln!("worker: interrupted; lab removed"),
+        SessionEnd::Stopped => tracing::info!("session ended; lab removed"),
+        SessionEnd::Lost(e) => tracing::warn!("controller lost ({e}); lab removed"),
+        SessionEnd::Silent => tracing::warn!("controller silent for too long; lab removed"),
+        SessionEnd::Interrupted => tracing::info!("interrupted; lab removed"),
     }
     shared.busy.store(false, Ordering::SeqCst);
 }

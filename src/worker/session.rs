@@ -1,10 +1,9 @@
 //! One controller's session on a worker: the protocol side (an async task that reads requests,
 //! writes replies and events, and exchanges heartbeats) and the lab side (a plain thread that
-//! owns the `LocalWorker` and carries the requests out in order). When the controller stops the
-//! session, closes the connection or falls silent, the thread drops the worker: processes
-//! killed, lab removed.
+//! owns the lab, any `Executor` a `LabBuilder` makes, and carries the requests out in order).
+//! When the controller stops the session, closes the connection or falls silent, the thread
+//! drops the lab: for a machine's `LocalWorker`, processes killed and namespace removed.
 
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
@@ -15,14 +14,12 @@ use base64::Engine;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-use super::{LocalWorker, RemoteWorkers, WorkerOptions};
-use crate::controller::Executor;
-use crate::clock::MonotonicClock;
-use crate::experiment::Action;
+use crate::experiment::Executor;
 use crate::proto::frame::FrameWriter;
+use crate::proto::wire::{Counters, Exit, WireOutcome};
 use crate::proto::{
-    Connection, HEARTBEAT, ProtoError, Reply, Request, SILENCE, SILENCE_CHECK, Setup, ToController,
-    ToWorker,
+    Connection, Failure, HEARTBEAT, ProtoError, Reply, Request, SILENCE, SILENCE_CHECK, Setup,
+    ToController, ToWorker,
 };
 
 /// How often the lab thread looks for processes that ended.
@@ -32,15 +29,19 @@ const CHUNK: usize = 1 << 20;
 /// Messages queued towards the controller before the lab thread waits for the network.
 const OUTBOX: usize = 1024;
 
+/// Builds the lab a session's requests run on, at the controller's `Setup`.
+pub trait LabBuilder: Send + 'static {
+    type Lab: Executor;
+    /// The lab of one run, and the name of its network namespace.
+    fn build(&mut self, setup: Setup) -> Result<(Self::Lab, String), Failure>;
+}
+
 pub struct SessionOptions {
-    /// Where node folders go (`<dir>/nodes/<ip>/`).
+    /// Where node folders are (`<dir>/nodes/<ip>/`), for `Collect`.
     pub dir: PathBuf,
     /// Whether `Collect` sends the node folders (a remote worker) or has nothing to do (the
     /// embedded worker writes straight into the results folder).
     pub collect: bool,
-    pub shim: PathBuf,
-    /// The machine's data-plane socket, for runs with several workers.
-    pub socket: Option<UdpSocket>,
     /// Ends the session on Ctrl-C/SIGTERM: the daemon's sessions do; the embedded worker's
     /// does not, since its controller shares the signal and still needs it to stop the run.
     pub watch_interrupt: bool,
@@ -56,16 +57,17 @@ pub enum SessionEnd {
 }
 
 /// Serves one authenticated controller until the session ends; the lab is gone on return.
-pub async fn serve<S>(conn: Connection<S>, opts: SessionOptions) -> SessionEnd
+pub async fn serve<S, B>(conn: Connection<S>, opts: SessionOptions, builder: B) -> SessionEnd
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: LabBuilder,
 {
     let (requests, lab_requests) = std_mpsc::channel::<(u64, Request)>();
     let (outbox, to_send) = mpsc::channel::<ToController>(OUTBOX);
     let watch_interrupt = opts.watch_interrupt;
     let lab = std::thread::Builder::new()
         .name("p2plab-session".into())
-        .spawn(move || lab_thread(opts, lab_requests, outbox));
+        .spawn(move || lab_thread(opts, builder, lab_requests, outbox));
     let lab = match lab {
         Ok(t) => t,
         Err(e) => return SessionEnd::Lost(ProtoError::Io(e)),
@@ -143,13 +145,13 @@ where
 }
 
 /// Owns the lab: carries out requests in order, reports exits, and drops the lab at the end.
-fn lab_thread(
+fn lab_thread<B: LabBuilder>(
     opts: SessionOptions,
+    mut builder: B,
     requests: std_mpsc::Receiver<(u64, Request)>,
     outbox: mpsc::Sender<ToController>,
 ) {
-    let mut lab: Option<LocalWorker> = None;
-    let mut socket = opts.socket.as_ref().and_then(|s| s.try_clone().ok());
+    let mut lab: Option<B::Lab> = None;
     let mut last_poll = Instant::now();
     loop {
         match requests.recv_timeout(EXIT_POLL) {
@@ -161,8 +163,7 @@ fn lab_thread(
                 }
                 let result = match request {
                     Request::Collect if opts.collect => collect(&opts.dir, &outbox),
-                    Request::Collect => Ok(Reply::Done),
-                    request => handle(&opts, &mut lab, &mut socket, request),
+                    request => handle(&mut builder, &mut lab, request),
                 };
                 if outbox
                     .blocking_send(ToController::Reply { id, result })
@@ -180,6 +181,7 @@ fn lab_thread(
         {
             last_poll = Instant::now();
             for (_, exit) in worker.drain_exits().unwrap_or_default() {
+                let exit = Exit::from(&exit);
                 let _ = outbox.blocking_send(ToController::Exit { exit });
             }
         }
@@ -187,91 +189,61 @@ fn lab_thread(
     drop(lab);
 }
 
-fn handle(
-    opts: &SessionOptions,
-    lab: &mut Option<LocalWorker>,
-    socket: &mut Option<UdpSocket>,
+fn handle<B: LabBuilder>(
+    builder: &mut B,
+    lab: &mut Option<B::Lab>,
     request: Request,
-) -> Result<Reply, String> {
+) -> Result<Reply, Failure> {
     match request {
         Request::Setup(setup) => {
             if lab.is_some() {
-                return Err("this session already has a lab".into());
+                return Err(Failure::LabExists);
             }
-            let worker = start_lab(opts, setup, socket.take())?;
-            let namespace = worker.namespace().unwrap_or_default().to_string();
-            *lab = Some(worker);
+            let (built, namespace) = builder.build(setup)?;
+            *lab = Some(built);
             Ok(Reply::Lab { namespace })
         }
-        Request::Ping => Ok(Reply::Done),
-        Request::Stop => Ok(Reply::Done),
+        Request::Stop | Request::Collect => Ok(Reply::Done),
         Request::Act { action } => {
-            let worker = lab.as_mut().ok_or("no lab yet: Setup comes first")?;
-            if matches!(action, Action::Wait { .. }) {
-                return Err("wait is the controller's job: exits are reported as events".into());
-            }
+            let worker = lab.as_mut().ok_or(Failure::NoLab)?;
             worker
-                .execute(&action)
-                .map(|outcome| Reply::Outcome { outcome })
-                .map_err(|e| e.to_string())
+                .execute(&action.into_action())
+                .map(|outcome| Reply::Outcome {
+                    outcome: WireOutcome::from(&outcome),
+                })
+                .map_err(|e| Failure::from(&e))
         }
         Request::Traffic => {
-            let worker = lab.as_ref().ok_or("no lab yet: Setup comes first")?;
+            let worker = lab.as_mut().ok_or(Failure::NoLab)?;
             Ok(Reply::Traffic {
-                nodes: worker.traffic(),
+                nodes: worker
+                    .traffic()
+                    .iter()
+                    .map(|(ip, c)| (*ip, Counters::from(c)))
+                    .collect(),
             })
         }
-        Request::Collect => Ok(Reply::Done),
     }
 }
 
-fn start_lab(
-    opts: &SessionOptions,
-    setup: Setup,
-    socket: Option<UdpSocket>,
-) -> Result<LocalWorker, String> {
-    let remote = if setup.peers.is_empty() {
-        None
-    } else {
-        let socket = socket.ok_or("this worker has no data-plane socket for other workers")?;
-        Some(RemoteWorkers {
-            peers: setup.peers.iter().map(|p| (p.index, p.data)).collect(),
-            socket,
-            run: setup.run,
-        })
-    };
-    LocalWorker::start(
-        WorkerOptions {
-            hint: setup.hint,
-            results: opts.dir.clone(),
-            shim: opts.shim.clone(),
-            seed: setup.seed,
-            mtu: setup.mtu,
-            index: setup.index,
-            remote,
-        },
-        MonotonicClock::start(),
-    )
-    .map_err(|e| e.to_string())
-}
-
 /// Every file under `<dir>/nodes`, as `File` events with paths relative to `dir`.
-pub fn collect(dir: &Path, outbox: &mpsc::Sender<ToController>) -> Result<Reply, String> {
+pub fn collect(dir: &Path, outbox: &mpsc::Sender<ToController>) -> Result<Reply, Failure> {
     let mut files = Vec::new();
-    list_files(&dir.join("nodes"), &mut files).map_err(|e| format!("listing node folders: {e}"))?;
+    let failed = |message: String| Failure::Collect { message };
+    list_files(&dir.join("nodes"), &mut files)
+        .map_err(|e| failed(format!("listing node folders: {e}")))?;
     for file in files {
-        let rel = file
-            .strip_prefix(dir)
-            .map_err(|e| e.to_string())?
-            .to_string_lossy()
-            .into_owned();
+        let Ok(rel) = file.strip_prefix(dir) else {
+            continue;
+        };
+        let rel = rel.to_string_lossy().into_owned();
         // Not through a symlink a node's program may have put in place since the listing
         // (the worker reads as root), and a regular file only.
         let mut f = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&file)
-            .map_err(|e| format!("reading {rel}: {e}"))?;
+            .map_err(|e| failed(format!("reading {rel}: {e}")))?;
         if !f.metadata().is_ok_and(|m| m.is_file()) {
             continue;
         }
@@ -279,7 +251,7 @@ pub fn collect(dir: &Path, outbox: &mpsc::Sender<ToController>) -> Result<Reply,
         let mut buf = vec![0u8; CHUNK];
         let mut offset = 0u64;
         loop {
-            let n = read_full(&mut f, &mut buf).map_err(|e| format!("reading {rel}: {e}"))?;
+            let n = read_full(&mut f, &mut buf).map_err(|e| failed(format!("reading {rel}: {e}")))?;
             // An empty file is sent too, so it exists on the controller.
             if n > 0 || offset == 0 {
                 let data = base64::engine::general_purpose::STANDARD.encode(&buf[..n]);
@@ -289,7 +261,7 @@ pub fn collect(dir: &Path, outbox: &mpsc::Sender<ToController>) -> Result<Reply,
                         offset,
                         data,
                     })
-                    .map_err(|_| "the connection closed".to_string())?;
+                    .map_err(|_| failed("the connection closed".into()))?;
             }
             offset += n as u64;
             if n < CHUNK {

@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rhai::{Dynamic, Engine, EvalAltResult, Map, NativeCallContext};
 
-use crate::controller::timers::Timers;
 use crate::controller::{Lab, LabError};
 use crate::experiment::NodeId;
 use crate::script::error::at_call;
+use crate::script::timers::Timers;
 use crate::units::{self, Nanos, UnitError};
 
 pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
@@ -28,8 +28,6 @@ pub struct ScriptState {
     lab: Mutex<Lab>,
     timers: Mutex<Timers<time::Callback>>,
     params: Mutex<Params>,
-    /// Experiment time, mirrored for the runaway-loop watchdog (which cannot lock the lab).
-    pub clock: AtomicU64,
     /// Number of `sleep` calls so far; the watchdog resets when it changes.
     pub sleeps: AtomicU64,
     callback_depth: AtomicU32,
@@ -73,7 +71,6 @@ impl ScriptState {
             lab: Mutex::new(lab),
             timers: Mutex::new(Timers::default()),
             params: Mutex::new(params),
-            clock: AtomicU64::new(0),
             sleeps: AtomicU64::new(0),
             callback_depth: AtomicU32::new(0),
             horizon,

@@ -13,8 +13,8 @@ use rhai::{
 };
 
 use super::{CallbackGuard, RhaiResult, ScriptState, duration, lab_err};
-use crate::controller::timers::TimerId;
-use crate::script::error::at_call;
+use crate::script::error::{SCHEDULED_CALLBACK, at_call};
+use crate::script::timers::TimerId;
 use crate::units::{self, Nanos};
 
 /// A scheduled callback and the context it was scheduled from. A closure made inside a module
@@ -54,9 +54,6 @@ impl Callback {
             })
     }
 }
-
-/// The frame name that marks "this callback was scheduled here" in an error's chain.
-pub const SCHEDULED_CALLBACK: &str = "p2plab:scheduled-callback";
 
 /// A script's handle on an `at`/`every` callback, to cancel it.
 #[derive(Debug, Clone)]
@@ -172,7 +169,6 @@ pub fn step(ctx: &NativeCallContext, s: &ScriptState, d: Nanos) -> RhaiResult<()
 
 fn advance(ctx: &NativeCallContext, state: &ScriptState, t: Nanos) -> RhaiResult<()> {
     state.lab().advance_to(t).map_err(|e| lab_err(ctx, e))?;
-    state.clock.store(t, Ordering::Relaxed);
     Ok(())
 }
 

@@ -1,18 +1,50 @@
 //! The executor interface: the one seam between the shared controller logic and what actually
-//! happens. `DryRun` carries nothing out; `controller::Workers` drives real workers (the
-//! embedded one too) and `worker::LocalWorker` is what a worker runs. Also the experiment
-//! clock, the other thing a mode swaps.
+//! happens. `DryRun` carries nothing out; the controller's `Workers` drives real workers (the
+//! embedded one too) and a worker's `LocalWorker` carries actions out on its machine. Also the
+//! experiment clock, the other thing a mode swaps.
 
 use std::net::Ipv4Addr;
 
-use crate::experiment::NodeCounters;
-use crate::experiment::{Action, ExitStatus, ProcExit};
+use super::{Action, ExitStatus, NodeCounters, ProcExit, ProcId};
 use crate::units::Nanos;
 
+/// Why an executor could not carry out an action. The embedded worker and remote workers
+/// report the same variants (the protocol carries them typed, see `proto::Failure`).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
+    #[error("node {0} is not on this worker")]
+    NotLocal(u32),
+    #[error("node {0} is unknown here")]
+    UnknownNode(u32),
+    #[error("process {0} is unknown")]
+    UnknownProc(u32),
+    #[error("worker {0} is not in this run")]
+    UnknownWorker(u32),
+    #[error("the data plane stopped: {0}")]
+    DataplaneStopped(#[source] std::io::Error),
+    #[error("interrupted while waiting")]
+    Interrupted,
+    #[error("the process is still running after wait()")]
+    StillRunning,
+    /// An error a worker reported that has no variant of its own here (its lab could not be
+    /// built, a file could not be collected).
     #[error("{0}")]
-    Refused(String),
+    Remote(String),
+    /// The controller could not keep what a worker sent (a collected file).
+    #[error("{0}")]
+    Results(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("no reply within {0:?}")]
+    NoReply(std::time::Duration),
+    #[error("unexpected reply from the worker: {0}")]
+    UnexpectedReply(String),
+    /// Prefixes an error with the worker it happened on (runs with several workers).
+    #[error("worker {worker} ({addr}): {source}")]
+    OnWorker {
+        worker: u32,
+        addr: String,
+        #[source]
+        source: Box<ExecError>,
+    },
     #[error("worker {worker} ({addr}) was lost: {reason}")]
     WorkerLost {
         worker: u32,
@@ -22,7 +54,7 @@ pub enum ExecError {
 }
 
 /// What an executor reports back for one action.
-#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Outcome {
     /// The pid of a spawned process.
     pub pid: Option<u32>,
@@ -95,7 +127,7 @@ const DRY_RUN_PID_BASE: u32 = 100_000;
 
 impl Executor for DryRun {
     fn execute(&mut self, action: &Action) -> Result<Outcome, ExecError> {
-        let killed = |procs: &[crate::experiment::ProcId], signal| Outcome {
+        let killed = |procs: &[ProcId], signal| Outcome {
             exits: procs
                 .iter()
                 .map(|&proc| ProcExit {
@@ -132,8 +164,8 @@ impl Executor for DryRun {
     }
 }
 
-pub const SIGKILL: i32 = 9;
-pub const SIGTERM: i32 = 15;
+const SIGKILL: i32 = 9;
+const SIGTERM: i32 = 15;
 
 /// The conventional name of a signal, for events.
 pub fn signal_name(signal: i32) -> String {

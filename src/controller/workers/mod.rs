@@ -1,0 +1,611 @@
+//! The controller's real executor: it drives the workers of a run over the protocol, one
+//! connection each (`link`), the embedded worker included (an in-memory stream to a session
+//! that whoever assembles the run serves). Actions go to the worker that hosts their node;
+//! what every data plane must know (nodes, shapes, group links, failures) goes to all of them.
+//! Actions whose reply carries nothing are pipelined: the next action does not wait for them,
+//! and an error they meet is reported at the next call. A worker that closes its connection or
+//! falls silent is lost.
+
+mod collected;
+mod file;
+mod link;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+pub use file::{WorkerSpec, WorkersFileError, parse_workers_file};
+use link::{LinkState, Pending, link_task};
+
+use crate::clock::MonotonicClock;
+use crate::experiment::{
+    Action, ExecError, Executor, NodeCounters, NodeId, Outcome, ProcExit, ProcId,
+};
+use crate::proto::{
+    Connection, Peer, ProtoError, Reply, Request, Setup, ToWorker, Token, WireAction,
+};
+use crate::units::Nanos;
+
+/// How long connecting to a worker (TCP and handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a worker may take to build or remove its lab.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a worker may take to stop its session (kill its programs, remove its lab).
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often a blocked call looks whether its worker was lost.
+const WAIT_STEP: Duration = Duration::from_millis(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkersError {
+    #[error("worker {index} ({name}): {source}")]
+    Worker {
+        index: u32,
+        name: String,
+        #[source]
+        source: ReachError,
+    },
+    #[error("runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Why one worker could not be made part of the run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReachError {
+    #[error("cannot resolve {addr}: {source}")]
+    Resolve {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} has no IPv4 address")]
+    NoIpv4(String),
+    #[error("no connection within {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("cannot connect: {0} (is `p2plab worker` running there?)")]
+    Connect(#[source] std::io::Error),
+    #[error(transparent)]
+    Handshake(#[from] ProtoError),
+    #[error(transparent)]
+    Setup(#[from] ExecError),
+}
+
+/// What every worker is told at setup.
+pub struct RunSetup {
+    pub seed: u64,
+    pub mtu: u32,
+    pub hint: String,
+    /// The controller's results folder: collected node folders land in it.
+    pub results: PathBuf,
+    pub clock: MonotonicClock,
+}
+
+/// The first worker lost in a run, if any: shared with whoever decides the exit code.
+#[derive(Debug, Clone, Default)]
+pub struct LostWorker(Arc<Mutex<Option<String>>>);
+
+impl LostWorker {
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, what: String) {
+        if let Ok(mut l) = self.0.lock() {
+            l.get_or_insert(what);
+        }
+    }
+}
+
+pub struct Workers {
+    links: Vec<Link>,
+    node_worker: HashMap<NodeId, u32>,
+    proc_node: HashMap<ProcId, NodeId>,
+    /// Exits taken out of a link's queue by `Wait`, not yet handed to `drain_exits`.
+    ready: Vec<(Nanos, ProcExit)>,
+    lost: LostWorker,
+    labs: Vec<(String, String)>,
+    /// This run's random id, given to every worker's data plane.
+    run: u32,
+    clock: MonotonicClock,
+    results: PathBuf,
+    // Dropped last: the links' tasks run on it.
+    runtime: tokio::runtime::Runtime,
+}
+
+struct Link {
+    index: u32,
+    name: String,
+    out: mpsc::UnboundedSender<ToWorker>,
+    state: Arc<LinkState>,
+    next_id: u64,
+    /// The loss of this worker was reported (once) to the controller.
+    reported: bool,
+    /// Its session was stopped: the lab is gone.
+    stopped: bool,
+}
+
+impl Workers {
+    /// No worker yet: `attach` adds them. Its runtime also serves in-memory workers (`spawn`).
+    pub fn new(setup: &RunSetup) -> Result<Workers, WorkersError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("p2plab-links")
+            .enable_all()
+            .build()
+            .map_err(WorkersError::Runtime)?;
+        Ok(Workers {
+            links: Vec::new(),
+            node_worker: HashMap::new(),
+            proc_node: HashMap::new(),
+            ready: Vec::new(),
+            lost: LostWorker::default(),
+            labs: Vec::new(),
+            run: rand::random(),
+            clock: setup.clock,
+            results: setup.results.clone(),
+            runtime,
+        })
+    }
+
+    /// Connects to the workers of a workers file, authenticates, and has each build its lab.
+    pub fn connect(
+        specs: &[WorkerSpec],
+        token: &Token,
+        setup: &RunSetup,
+    ) -> Result<Workers, WorkersError> {
+        let mut addrs = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let addr = resolve(&spec.addr).map_err(|source| WorkersError::Worker {
+                index: i as u32,
+                name: spec.addr.clone(),
+                source,
+            })?;
+            addrs.push(addr);
+        }
+        let mut workers = Workers::new(setup)?;
+        for (i, (spec, addr)) in specs.iter().zip(&addrs).enumerate() {
+            let stream = workers
+                .runtime
+                .block_on(async {
+                    let connect = tokio::net::TcpStream::connect(addr);
+                    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+                        Err(_) => Err(ReachError::ConnectTimeout(CONNECT_TIMEOUT)),
+                        Ok(Err(e)) => Err(ReachError::Connect(e)),
+                        Ok(Ok(stream)) => Ok(stream),
+                    }
+                })
+                .map_err(|source| WorkersError::Worker {
+                    index: i as u32,
+                    name: spec.addr.clone(),
+                    source,
+                })?;
+            let _ = stream.set_nodelay(true);
+            let peers = addrs
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(j, a)| Peer {
+                    index: j as u32,
+                    data: *a,
+                })
+                .collect();
+            workers.attach(spec.addr.clone(), stream, token, setup, peers)?;
+        }
+        Ok(workers)
+    }
+
+    /// Runs a task on the links' runtime: the session of an in-memory worker.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.runtime.spawn(task);
+    }
+
+    /// Adds the next worker over `stream`: authenticates to it with `token`, then has it
+    /// build its lab for the run, knowing the data planes of its `peers`.
+    pub fn attach<S>(
+        &mut self,
+        name: String,
+        stream: S,
+        token: &Token,
+        setup: &RunSetup,
+        peers: Vec<Peer>,
+    ) -> Result<(), WorkersError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let index = self.links.len() as u32;
+        let fail = |source: ReachError| WorkersError::Worker {
+            index,
+            name: name.clone(),
+            source,
+        };
+        let conn = self.runtime.block_on(async {
+            let mut conn = Connection::new(stream);
+            conn.authenticate_to_worker(token).await.map(|_| conn)
+        });
+        let conn = conn.map_err(|e| fail(e.into()))?;
+        let (out, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(LinkState::default());
+        let span = tracing::info_span!("worker", index, name = %name);
+        self.runtime.spawn(
+            link_task(conn, rx, state.clone(), self.results.clone(), self.clock).instrument(span),
+        );
+        self.links.push(Link {
+            index,
+            name: name.clone(),
+            out,
+            state,
+            next_id: 0,
+            reported: false,
+            stopped: false,
+        });
+        let namespace = self
+            .setup_lab(index, setup, peers)
+            .map_err(|e| fail(e.into()))?;
+        tracing::info!(worker = index, %name, %namespace, "lab ready");
+        self.labs.push((name, namespace));
+        Ok(())
+    }
+
+    /// The handle that tells, after the run, whether a worker was lost.
+    pub fn lost(&self) -> LostWorker {
+        self.lost.clone()
+    }
+
+    /// Each worker's address (or "embedded") and lab namespace.
+    pub fn labs(&self) -> &[(String, String)] {
+        &self.labs
+    }
+
+    fn setup_lab(
+        &mut self,
+        index: u32,
+        setup: &RunSetup,
+        peers: Vec<Peer>,
+    ) -> Result<String, ExecError> {
+        let body = Request::Setup(Setup {
+            index,
+            seed: setup.seed,
+            mtu: setup.mtu,
+            hint: format!("{}w{index}", setup.hint),
+            run: self.run,
+            peers,
+        });
+        match self.request(index as usize, body, Some(SETUP_TIMEOUT))? {
+            Reply::Lab { namespace } => Ok(namespace),
+            other => Err(self.on_worker(
+                index as usize,
+                ExecError::UnexpectedReply(format!("{other:?}")),
+            )),
+        }
+    }
+
+    /// Sends a request and waits for its reply.
+    fn request(
+        &mut self,
+        link: usize,
+        body: Request,
+        timeout: Option<Duration>,
+    ) -> Result<Reply, ExecError> {
+        let (tx, rx) = std_mpsc::channel();
+        self.send(link, body, Pending::Waiting(tx))?;
+        let started = Instant::now();
+        loop {
+            match rx.recv_timeout(WAIT_STEP * 50) {
+                Ok(result) => return result.map_err(|e| self.on_worker(link, e.into())),
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return Err(self.lost_error(link)),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    // The loss may have come between `send`'s check and its entry in
+                    // `pending`: then no one will close this channel.
+                    if self.is_lost(link) {
+                        return Err(self.lost_error(link));
+                    }
+                    if let Some(limit) = timeout
+                        && started.elapsed() > limit
+                    {
+                        return Err(self.on_worker(link, ExecError::NoReply(limit)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a request whose reply carries nothing; an error it meets comes at the next call.
+    fn pipeline(&mut self, link: usize, body: Request) -> Result<(), ExecError> {
+        self.send(link, body, Pending::Detached)
+    }
+
+    fn send(&mut self, link: usize, body: Request, pending: Pending) -> Result<(), ExecError> {
+        self.check(link)?;
+        let l = &mut self.links[link];
+        l.next_id += 1;
+        let id = l.next_id;
+        l.state.lock().pending.insert(id, pending);
+        if l.out.send(ToWorker::Request { id, body }).is_err() {
+            return Err(self.lost_error(link));
+        }
+        Ok(())
+    }
+
+    /// Reports a lost worker (once) or a pipelined error.
+    fn check(&mut self, link: usize) -> Result<(), ExecError> {
+        let (lost, error) = {
+            let mut s = self.links[link].state.lock();
+            (s.lost.is_some(), s.error.take())
+        };
+        if let Some(e) = error {
+            return Err(self.on_worker(link, e));
+        }
+        if lost && !self.links[link].reported {
+            return Err(self.lost_error(link));
+        }
+        Ok(())
+    }
+
+    fn check_all(&mut self) -> Result<(), ExecError> {
+        for link in 0..self.links.len() {
+            self.check(link)?;
+        }
+        Ok(())
+    }
+
+    fn is_lost(&self, link: usize) -> bool {
+        self.links[link].state.lock().lost.is_some()
+    }
+
+    fn lost_error(&mut self, link: usize) -> ExecError {
+        let l = &mut self.links[link];
+        l.reported = true;
+        let reason = l
+            .state
+            .lock()
+            .lost
+            .clone()
+            .unwrap_or_else(|| "connection closed".into());
+        self.lost.set(format!(
+            "worker {} ({}) was lost: {reason}",
+            l.index, l.name
+        ));
+        ExecError::WorkerLost {
+            worker: l.index,
+            addr: l.name.clone(),
+            reason,
+        }
+    }
+
+    /// An error of one worker; with several workers, it says which.
+    fn on_worker(&self, link: usize, err: ExecError) -> ExecError {
+        let l = &self.links[link];
+        if self.links.len() == 1 {
+            err
+        } else {
+            ExecError::OnWorker {
+                worker: l.index,
+                addr: l.name.clone(),
+                source: Box::new(err),
+            }
+        }
+    }
+
+    fn owner(&self, node: NodeId) -> Result<usize, ExecError> {
+        self.node_worker
+            .get(&node)
+            .map(|&w| w as usize)
+            .ok_or(ExecError::UnknownNode(node.0))
+    }
+
+    fn proc_owner(&self, proc: ProcId) -> Result<usize, ExecError> {
+        let node = self
+            .proc_node
+            .get(&proc)
+            .ok_or(ExecError::UnknownProc(proc.0))?;
+        self.owner(*node)
+    }
+
+    fn act_request(action: &Action) -> Request {
+        Request::Act {
+            action: WireAction::from_action(action)
+                .expect("Wait is answered by the controller, never sent"),
+        }
+    }
+
+    /// Sends an action to one worker and waits for its outcome. A lost worker, once reported,
+    /// answers nothing: its processes are out of reach.
+    fn act(&mut self, link: usize, action: &Action) -> Result<Outcome, ExecError> {
+        if self.links[link].reported {
+            return Ok(Outcome::default());
+        }
+        match self.request(link, Self::act_request(action), None)? {
+            Reply::Outcome { outcome } => {
+                let mut outcome = Outcome::from(outcome);
+                // A worker speaks only of processes the controller started on it.
+                outcome
+                    .exits
+                    .retain(|e| self.proc_node.contains_key(&e.proc));
+                Ok(outcome)
+            }
+            other => Err(self.on_worker(link, ExecError::UnexpectedReply(format!("{other:?}")))),
+        }
+    }
+
+    /// Sends an action to every worker; `await_link` (the owner) is waited for.
+    fn broadcast(
+        &mut self,
+        action: &Action,
+        await_link: Option<usize>,
+    ) -> Result<Outcome, ExecError> {
+        let mut outcome = Outcome::default();
+        for link in 0..self.links.len() {
+            if Some(link) == await_link {
+                outcome = self.act(link, action)?;
+            } else if !self.links[link].reported {
+                self.pipeline(link, Self::act_request(action))?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn wait_exit(&mut self, proc: ProcId) -> Result<Outcome, ExecError> {
+        let link = self.proc_owner(proc)?;
+        loop {
+            let exits = std::mem::take(&mut self.links[link].state.lock().exits);
+            self.ready.extend(exits);
+            self.ready
+                .retain(|(_, e)| self.proc_node.contains_key(&e.proc));
+            if let Some(i) = self.ready.iter().position(|(_, e)| e.proc == proc) {
+                let (_, exit) = self.ready.remove(i);
+                return Ok(Outcome {
+                    exits: vec![exit],
+                    ..Outcome::default()
+                });
+            }
+            self.check(link)?;
+            if self.links[link].reported {
+                return Ok(Outcome::default());
+            }
+            if crate::interrupt::requested() {
+                return Err(ExecError::Interrupted);
+            }
+            std::thread::sleep(WAIT_STEP);
+        }
+    }
+}
+
+impl Executor for Workers {
+    fn execute(&mut self, action: &Action) -> Result<Outcome, ExecError> {
+        self.check_all()?;
+        match action {
+            Action::AddNode(node) => {
+                if node.worker as usize >= self.links.len() {
+                    return Err(ExecError::UnknownWorker(node.worker));
+                }
+                self.node_worker.insert(node.id, node.worker);
+                self.broadcast(action, None)
+            }
+            Action::Shape { .. } | Action::LinkGroups { .. } | Action::Revive { .. } => {
+                self.broadcast(action, None)
+            }
+            Action::FailNode { node, .. } => {
+                let owner = self.owner(*node)?;
+                self.broadcast(action, Some(owner))
+            }
+            Action::Spawn { proc, node, .. } => {
+                let owner = self.owner(*node)?;
+                self.proc_node.insert(*proc, *node);
+                self.act(owner, action)
+            }
+            Action::Kill { proc } => {
+                let owner = self.proc_owner(*proc)?;
+                self.act(owner, action)
+            }
+            Action::Leave { node, .. } => {
+                let owner = self.owner(*node)?;
+                self.act(owner, action)
+            }
+            Action::Wait { proc } => self.wait_exit(*proc),
+        }
+    }
+
+    fn drain_exits(&mut self) -> Result<Vec<(Nanos, ProcExit)>, ExecError> {
+        let mut exits = std::mem::take(&mut self.ready);
+        for link in &self.links {
+            exits.append(&mut link.state.lock().exits);
+        }
+        exits.retain(|(_, e)| self.proc_node.contains_key(&e.proc));
+        exits.sort_by_key(|(t, e)| (*t, e.proc));
+        let checked = self.check_all();
+        if let Err(e) = checked {
+            // Keep what arrived: it is recorded at the next call.
+            self.ready = exits;
+            return Err(e);
+        }
+        Ok(exits)
+    }
+
+    fn traffic(&mut self) -> Vec<(Ipv4Addr, NodeCounters)> {
+        let mut all: HashMap<Ipv4Addr, NodeCounters> = HashMap::new();
+        for link in 0..self.links.len() {
+            if self.is_lost(link) {
+                continue;
+            }
+            // Counters are read whatever a pipelined request met; that error, and a loss
+            // noticed here, stay for `finish` to report.
+            let stored = self.links[link].state.lock().error.take();
+            let reported = self.links[link].reported;
+            let reply = self.request(link, Request::Traffic, Some(SETUP_TIMEOUT));
+            self.links[link].reported = reported;
+            if let Some(e) = stored {
+                self.links[link].state.lock().error.get_or_insert(e);
+            }
+            if let Ok(Reply::Traffic { nodes }) = reply {
+                for (ip, c) in nodes {
+                    all.entry(ip).or_default().add(&c.into());
+                }
+            }
+        }
+        let mut all: Vec<_> = all.into_iter().collect();
+        all.sort_by_key(|(ip, _)| *ip);
+        all
+    }
+
+    fn finish(&mut self) -> Result<(), ExecError> {
+        let mut first_error = None;
+        for link in 0..self.links.len() {
+            if self.links[link].reported {
+                continue;
+            }
+            if self.is_lost(link) {
+                first_error.get_or_insert(self.lost_error(link));
+                continue;
+            }
+            // An error a pipelined request met is reported, but the node folders are still
+            // collected; then the lab goes.
+            let stored = self.links[link].state.lock().error.take();
+            if let Some(e) = stored {
+                first_error.get_or_insert(self.on_worker(link, e));
+            }
+            let collected = self
+                .request(link, Request::Collect, None)
+                .and_then(|_| self.check(link));
+            let stopped = self.request(link, Request::Stop, Some(STOP_TIMEOUT));
+            self.links[link].stopped = true;
+            if let Err(e) = collected.and(stopped.map(drop)) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        // A run that never reached `finish` (setup failed half way): each lab still running
+        // is stopped and waited for, since the embedded one lives in this very process.
+        for link in 0..self.links.len() {
+            if !self.links[link].stopped && !self.is_lost(link) {
+                let _ = self.request(link, Request::Stop, Some(STOP_TIMEOUT));
+            }
+        }
+        // Closing the queues ends the connections.
+        for link in &mut self.links {
+            let (tx, _) = mpsc::unbounded_channel();
+            link.out = tx;
+        }
+    }
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, ReachError> {
+    addr.to_socket_addrs()
+        .map_err(|source| ReachError::Resolve {
+            addr: addr.into(),
+            source,
+        })?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| ReachError::NoIpv4(addr.into()))
+}

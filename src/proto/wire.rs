@@ -1,0 +1,489 @@
+//! The protocol's own value types and their conversion from and to p2plab's internal ones:
+//! actions, outcomes, exits, traffic counters and typed failures. Times are integer
+//! nanoseconds, rates bits/s and sizes bytes, as in the experiment state.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::experiment::{
+    Action, ExecError, ExitStatus, GroupId, GroupLink, LinkShape, NodeCounters, NodeId,
+    NodeRecord, Outcome, ProcExit, ProcId, SpawnSpec,
+};
+use crate::units::Nanos;
+
+/// An action a worker carries out. `Wait` is not one: exits come to the controller as events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum WireAction {
+    AddNode {
+        node: u32,
+        ip: Ipv4Addr,
+        group: u32,
+        worker: u32,
+    },
+    Shape {
+        node: u32,
+        link: Link,
+    },
+    LinkGroups {
+        a: u32,
+        b: u32,
+        latency_ns: Nanos,
+        jitter_ns: Nanos,
+        loss: f64,
+    },
+    Spawn {
+        proc: u32,
+        node: u32,
+        cmd: String,
+        argv: Vec<String>,
+        shell: bool,
+        env: Vec<(String, String)>,
+        user: Option<String>,
+    },
+    Kill {
+        proc: u32,
+    },
+    FailNode {
+        node: u32,
+        procs: Vec<u32>,
+    },
+    Revive {
+        node: u32,
+    },
+    Leave {
+        node: u32,
+        procs: Vec<u32>,
+        grace_ns: Nanos,
+    },
+}
+
+/// One node's access link.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub up: Option<u64>,
+    pub down: Option<u64>,
+    pub latency_ns: Nanos,
+    pub jitter_ns: Nanos,
+    pub loss: f64,
+    pub queue: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WireOutcome {
+    pub pid: Option<u32>,
+    pub exits: Vec<Exit>,
+    pub spawn_error: Option<String>,
+    pub warning: Option<String>,
+}
+
+/// A process that ended: its exit code, or the signal that ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    pub proc: u32,
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub sent_bytes: u64,
+    pub sent_packets: u64,
+    pub recv_bytes: u64,
+    pub recv_packets: u64,
+    pub dropped_queue: u64,
+    pub dropped_loss: u64,
+}
+
+/// Why a worker did not carry out a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "failure", rename_all = "snake_case")]
+pub enum Failure {
+    #[error("no lab yet: Setup comes first")]
+    NoLab,
+    #[error("this session already has a lab")]
+    LabExists,
+    #[error("this worker has no data-plane socket for other workers")]
+    NoDataSocket,
+    #[error("{message}")]
+    Lab { message: String },
+    #[error("{message}")]
+    Collect { message: String },
+    #[error("node {node} is not on this worker")]
+    NotLocal { node: u32 },
+    #[error("node {node} is unknown here")]
+    UnknownNode { node: u32 },
+    #[error("process {proc} is unknown")]
+    UnknownProc { proc: u32 },
+    #[error("worker {worker} is not in this run")]
+    UnknownWorker { worker: u32 },
+    #[error("the data plane stopped: {message}")]
+    DataplaneStopped { message: String },
+    #[error("interrupted while waiting")]
+    Interrupted,
+    #[error("{message}")]
+    Other { message: String },
+}
+
+impl WireAction {
+    /// The wire form of an action; `None` for `Wait`, which never goes to a worker.
+    pub fn from_action(action: &Action) -> Option<WireAction> {
+        let procs = |p: &[ProcId]| p.iter().map(|p| p.0).collect();
+        Some(match action {
+            Action::AddNode(n) => WireAction::AddNode {
+                node: n.id.0,
+                ip: n.ip,
+                group: n.group.0,
+                worker: n.worker,
+            },
+            Action::Shape { node, shape } => WireAction::Shape {
+                node: node.0,
+                link: Link::from(shape),
+            },
+            Action::LinkGroups { a, b, link } => WireAction::LinkGroups {
+                a: a.0,
+                b: b.0,
+                latency_ns: link.latency,
+                jitter_ns: link.jitter,
+                loss: link.loss,
+            },
+            Action::Spawn { proc, node, spec } => WireAction::Spawn {
+                proc: proc.0,
+                node: node.0,
+                cmd: spec.cmd.clone(),
+                argv: spec.argv.clone(),
+                shell: spec.shell,
+                env: spec.env.clone(),
+                user: spec.user.clone(),
+            },
+            Action::Kill { proc } => WireAction::Kill { proc: proc.0 },
+            Action::FailNode { node, procs: p } => WireAction::FailNode {
+                node: node.0,
+                procs: procs(p),
+            },
+            Action::Revive { node } => WireAction::Revive { node: node.0 },
+            Action::Leave {
+                node,
+                procs: p,
+                grace,
+            } => WireAction::Leave {
+                node: node.0,
+                procs: procs(p),
+                grace_ns: *grace,
+            },
+            Action::Wait { .. } => return None,
+        })
+    }
+
+    pub fn into_action(self) -> Action {
+        let procs = |p: Vec<u32>| p.into_iter().map(ProcId).collect();
+        match self {
+            WireAction::AddNode {
+                node,
+                ip,
+                group,
+                worker,
+            } => Action::AddNode(NodeRecord {
+                id: NodeId(node),
+                ip,
+                group: GroupId(group),
+                worker,
+                shape: LinkShape::default(),
+                failed: false,
+            }),
+            WireAction::Shape { node, link } => Action::Shape {
+                node: NodeId(node),
+                shape: link.into(),
+            },
+            WireAction::LinkGroups {
+                a,
+                b,
+                latency_ns,
+                jitter_ns,
+                loss,
+            } => Action::LinkGroups {
+                a: GroupId(a),
+                b: GroupId(b),
+                link: GroupLink {
+                    latency: latency_ns,
+                    jitter: jitter_ns,
+                    loss,
+                },
+            },
+            WireAction::Spawn {
+                proc,
+                node,
+                cmd,
+                argv,
+                shell,
+                env,
+                user,
+            } => Action::Spawn {
+                proc: ProcId(proc),
+                node: NodeId(node),
+                spec: SpawnSpec {
+                    cmd,
+                    argv,
+                    shell,
+                    env,
+                    user,
+                },
+            },
+            WireAction::Kill { proc } => Action::Kill {
+                proc: ProcId(proc),
+            },
+            WireAction::FailNode { node, procs: p } => Action::FailNode {
+                node: NodeId(node),
+                procs: procs(p),
+            },
+            WireAction::Revive { node } => Action::Revive { node: NodeId(node) },
+            WireAction::Leave {
+                node,
+                procs: p,
+                grace_ns,
+            } => Action::Leave {
+                node: NodeId(node),
+                procs: procs(p),
+                grace: grace_ns,
+            },
+        }
+    }
+}
+
+impl From<&LinkShape> for Link {
+    fn from(s: &LinkShape) -> Link {
+        Link {
+            up: s.up,
+            down: s.down,
+            latency_ns: s.latency,
+            jitter_ns: s.jitter,
+            loss: s.loss,
+            queue: s.queue,
+        }
+    }
+}
+
+impl From<Link> for LinkShape {
+    fn from(l: Link) -> LinkShape {
+        LinkShape {
+            up: l.up,
+            down: l.down,
+            latency: l.latency_ns,
+            jitter: l.jitter_ns,
+            loss: l.loss,
+            queue: l.queue,
+        }
+    }
+}
+
+impl From<&ProcExit> for Exit {
+    fn from(e: &ProcExit) -> Exit {
+        let (code, signal) = match e.status {
+            ExitStatus::Code(c) => (Some(c), None),
+            ExitStatus::Signal(s) => (None, Some(s)),
+        };
+        Exit {
+            proc: e.proc.0,
+            code,
+            signal,
+        }
+    }
+}
+
+impl From<Exit> for ProcExit {
+    fn from(e: Exit) -> ProcExit {
+        let status = match (e.code, e.signal) {
+            (_, Some(s)) => ExitStatus::Signal(s),
+            (Some(c), None) => ExitStatus::Code(c),
+            (None, None) => ExitStatus::Code(-1),
+        };
+        ProcExit {
+            proc: ProcId(e.proc),
+            status,
+        }
+    }
+}
+
+impl From<&Outcome> for WireOutcome {
+    fn from(o: &Outcome) -> WireOutcome {
+        WireOutcome {
+            pid: o.pid,
+            exits: o.exits.iter().map(Exit::from).collect(),
+            spawn_error: o.spawn_error.clone(),
+            warning: o.warning.clone(),
+        }
+    }
+}
+
+impl From<WireOutcome> for Outcome {
+    fn from(o: WireOutcome) -> Outcome {
+        Outcome {
+            pid: o.pid,
+            exits: o.exits.into_iter().map(ProcExit::from).collect(),
+            spawn_error: o.spawn_error,
+            warning: o.warning,
+        }
+    }
+}
+
+impl From<&NodeCounters> for Counters {
+    fn from(c: &NodeCounters) -> Counters {
+        Counters {
+            sent_bytes: c.sent_bytes,
+            sent_packets: c.sent_packets,
+            recv_bytes: c.recv_bytes,
+            recv_packets: c.recv_packets,
+            dropped_queue: c.dropped_queue,
+            dropped_loss: c.dropped_loss,
+        }
+    }
+}
+
+impl From<Counters> for NodeCounters {
+    fn from(c: Counters) -> NodeCounters {
+        NodeCounters {
+            sent_bytes: c.sent_bytes,
+            sent_packets: c.sent_packets,
+            recv_bytes: c.recv_bytes,
+            recv_packets: c.recv_packets,
+            dropped_queue: c.dropped_queue,
+            dropped_loss: c.dropped_loss,
+        }
+    }
+}
+
+impl From<&ExecError> for Failure {
+    fn from(e: &ExecError) -> Failure {
+        match e {
+            ExecError::NotLocal(node) => Failure::NotLocal { node: *node },
+            ExecError::UnknownNode(node) => Failure::UnknownNode { node: *node },
+            ExecError::UnknownProc(proc) => Failure::UnknownProc { proc: *proc },
+            ExecError::UnknownWorker(worker) => Failure::UnknownWorker { worker: *worker },
+            ExecError::DataplaneStopped(io) => Failure::DataplaneStopped {
+                message: io.to_string(),
+            },
+            ExecError::Interrupted => Failure::Interrupted,
+            other => Failure::Other {
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<Failure> for ExecError {
+    fn from(f: Failure) -> ExecError {
+        match f {
+            Failure::NotLocal { node } => ExecError::NotLocal(node),
+            Failure::UnknownNode { node } => ExecError::UnknownNode(node),
+            Failure::UnknownProc { proc } => ExecError::UnknownProc(proc),
+            Failure::UnknownWorker { worker } => ExecError::UnknownWorker(worker),
+            Failure::DataplaneStopped { message } => {
+                ExecError::DataplaneStopped(std::io::Error::other(message))
+            }
+            Failure::Interrupted => ExecError::Interrupted,
+            other => ExecError::Remote(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_but_wait_survives_the_wire() {
+        let shape = LinkShape {
+            up: Some(128_000),
+            down: None,
+            latency: 30_000_000,
+            jitter: 1_000_000,
+            loss: 0.01,
+            queue: Some(65_536),
+        };
+        let actions = [
+            Action::AddNode(NodeRecord {
+                id: NodeId(3),
+                ip: Ipv4Addr::new(10, 1, 0, 4),
+                group: GroupId(2),
+                worker: 1,
+                shape: LinkShape::default(),
+                failed: false,
+            }),
+            Action::Shape {
+                node: NodeId(3),
+                shape,
+            },
+            Action::LinkGroups {
+                a: GroupId(0),
+                b: GroupId(2),
+                link: GroupLink {
+                    latency: 5,
+                    jitter: 1,
+                    loss: 0.5,
+                },
+            },
+            Action::Spawn {
+                proc: ProcId(7),
+                node: NodeId(3),
+                spec: SpawnSpec {
+                    cmd: "sleep 1".into(),
+                    argv: vec!["sleep".into(), "1".into()],
+                    shell: false,
+                    env: vec![("A".into(), "b".into())],
+                    user: Some("nobody".into()),
+                },
+            },
+            Action::Kill { proc: ProcId(7) },
+            Action::FailNode {
+                node: NodeId(3),
+                procs: vec![ProcId(7), ProcId(8)],
+            },
+            Action::Revive { node: NodeId(3) },
+            Action::Leave {
+                node: NodeId(3),
+                procs: vec![ProcId(8)],
+                grace: 2_000_000_000,
+            },
+        ];
+        for action in actions {
+            let wire = WireAction::from_action(&action).unwrap();
+            let json = serde_json::to_string(&wire).unwrap();
+            let back: WireAction = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.into_action(), action, "{json}");
+        }
+        assert_eq!(WireAction::from_action(&Action::Wait { proc: ProcId(1) }), None);
+    }
+
+    #[test]
+    fn failures_keep_their_kind_across_the_wire() {
+        let sent = ExecError::DataplaneStopped(std::io::Error::other("tun gone"));
+        let json = serde_json::to_string(&Failure::from(&sent)).unwrap();
+        assert_eq!(json, r#"{"failure":"dataplane_stopped","message":"tun gone"}"#);
+        let back = ExecError::from(serde_json::from_str::<Failure>(&json).unwrap());
+        assert!(matches!(back, ExecError::DataplaneStopped(_)));
+        assert_eq!(back.to_string(), sent.to_string());
+        let back = ExecError::from(Failure::from(&ExecError::NotLocal(4)));
+        assert!(matches!(back, ExecError::NotLocal(4)));
+    }
+
+    #[test]
+    fn exits_and_counters_round_trip() {
+        for status in [ExitStatus::Code(3), ExitStatus::Signal(9)] {
+            let exit = ProcExit {
+                proc: ProcId(1),
+                status,
+            };
+            assert_eq!(ProcExit::from(Exit::from(&exit)), exit);
+        }
+        let c = NodeCounters {
+            sent_bytes: 1,
+            sent_packets: 2,
+            recv_bytes: 3,
+            recv_packets: 4,
+            dropped_queue: 5,
+            dropped_loss: 6,
+        };
+        assert_eq!(NodeCounters::from(Counters::from(&c)), c);
+    }
+}

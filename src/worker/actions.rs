@@ -1,0 +1,193 @@
+//! How a worker carries out each action on its machine: one named step per action, on the
+//! data plane (every node of the run is half modelled here) and on the processes of its own
+//! nodes.
+
+use std::net::SocketAddr;
+
+use super::{LocalWorker, procs, shim};
+use crate::dataplane::Command;
+use crate::experiment::{
+    Action, ExecError, Executor, ExitStatus, GroupId, GroupLink, LinkShape, NodeCounters, NodeId,
+    NodeRecord, Outcome, ProcExit, ProcId, SpawnSpec,
+};
+use crate::units::Nanos;
+
+impl Executor for LocalWorker {
+    fn execute(&mut self, action: &Action) -> Result<Outcome, ExecError> {
+        if let Some(dp) = self.dataplane.as_mut() {
+            dp.check().map_err(ExecError::DataplaneStopped)?;
+        }
+        match action {
+            Action::AddNode(node) => self.add_node(node).map(|()| Outcome::default()),
+            Action::Shape { node, shape } => self.shape(*node, shape).map(|()| Outcome::default()),
+            Action::LinkGroups { a, b, link } => {
+                self.link_groups(*a, *b, link);
+                Ok(Outcome::default())
+            }
+            Action::Spawn { proc, node, spec } => self.spawn(*proc, *node, spec),
+            Action::Kill { proc } => Ok(Outcome {
+                exits: self.kill_now(&[*proc]),
+                ..Outcome::default()
+            }),
+            Action::FailNode { node, procs } => self.fail_node(*node, procs),
+            Action::Revive { node } => self.revive(*node).map(|()| Outcome::default()),
+            Action::Leave { node, grace, .. } => {
+                self.leave(*node, *grace);
+                Ok(Outcome::default())
+            }
+            // Exits reach the controller as events; waiting is its job.
+            Action::Wait { .. } => Ok(Outcome::default()),
+        }
+    }
+
+    fn drain_exits(&mut self) -> Result<Vec<(Nanos, ProcExit)>, ExecError> {
+        self.fire_pending_kills();
+        let now = self.clock.now();
+        let mut exits = Vec::new();
+        self.procs.retain(|id, p| match p.try_exit() {
+            Ok(Some(status)) => {
+                exits.push((now, ProcExit { proc: *id, status }));
+                false
+            }
+            _ => true,
+        });
+        exits.sort_by_key(|(_, e)| e.proc);
+        Ok(exits)
+    }
+
+    fn traffic(&mut self) -> Vec<(std::net::Ipv4Addr, NodeCounters)> {
+        LocalWorker::traffic(self)
+    }
+}
+
+impl LocalWorker {
+    /// Every node of the run enters the data plane; a node of another worker with the address
+    /// of that worker's data plane, which runs its receiving half.
+    fn add_node(&mut self, node: &NodeRecord) -> Result<(), ExecError> {
+        let home: Option<SocketAddr> = if node.worker == self.index {
+            None
+        } else {
+            Some(
+                *self
+                    .peers
+                    .get(&node.worker)
+                    .ok_or(ExecError::UnknownWorker(node.worker))?,
+            )
+        };
+        self.dataplane().send(Command::AddNode {
+            ip: node.ip,
+            group: node.group.0,
+            home,
+        });
+        self.nodes.insert(node.id, node.ip);
+        if home.is_none() {
+            self.local.insert(node.id);
+        }
+        Ok(())
+    }
+
+    fn shape(&mut self, node: NodeId, shape: &LinkShape) -> Result<(), ExecError> {
+        let ip = self.any_ip(node)?;
+        self.dataplane().send(Command::SetParams {
+            ip,
+            params: *shape,
+        });
+        Ok(())
+    }
+
+    fn link_groups(&mut self, a: GroupId, b: GroupId, link: &GroupLink) {
+        self.dataplane().send(Command::SetGroupLink {
+            a: a.0,
+            b: b.0,
+            params: *link,
+        });
+    }
+
+    /// Starts a program on a node of this worker. A program that cannot start is, as in a
+    /// shell, a process that exited with 127: the script goes on.
+    fn spawn(
+        &mut self,
+        proc: ProcId,
+        node: NodeId,
+        spec: &SpawnSpec,
+    ) -> Result<Outcome, ExecError> {
+        let ip = self.ip(node)?;
+        let _span = tracing::debug_span!("node", %ip).entered();
+        let mut outcome = Outcome::default();
+        let dir = self.results.join("nodes").join(ip.to_string());
+        let program = spec.argv.first().map_or("", String::as_str);
+        let is_static = *self
+            .static_programs
+            .entry(program.to_string())
+            .or_insert_with(|| shim::is_static_elf(program));
+        if is_static {
+            outcome.warning = Some(format!(
+                "{program} is statically linked: LD_PRELOAD cannot reach it, so its \
+                 sockets are not bound to {ip} by the shim; give it the address itself"
+            ));
+        }
+        match self.spawner.spawn(spec, node, ip, &dir, &self.shim) {
+            // No ledger entry per process: after a crash, `p2plab cleanup` finds every
+            // process of the lab by its network namespace in /proc, and a ledger rewrite per
+            // spawn tripled the cost of spawning.
+            Ok(running) => {
+                tracing::debug!(pid = running.child.id(), cmd = %spec.cmd, "spawned");
+                outcome.pid = Some(running.child.id());
+                self.node_groups
+                    .entry(node)
+                    .or_default()
+                    .push(running.pgid());
+                self.procs.insert(proc, running);
+            }
+            Err(e) => {
+                tracing::debug!(cmd = %spec.cmd, "cannot start: {e}");
+                procs::note_failure(&dir, &e);
+                outcome.spawn_error = Some(e.to_string());
+                outcome.exits.push(ProcExit {
+                    proc,
+                    status: ExitStatus::Code(127),
+                });
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// A crash: traffic stops first (the barrier waits until it is in force), so that nothing
+    /// the dying processes send (resets, FINs) gets out: their peers must time out, as with a
+    /// crashed host. A node of another worker only loses its traffic here; its worker kills it.
+    fn fail_node(&mut self, node: NodeId, procs: &[ProcId]) -> Result<Outcome, ExecError> {
+        if !self.local.contains(&node) {
+            let ip = self.any_ip(node)?;
+            self.dataplane()
+                .send(Command::SetFailed { ip, failed: true });
+            return Ok(Outcome::default());
+        }
+        let ip = self.ip(node)?;
+        self.dataplane()
+            .send(Command::SetFailed { ip, failed: true });
+        self.dataplane().barrier();
+        let exits = self.kill_now(procs);
+        let groups = self.node_groups.get(&node).cloned().unwrap_or_default();
+        self.lab().signal_groups(&groups, libc::SIGKILL);
+        Ok(Outcome {
+            exits,
+            ..Outcome::default()
+        })
+    }
+
+    fn revive(&mut self, node: NodeId) -> Result<(), ExecError> {
+        let ip = self.any_ip(node)?;
+        self.dataplane()
+            .send(Command::SetFailed { ip, failed: false });
+        Ok(())
+    }
+
+    /// A graceful departure: SIGTERM to every process group of the node now, SIGKILL to what
+    /// is left once `grace` is over.
+    fn leave(&mut self, node: NodeId, grace: Nanos) {
+        let deadline = self.clock.now().saturating_add(grace);
+        let groups = self.node_groups.get(&node).cloned().unwrap_or_default();
+        self.lab().signal_groups(&groups, libc::SIGTERM);
+        self.pending_kills.push((deadline, groups));
+    }
+}
