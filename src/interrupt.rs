@@ -11,14 +11,17 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 /// Installs the handler for SIGINT and SIGTERM (once per process is enough; again is harmless).
 pub fn install() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe, and no
+        // other code of the process relies on the previous disposition of these signals.
+        // Installing it cannot fail for these two signals, so the result is not needed.
+        let _ = unsafe { sigaction(sig, &action) };
     }
 }
 

@@ -5,42 +5,60 @@
 //! arrive, leave and crash, network conditions change. A tour of the parts, in the order a
 //! primitive travels through them:
 //!
+//! ## Layers
+//! Each module uses only the layers below it (`tests/layers.rs` keeps this true):
+//!
+//! ```text
+//!  run                   one run as the command line asks for it; wires the embedded worker
+//!  script                Rhai: the primitives, units in scripts, at/every timers, errors
+//!  controller            Lab (state + executor + event log), the Workers executor, RealClock
+//!  worker                a machine's lab (LocalWorker), sessions, the worker daemon
+//!  dataplane netns proto results
+//!                        link model and forwarder; lab namespaces; the wire; results folder
+//!  experiment            state, Action, the Executor and Clock interfaces, DryRun
+//!  clock interrupt       the monotonic experiment clock; the Ctrl-C flag
+//!  units                 Nanos, rates, sizes, durations
+//! ```
+//!
 //! ## Scripts (`script`)
 //! `script::run` compiles a scenario, checks that every function it calls exists, and runs it
 //! with the primitives of `script::api` (`alloc_ip`, `shape`, `link_groups`, `spawn`, `sleep`,
 //! `at`, `every`, `fail_node`, ...). Units (`"2mbit"`, `"30ms"`, `"64kb"`) are parsed by
-//! `script::units`; errors carry `file:line:col` (`script::error`). `import "churn"` finds a
+//! `units`; errors carry `file:line:col` (`script::error`). `at`/`every` callbacks wait in
+//! `script::timers` and run, in time order, while the script sleeps. `import "churn"` finds a
 //! module next to the script or in the stdlib built into the binary (`script::modules`).
 //!
 //! ## Controller (`controller`)
 //! `Lab` applies each primitive to the experiment state (`experiment`) through an `Executor`
 //! and records it in `events.jsonl` (`results`). Dry-run and real mode share all of it; only
-//! the executor and the clock differ. `at`/`every` callbacks wait in `controller::timers` and
-//! run, in time order, while the script sleeps. In real mode the executor is
-//! `controller::Workers`: it sends each action to the worker hosting its node (and what every
-//! data plane must know to all of them), pipelines actions that return nothing, and notices a
-//! lost worker (the run then ends with exit code 3).
+//! the executor and the clock differ. In real mode the executor is `controller::Workers`: it
+//! sends each action to the worker hosting its node (and what every data plane must know to
+//! all of them), pipelines actions that return nothing, and notices a lost worker (the run
+//! then ends with exit code 3). It reaches a worker over any byte stream: TCP for a
+//! `p2plab worker`, an in-memory stream for the embedded worker, which `run` serves.
 //!
 //! ## Protocol (`proto`)
 //! Controller and workers speak length-delimited JSON frames after a versioned handshake in
 //! which each side proves, by HMAC over fresh nonces, that it holds the shared token.
 //! Requests carry ids; process exits and collected node files come as events; both sides send
-//! heartbeats. The embedded worker of a one-machine run speaks it over an in-memory stream.
+//! heartbeats. The wire has its own types (`proto::wire`: actions, outcomes, typed
+//! failures), converted at the edge.
 //!
 //! ## Experiment state (`experiment`)
-//! Nodes, groups, link shapes, group links, processes, failed nodes, and where nodes live
-//! (`Placement`: worker `k` owns `10.k.0.0/16`).
+//! Nodes, groups, link shapes (`LinkShape`, `GroupLink`: one type each, read by the link model
+//! too), processes, failed nodes, where nodes live (`Placement`: worker `k` owns
+//! `10.k.0.0/16`), the actions that change them and the `Executor`/`Clock` interfaces.
 //!
 //! ## Worker (`worker`, `netns`)
 //! `p2plab worker` (`worker::server`) accepts one authenticated controller at a time; each
-//! session (`worker::session`) owns a `worker::LocalWorker` on a thread of its own and removes
-//! its lab when the controller stops it, disconnects or falls silent. `LocalWorker` is a
-//! machine's lab: a
-//! network namespace (`netns`: named like `ip netns add` makes them, or rootless in a user
-//! namespace of the process's own), where the worker's node block `10.k.0.0/16` is local as a
-//! whole (one AnyIP route) and node-to-node traffic is steered into a TUN device by policy
-//! routing. Programs are spawned from a thread inside the lab, with the bind shim preloaded;
-//! a ledger in `/run/p2plab` lets `p2plab cleanup` remove the labs of crashed runs.
+//! session (`worker::session`, generic over what builds its lab) runs the requests on a thread
+//! of its own and drops its lab when the controller stops it, disconnects or falls silent.
+//! `LocalWorker` is a machine's lab: a network namespace (`netns`: named like `ip netns add`
+//! makes them, or rootless in a user namespace of the process's own), where the worker's node
+//! block `10.k.0.0/16` is local as a whole (one AnyIP route) and node-to-node traffic is
+//! steered into a TUN device by policy routing. Programs are spawned from a thread inside the
+//! lab, with the bind shim preloaded; a ledger in `/run/p2plab` lets `p2plab cleanup` remove
+//! the labs of crashed runs.
 //!
 //! ## Data plane (`dataplane`)
 //! The link model of every node, free of I/O: uplink FIFO, propagation delay with group
@@ -54,6 +72,11 @@
 //! ## Shim (`shim/`, its own crate)
 //! `libp2plab_shim.so`, preloaded into every spawned program: wildcard and implicit binds of
 //! IPv4 sockets go to the node's address (`$BINDIP`), so unmodified programs need no option.
+//! Its environment contract (`shim/src/env.rs`) is included by the worker's spawner.
+//!
+//! ## Logs
+//! `tracing`, with spans per worker, session and node; `-v`/`RUST_LOG` choose what is shown
+//! (on stderr; the timeline of a run is on stdout).
 //!
 //! ## Not yet
 //! `traffic.csv` and `p2plab report`.
@@ -73,15 +96,15 @@
 //! assert_eq!(out.report.end_time, 10_000_000_000);
 //! ```
 
+pub mod clock;
 pub mod controller;
 pub mod dataplane;
 pub mod experiment;
 pub mod interrupt;
-pub mod clock;
-pub mod units;
 pub mod netns;
 pub mod proto;
 pub mod results;
 pub mod run;
 pub mod script;
+pub mod units;
 pub mod worker;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use p2plab::run::{self, RunConfig, RunError, RunOutcome};
+use p2plab::run::{self, RunConfig, RunError, RunOutcome, SetupError};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -34,6 +34,10 @@ The script book (book/) documents every primitive with examples.";
 #[derive(Parser)]
 #[command(version, about, after_help = AFTER_HELP)]
 struct Cli {
+    /// More log lines on stderr: -v what each worker and session does, -vv every request and
+    /// process, -vvv everything. RUST_LOG (e.g. RUST_LOG=p2plab::worker=debug) overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -108,8 +112,30 @@ fn params(list: Vec<(String, String)>) -> BTreeMap<String, String> {
     list.into_iter().collect()
 }
 
+/// Log lines go to stderr in tracing's standard format (time, level, spans, target, message);
+/// the timeline of a run stays on stdout. A worker daemon logs its sessions by default, other
+/// commands only warnings; `-v`/`RUST_LOG` ask for more.
+fn init_logging(verbose: u8, daemon: bool) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let level = match (verbose, daemon) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info",
+        (2, _) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("p2plab={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose, matches!(cli.command, Command::Worker { .. }));
     let result = match cli.command {
         Command::Script {
             file,
@@ -163,7 +189,7 @@ fn main() -> ExitCode {
         } => worker(listen, &token_file, dir),
         Command::Token { file } => p2plab::proto::Token::write_new(&file)
             .map(|()| eprintln!("wrote a new token to {}", file.display()))
-            .map_err(|e| RunError::Setup(e.to_string())),
+            .map_err(|e| RunError::Setup(e.into())),
         Command::Check { file, params: list } => {
             let mut cfg = RunConfig::new(&file);
             cfg.params = params(list);
@@ -222,10 +248,10 @@ fn worker(
     dir: Option<PathBuf>,
 ) -> Result<(), RunError> {
     use p2plab::worker::server::{Server, ServerOptions};
-    let setup = |e: String| RunError::Setup(e);
-    let token = p2plab::proto::Token::from_file(token_file).map_err(|e| setup(e.to_string()))?;
-    p2plab::netns::require_privileges().map_err(|e| setup(e.to_string()))?;
-    let shim = p2plab::worker::shim::locate().map_err(|e| setup(e.to_string()))?;
+    let setup = |e: SetupError| RunError::Setup(e);
+    let token = p2plab::proto::Token::from_file(token_file).map_err(|e| setup(e.into()))?;
+    p2plab::netns::require_privileges().map_err(|e| setup(e.into()))?;
+    let shim = p2plab::worker::shim::locate().map_err(|e| setup(e.into()))?;
     // A folder of its own inside the one given: removing it at the end removes nothing else.
     let dir = dir
         .unwrap_or_else(std::env::temp_dir)
@@ -237,19 +263,19 @@ fn worker(
         dir: dir.clone(),
         shim,
     })
-    .map_err(|e| setup(e.to_string()))?;
-    let addr = server.local_addr().map_err(|e| setup(e.to_string()))?;
-    eprintln!("p2plab worker listening on {addr} (TCP: controller, UDP: data plane)");
-    let result = server.run().map_err(|e| setup(e.to_string()));
+    .map_err(|e| setup(e.into()))?;
+    let addr = server.local_addr().map_err(|e| setup(e.into()))?;
+    tracing::info!("listening on {addr} (TCP: controller, UDP: data plane)");
+    let result = server.run().map_err(|e| setup(e.into()));
     let _ = std::fs::remove_dir_all(&dir);
-    eprintln!("p2plab worker stopped");
+    tracing::info!("stopped");
     // Ctrl-C is how a worker ends: not an error.
     result
 }
 
 fn cleanup() -> Result<(), RunError> {
-    p2plab::netns::require_privileges().map_err(|e| RunError::Setup(e.to_string()))?;
-    let removed = p2plab::netns::cleanup_leftovers().map_err(|e| RunError::Setup(e.to_string()))?;
+    p2plab::netns::require_privileges().map_err(|e| RunError::Setup(e.into()))?;
+    let removed = p2plab::netns::cleanup_leftovers().map_err(|e| RunError::Setup(e.into()))?;
     if removed.is_empty() {
         eprintln!("nothing to clean up");
     }

@@ -10,16 +10,20 @@ use std::path::PathBuf;
 
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
+use tracing::Instrument;
 
 use crate::clock::MonotonicClock;
 use crate::controller::{Lab, RealClock, RunSetup, WorkerSpec, Workers, WorkersError};
 use crate::experiment::{DryRun, Experiment, Placement, VirtualClock};
-use crate::proto::{Connection, Token};
-use crate::results::{EventLog, ResultsDir};
+use crate::netns::NetnsError;
+use crate::proto::{Connection, Token, TokenError};
+use crate::results::{EventLog, ResultsDir, ResultsError};
 use crate::script::{self, Scenario, ScriptError, ScriptOptions, ScriptReport};
 use crate::units::{Nanos, SEC};
 use crate::worker::MachineLabs;
+use crate::worker::server::ServerError;
 use crate::worker::session::{self, SessionOptions};
+use crate::worker::shim::ShimMissing;
 
 /// A dry-run stops scripts that would run past 10 days of experiment time.
 pub const DRY_RUN_HORIZON: Nanos = 10 * 86_400 * SEC;
@@ -30,11 +34,48 @@ pub enum RunError {
     #[error("{0}")]
     Script(#[from] ScriptError),
     /// Usage or environment: exit code 2.
-    #[error("{0}")]
-    Setup(String),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
     /// A worker died or disconnected mid-run: exit code 3.
     #[error("{0}")]
     WorkerLost(String),
+}
+
+/// Why a run could not start or keep its results: the environment, not the script.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot read {}: {source}", path.display())]
+    ReadScript {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    WriteEvents {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    ResolveResults {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error(transparent)]
+    Privileges(#[from] NetnsError),
+    #[error(transparent)]
+    Shim(#[from] ShimMissing),
+    #[error(transparent)]
+    Workers(#[from] WorkersError),
+    #[error("--workers needs the workers' token: --token-file FILE or P2PLAB_TOKEN")]
+    NoToken,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
 }
 
 impl RunError {
@@ -85,8 +126,13 @@ pub struct RunOutcome {
 }
 
 fn load(cfg: &RunConfig) -> Result<Scenario, RunError> {
-    Scenario::load(&cfg.script)
-        .map_err(|e| RunError::Setup(format!("cannot read {}: {e}", cfg.script.display())))
+    Scenario::load(&cfg.script).map_err(|source| {
+        SetupError::ReadScript {
+            path: cfg.script.clone(),
+            source,
+        }
+        .into()
+    })
 }
 
 fn options(cfg: &RunConfig, seed: u64) -> ScriptOptions {
@@ -137,11 +183,8 @@ pub fn check(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
 pub fn dry_run(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     let scenario = load(&cfg)?;
     let seed = cfg.seed.unwrap_or_else(rand::random);
-    let dir = ResultsDir::create(cfg.out.as_deref(), &cfg.script)
-        .map_err(|e| RunError::Setup(e.to_string()))?;
-    let log = EventLog::create(&dir.events_path(), cfg.timeline.take()).map_err(|e| {
-        RunError::Setup(format!("cannot write {}: {e}", dir.events_path().display()))
-    })?;
+    let dir = ResultsDir::create(cfg.out.as_deref(), &cfg.script).map_err(SetupError::from)?;
+    let log = events_log(&dir, &mut cfg)?;
     let result = script::run(&scenario, dry_lab(&cfg, seed, log), &options(&cfg, seed));
     write_summary(&dir, &scenario, &cfg, seed, None, &result)?;
     Ok(RunOutcome {
@@ -160,27 +203,26 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     check(&cfg)?;
     // The embedded worker needs privileges and the shim here; remote workers have their own.
     let local = if cfg.workers.is_empty() {
-        crate::netns::require_privileges().map_err(|e| RunError::Setup(e.to_string()))?;
-        Some(crate::worker::shim::locate().map_err(|e| RunError::Setup(e.to_string()))?)
+        crate::netns::require_privileges().map_err(SetupError::from)?;
+        Some(crate::worker::shim::locate().map_err(SetupError::from)?)
     } else {
         None
     };
     let token = match (&local, cfg.token.take()) {
         (None, None) => {
-            return Err(RunError::Setup(
-                "--workers needs the workers' token: --token-file FILE or P2PLAB_TOKEN".into(),
-            ));
+            return Err(SetupError::NoToken.into());
         }
         (_, token) => token,
     };
     crate::interrupt::install();
     let scenario = load(&cfg)?;
-    let dir = ResultsDir::create(cfg.out.as_deref(), &cfg.script)
-        .map_err(|e| RunError::Setup(e.to_string()))?;
-    let results = std::fs::canonicalize(dir.path()).map_err(|e| RunError::Setup(e.to_string()))?;
-    let log = EventLog::create(&dir.events_path(), cfg.timeline.take())
-        .map_err(|e| RunError::Setup(format!("cannot write {}: {e}", dir.events_path().display())))?
-        .write_through();
+    let dir = ResultsDir::create(cfg.out.as_deref(), &cfg.script).map_err(SetupError::from)?;
+    let results =
+        std::fs::canonicalize(dir.path()).map_err(|source| SetupError::ResolveResults {
+            path: dir.path().to_path_buf(),
+            source,
+        })?;
+    let log = events_log(&dir, &mut cfg)?.write_through();
     let clock = MonotonicClock::start();
     let setup = RunSetup {
         seed,
@@ -197,7 +239,7 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     .map_err(|e| {
         // Nothing ran: leave no results folder behind.
         let _ = std::fs::remove_dir_all(dir.path());
-        RunError::Setup(e.to_string())
+        SetupError::from(e)
     })?;
     let labs = workers.labs().to_vec();
     let lost = workers.lost();
@@ -245,18 +287,28 @@ fn embedded_worker(setup: &RunSetup, shim: PathBuf) -> Result<Workers, WorkersEr
         collect: false,
         watch_interrupt: false,
     };
-    workers.spawn(async move {
-        let mut conn = Connection::new(theirs);
-        if conn
-            .authenticate_controller(&session_token, "embedded worker", || Ok(()))
-            .await
-            .is_ok()
-        {
-            session::serve(conn, opts, labs).await;
+    let span = tracing::info_span!("session", worker = "embedded");
+    workers.spawn(
+        async move {
+            let mut conn = Connection::new(theirs);
+            if conn
+                .authenticate_controller(&session_token, "embedded worker", || Ok(()))
+                .await
+                .is_ok()
+            {
+                session::serve(conn, opts, labs).await;
+            }
         }
-    });
+        .instrument(span),
+    );
     workers.attach("embedded".into(), ours, &token, setup, Vec::new())?;
     Ok(workers)
+}
+
+fn events_log(dir: &ResultsDir, cfg: &mut RunConfig) -> Result<EventLog, SetupError> {
+    let path = dir.events_path();
+    EventLog::create(&path, cfg.timeline.take())
+        .map_err(|source| SetupError::WriteEvents { path, source })
 }
 
 /// MTU of emulated links: the Internet's usual 1500 bytes.
@@ -330,5 +382,5 @@ fn write_summary(
         "traffic": traffic,
     });
     dir.write_summary(&summary)
-        .map_err(|e| RunError::Setup(e.to_string()))
+        .map_err(|e| SetupError::from(e).into())
 }

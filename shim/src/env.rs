@@ -1,9 +1,9 @@
-//! The environment contract between p2plab's process supervisor and the shim: the one place
+//! The environment contract between p2plab's process spawner and the shim: the one place
 //! that names the variables a spawned program receives.
 //!
-//! Plain constants with no dependency, so the supervisor can include this very file
-//! (`#[path = "../shim/src/env.rs"] mod shim_env;`) instead of linking the shim crate, which
-//! would interpose p2plab's own sockets.
+//! Plain constants with no dependency, so the spawner includes this very file as a module
+//! (`src/worker/shim.rs`: `#[path = "../../shim/src/env.rs"] pub mod contract;`) instead of
+//! linking the shim crate, which would interpose p2plab's own sockets.
 
 use core::ffi::CStr;
 

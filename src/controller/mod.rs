@@ -12,8 +12,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::experiment::{
     Action, Clock, ExecError, Executor, ExitStatus, Experiment, GroupId, GroupLink, NodeCounters,
-    NodeId, NodeRecord, Outcome, ProcExit, ProcId, ProcStatus, ShapeUpdate, SpawnSpec,
-    StateError, signal_name,
+    NodeId, NodeRecord, Outcome, ProcExit, ProcId, ProcStatus, ShapeUpdate, SpawnSpec, StateError,
+    signal_name,
 };
 use crate::results::{Event, EventLog};
 use crate::units::{self, Nanos};

@@ -1,7 +1,6 @@
 //! What the controller asks an executor to do, with every value resolved, and what comes
 //! back about processes. Dry-run and real executors receive exactly the same actions.
 
-
 use super::{GroupId, LinkShape, NodeId, NodeRecord, ProcId};
 use crate::experiment::GroupLink;
 use crate::units::Nanos;

@@ -11,11 +11,9 @@ mod placement;
 mod traffic;
 
 pub use action::{Action, ExitStatus, ProcExit, SpawnSpec};
-pub use executor::{
-    Clock, DryRun, ExecError, Executor, Outcome, VirtualClock, signal_name,
-};
-pub use placement::{AddressPlan, MAX_WORKERS, NODES_PER_WORKER, Placement};
+pub use executor::{Clock, DryRun, ExecError, Executor, Outcome, VirtualClock, signal_name};
 pub use link::{GroupLink, LinkShape, ShapeUpdate, default_queue_limit};
+pub use placement::{AddressPlan, MAX_WORKERS, NODES_PER_WORKER, Placement};
 pub use traffic::NodeCounters;
 
 /// Most groups an experiment may have: the link model keeps a dense matrix of group pairs.
@@ -23,7 +21,6 @@ pub const MAX_GROUPS: u32 = 1024;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
-
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub u32);

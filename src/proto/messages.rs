@@ -56,6 +56,19 @@ pub enum Request {
     Stop,
 }
 
+impl Request {
+    /// The request's name, for log lines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Setup(_) => "setup",
+            Request::Act { action } => action.kind(),
+            Request::Traffic => "traffic",
+            Request::Collect => "collect",
+            Request::Stop => "stop",
+        }
+    }
+}
+
 /// What a worker needs to build its lab.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Setup {

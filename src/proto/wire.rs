@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::{
-    Action, ExecError, ExitStatus, GroupId, GroupLink, LinkShape, NodeCounters, NodeId,
-    NodeRecord, Outcome, ProcExit, ProcId, SpawnSpec,
+    Action, ExecError, ExitStatus, GroupId, GroupLink, LinkShape, NodeCounters, NodeId, NodeRecord,
+    Outcome, ProcExit, ProcId, SpawnSpec,
 };
 use crate::units::Nanos;
 
@@ -127,6 +127,20 @@ pub enum Failure {
 }
 
 impl WireAction {
+    /// The action's name, for log lines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WireAction::AddNode { .. } => "add_node",
+            WireAction::Shape { .. } => "shape",
+            WireAction::LinkGroups { .. } => "link_groups",
+            WireAction::Spawn { .. } => "spawn",
+            WireAction::Kill { .. } => "kill",
+            WireAction::FailNode { .. } => "fail_node",
+            WireAction::Revive { .. } => "revive",
+            WireAction::Leave { .. } => "leave",
+        }
+    }
+
     /// The wire form of an action; `None` for `Wait`, which never goes to a worker.
     pub fn from_action(action: &Action) -> Option<WireAction> {
         let procs = |p: &[ProcId]| p.iter().map(|p| p.0).collect();
@@ -230,9 +244,7 @@ impl WireAction {
                     user,
                 },
             },
-            WireAction::Kill { proc } => Action::Kill {
-                proc: ProcId(proc),
-            },
+            WireAction::Kill { proc } => Action::Kill { proc: ProcId(proc) },
             WireAction::FailNode { node, procs: p } => Action::FailNode {
                 node: NodeId(node),
                 procs: procs(p),
@@ -452,14 +464,20 @@ mod tests {
             let back: WireAction = serde_json::from_str(&json).unwrap();
             assert_eq!(back.into_action(), action, "{json}");
         }
-        assert_eq!(WireAction::from_action(&Action::Wait { proc: ProcId(1) }), None);
+        assert_eq!(
+            WireAction::from_action(&Action::Wait { proc: ProcId(1) }),
+            None
+        );
     }
 
     #[test]
     fn failures_keep_their_kind_across_the_wire() {
         let sent = ExecError::DataplaneStopped(std::io::Error::other("tun gone"));
         let json = serde_json::to_string(&Failure::from(&sent)).unwrap();
-        assert_eq!(json, r#"{"failure":"dataplane_stopped","message":"tun gone"}"#);
+        assert_eq!(
+            json,
+            r#"{"failure":"dataplane_stopped","message":"tun gone"}"#
+        );
         let back = ExecError::from(serde_json::from_str::<Failure>(&json).unwrap());
         assert!(matches!(back, ExecError::DataplaneStopped(_)));
         assert_eq!(back.to_string(), sent.to_string());

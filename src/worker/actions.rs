@@ -88,10 +88,8 @@ impl LocalWorker {
 
     fn shape(&mut self, node: NodeId, shape: &LinkShape) -> Result<(), ExecError> {
         let ip = self.any_ip(node)?;
-        self.dataplane().send(Command::SetParams {
-            ip,
-            params: *shape,
-        });
+        self.dataplane()
+            .send(Command::SetParams { ip, params: *shape });
         Ok(())
     }
 

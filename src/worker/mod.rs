@@ -202,7 +202,7 @@ impl LocalWorker {
         let mut exits = Vec::new();
         for id in procs {
             if let Some(mut p) = self.procs.remove(id) {
-                p.signal(libc::SIGKILL);
+                p.signal(nix::sys::signal::Signal::SIGKILL);
                 if let Ok(status) = p.wait_exit() {
                     exits.push(ProcExit { proc: *id, status });
                 }
@@ -260,11 +260,10 @@ impl session::LabBuilder for MachineLabs {
             index: setup.index,
             remote,
         };
-        let worker = LocalWorker::start(opts, MonotonicClock::start()).map_err(|e| {
-            Failure::Lab {
+        let worker =
+            LocalWorker::start(opts, MonotonicClock::start()).map_err(|e| Failure::Lab {
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let namespace = worker.namespace().unwrap_or_default().to_string();
         Ok((worker, namespace))
     }
@@ -273,7 +272,7 @@ impl session::LabBuilder for MachineLabs {
 impl Drop for LocalWorker {
     fn drop(&mut self) {
         for p in self.procs.values() {
-            p.signal(libc::SIGKILL);
+            p.signal(nix::sys::signal::Signal::SIGKILL);
         }
         for (_, mut p) in self.procs.drain() {
             let _ = p.wait_exit();

@@ -4,11 +4,15 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::Ipv4Addr;
+use std::os::fd::BorrowedFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
+use nix::sched::CloneFlags;
+
+use super::shim::contract;
 use crate::experiment::{ExitStatus, NodeId, SpawnSpec};
 
 /// A program we started and have not reaped yet.
@@ -22,9 +26,9 @@ impl RunningProc {
         self.child.id() as i32
     }
 
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on a process group we created; ESRCH (already gone) is fine.
-        unsafe { libc::kill(-self.pgid(), sig) };
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        // ESRCH (the group is already gone) is fine.
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pgid()), sig);
     }
 
     /// The exit status if the process ended.
@@ -53,28 +57,13 @@ fn log_file(path: &Path) -> io::Result<File> {
 
 /// uid and gid of a user name, for `#{user: "name"}`.
 fn lookup_user(name: &str) -> io::Result<(u32, u32)> {
-    let cname = std::ffi::CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name with NUL"))?;
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwnam_r fills `pwd` using `buf`; `result` says whether it found the user.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return Err(io::Error::new(
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(user)) => Ok((user.uid.as_raw(), user.gid.as_raw())),
+        _ => Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!("no user {name:?} on this machine"),
-        ));
+        )),
     }
-    Ok((pwd.pw_uid, pwd.pw_gid))
 }
 
 /// Appends why a program could not start to the node's stderr.log, where its own errors
@@ -103,14 +92,15 @@ impl Spawner {
         let thread = std::thread::Builder::new()
             .name("p2plab-spawner".into())
             .spawn(move || {
-                // SAFETY: setns(2) on a namespace fd we hold; it affects this thread only.
-                let joined = unsafe { libc::setns(ns_fd, libc::CLONE_NEWNET) } == 0;
-                let _ = ready_tx.send(if joined {
-                    Ok(())
-                } else {
-                    Err(io::Error::last_os_error())
-                });
-                if !joined {
+                // Joins the lab for this thread only; the lab outlives the spawner (it is
+                // dropped after it), so the descriptor stays open while it is used.
+                // SAFETY: `ns_fd` is the lab's open namespace descriptor, alive for the call.
+                let fd = unsafe { BorrowedFd::borrow_raw(ns_fd) };
+                let joined =
+                    nix::sched::setns(fd, CloneFlags::CLONE_NEWNET).map_err(io::Error::from);
+                let ok = joined.is_ok();
+                let _ = ready_tx.send(joined);
+                if !ok {
                     return;
                 }
                 for (mut cmd, reply) in rx {
@@ -153,10 +143,10 @@ impl Spawner {
         let mut cmd = Command::new(&program);
         cmd.args(args)
             .current_dir(node_dir)
-            .env("P2PLAB_NODE", node.0.to_string())
-            .env("P2PLAB_IP", ip.to_string())
-            .env("BINDIP", ip.to_string())
-            .env("LD_PRELOAD", shim)
+            .env(contract::P2PLAB_NODE, node.0.to_string())
+            .env(contract::P2PLAB_IP, ip.to_string())
+            .env(contract::BINDIP, ip.to_string())
+            .env(contract::LD_PRELOAD, shim)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log_file(&node_dir.join("stdout.log"))?)

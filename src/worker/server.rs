@@ -14,15 +14,20 @@ use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot listen on {addr}: {err}")]
+    #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
-        err: std::io::Error,
+        #[source]
+        source: std::io::Error,
     },
-    #[error("cannot create the scratch folder {path}: {err}")]
-    Scratch { path: String, err: std::io::Error },
+    #[error("cannot create the scratch folder {path}: {source}")]
+    Scratch {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("runtime: {0}")]
-    Runtime(std::io::Error),
+    Runtime(#[source] std::io::Error),
 }
 
 pub struct ServerOptions {
@@ -43,21 +48,27 @@ pub struct Server {
 impl Server {
     pub fn bind(opts: ServerOptions) -> Result<Server, ServerError> {
         let listen = opts.listen;
-        let err = |err| ServerError::Listen { addr: listen, err };
+        let err = |source| ServerError::Listen {
+            addr: listen,
+            source,
+        };
         let tcp = TcpListener::bind(listen).map_err(err)?;
         let local = tcp.local_addr().map_err(err)?;
         let udp = UdpSocket::bind(local).map_err(err)?;
         set_buffers(&udp);
         tcp.set_nonblocking(true).map_err(err)?;
-        std::fs::create_dir_all(&opts.dir).map_err(|err| ServerError::Scratch {
+        std::fs::create_dir_all(&opts.dir).map_err(|source| ServerError::Scratch {
             path: opts.dir.display().to_string(),
-            err,
+            source,
         })?;
         Ok(Server { opts, tcp, udp })
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.tcp.local_addr()
+    pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
+        self.tcp.local_addr().map_err(|source| ServerError::Listen {
+            addr: self.opts.listen,
+            source,
+        })
     }
 
     /// Serves controllers until Ctrl-C or SIGTERM; a session in progress removes its lab first.
@@ -72,8 +83,11 @@ impl Server {
 
     async fn accept_loop(self) -> Result<(), ServerError> {
         let listen = self.opts.listen;
-        let listener = tokio::net::TcpListener::from_std(self.tcp)
-            .map_err(|err| ServerError::Listen { addr: listen, err })?;
+        let listener =
+            tokio::net::TcpListener::from_std(self.tcp).map_err(|source| ServerError::Listen {
+                addr: listen,
+                source,
+            })?;
         let shared = Arc::new(Shared {
             token: self.opts.token,
             dir: self.opts.dir,
@@ -157,7 +171,12 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, pe
         .dir
         .join(format!("session-{}-{n}", std::process::id()));
     let span = tracing::info_span!("session", n, %peer);
-    let _entered = span.enter();
+    run_session(&shared, conn, dir).instrument(span).await;
+    shared.busy.store(false, Ordering::SeqCst);
+}
+
+/// One authenticated controller's session, in its own scratch folder `dir`.
+async fn run_session(shared: &Shared, conn: Connection<tokio::net::TcpStream>, dir: PathBuf) {
     tracing::info!("controller connected");
     let labs = MachineLabs {
         dir: dir.clone(),
@@ -169,9 +188,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, pe
         collect: true,
         watch_interrupt: true,
     };
-    drop(_entered);
-    let end = session::serve(conn, opts, labs).instrument(span.clone()).await;
-    let _entered = span.enter();
+    let end = session::serve(conn, opts, labs).await;
     // Node folders were sent to the controller (or the controller is gone).
     let _ = std::fs::remove_dir_all(&dir);
     match end {
@@ -180,24 +197,18 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, pe
         SessionEnd::Silent => tracing::warn!("controller silent for too long; lab removed"),
         SessionEnd::Interrupted => tracing::info!("interrupted; lab removed"),
     }
-    shared.busy.store(false, Ordering::SeqCst);
 }
 
 /// Large socket buffers: a burst of datagrams from a fast flow must not overflow the default.
+/// The kernel caps them at `net.core.{r,w}mem_max`; smaller buffers still work, so a refusal
+/// is only logged.
 fn set_buffers(socket: &UdpSocket) {
-    use std::os::fd::AsRawFd;
-    let size: libc::c_int = 4 << 20;
-    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        // SAFETY: setsockopt on our own socket with a c_int value.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
+    use nix::sys::socket::{setsockopt, sockopt};
+    let size = 4 << 20;
+    if let Err(e) = setsockopt(socket, sockopt::RcvBuf, &size)
+        .and_then(|()| setsockopt(socket, sockopt::SndBuf, &size))
+    {
+        tracing::warn!("data-plane socket buffers stay at their default: {e}");
     }
 }
 

@@ -65,9 +65,11 @@ where
     let (requests, lab_requests) = std_mpsc::channel::<(u64, Request)>();
     let (outbox, to_send) = mpsc::channel::<ToController>(OUTBOX);
     let watch_interrupt = opts.watch_interrupt;
+    // The lab thread logs in the session's span (the worker, the controller it serves).
+    let span = tracing::Span::current();
     let lab = std::thread::Builder::new()
         .name("p2plab-session".into())
-        .spawn(move || lab_thread(opts, builder, lab_requests, outbox));
+        .spawn(move || span.in_scope(|| lab_thread(opts, builder, lab_requests, outbox)));
     let lab = match lab {
         Ok(t) => t,
         Err(e) => return SessionEnd::Lost(ProtoError::Io(e)),
@@ -156,6 +158,7 @@ fn lab_thread<B: LabBuilder>(
     loop {
         match requests.recv_timeout(EXIT_POLL) {
             Ok((id, request)) => {
+                tracing::debug!(id, "{}", request.kind());
                 let stop = request == Request::Stop;
                 if stop {
                     // The reply says the lab is gone, so drop it first.
@@ -165,6 +168,9 @@ fn lab_thread<B: LabBuilder>(
                     Request::Collect if opts.collect => collect(&opts.dir, &outbox),
                     request => handle(&mut builder, &mut lab, request),
                 };
+                if let Err(e) = &result {
+                    tracing::debug!(id, "refused: {e}");
+                }
                 if outbox
                     .blocking_send(ToController::Reply { id, result })
                     .is_err()
@@ -251,7 +257,8 @@ pub fn collect(dir: &Path, outbox: &mpsc::Sender<ToController>) -> Result<Reply,
         let mut buf = vec![0u8; CHUNK];
         let mut offset = 0u64;
         loop {
-            let n = read_full(&mut f, &mut buf).map_err(|e| failed(format!("reading {rel}: {e}")))?;
+            let n =
+                read_full(&mut f, &mut buf).map_err(|e| failed(format!("reading {rel}: {e}")))?;
             // An empty file is sent too, so it exists on the controller.
             if n > 0 || offset == 0 {
                 let data = base64::engine::general_purpose::STANDARD.encode(&buf[..n]);

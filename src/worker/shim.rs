@@ -4,7 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-pub const SHIM_FILE: &str = "libp2plab_shim.so";
+/// The environment contract with the shim (variable names, the library's file name), defined
+/// once in the shim's crate and included here, not linked: linking the shim would interpose
+/// p2plab's own sockets.
+#[path = "../../shim/src/env.rs"]
+pub mod contract;
+
+pub use contract::SHIM_FILE;
 
 #[derive(Debug, thiserror::Error)]
 #[error(
