@@ -1,6 +1,7 @@
 //! The crate's layers point down only (DESIGN.md, "Layout"): a module may use the modules of
 //! the layers below its own, never one of its own layer or above. This reads every source
-//! file's `crate::…` paths, so a new upward import fails here, naming the file and line.
+//! file's `crate::…` paths, so a new upward import fails here, naming the file and line. Also:
+//! every `unsafe` block, function and impl (the shim's too) says why it is sound.
 
 use std::path::{Path, PathBuf};
 
@@ -110,12 +111,91 @@ fn layers_point_down_only() {
             }
         }
     }
-    assert!(checked > 100, "only {checked} crate paths found: is the parser broken?");
+    assert!(
+        checked > 100,
+        "only {checked} crate paths found: is the parser broken?"
+    );
     assert!(
         violations.is_empty(),
         "upward or sideways imports:\n{}",
         violations.join("\n")
     );
+}
+
+/// Whether `code` (a line without its comment) opens an unsafe block, fn, impl or extern.
+fn opens_unsafe(code: &str) -> bool {
+    let mut rest = code;
+    while let Some(at) = rest.find("unsafe") {
+        let before = rest[..at].chars().last();
+        let after = rest[at + "unsafe".len()..].trim_start();
+        let word_start = before.is_none_or(|c| !c.is_alphanumeric() && c != '_' && c != '(');
+        let opens = after.is_empty()
+            || after.starts_with('{')
+            || ["fn ", "impl", "extern"]
+                .iter()
+                .any(|k| after.starts_with(k));
+        if word_start && opens {
+            return true;
+        }
+        rest = &rest[at + "unsafe".len()..];
+    }
+    false
+}
+
+#[test]
+fn every_unsafe_says_why_it_is_sound() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    rust_files(&root.join("shim/src"), &mut files);
+    let mut seen = 0;
+    let mut missing = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read source");
+        let lines: Vec<&str> = text.lines().collect();
+        for (n, line) in lines.iter().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if !opens_unsafe(code) {
+                continue;
+            }
+            seen += 1;
+            // The reason sits on the line or in the comment block just above the statement,
+            // which may have begun a line or two earlier (a `# Safety` section for an unsafe
+            // fn, above its attributes).
+            let above = lines[..n]
+                .iter()
+                .rev()
+                .enumerate()
+                .take_while(|(i, l)| {
+                    let t = l.trim_start();
+                    *i < 2 || t.starts_with("//") || t.starts_with("#[") || t.is_empty()
+                })
+                .any(|(_, l)| l.contains("SAFETY") || l.contains("# Safety"));
+            if !above && !line.contains("SAFETY") {
+                missing.push(format!(
+                    "{}:{}: {}",
+                    file.strip_prefix(root).expect("under root").display(),
+                    n + 1,
+                    line.trim()
+                ));
+            }
+        }
+    }
+    assert!(seen > 10, "only {seen} unsafe found: is the scan broken?");
+    assert!(
+        missing.is_empty(),
+        "unsafe without a SAFETY comment:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn the_unsafe_scan_sees_blocks_fns_and_impls() {
+    assert!(opens_unsafe("    let x = unsafe { f() };"));
+    assert!(opens_unsafe("pub unsafe extern \"C\" fn bind("));
+    assert!(opens_unsafe("unsafe impl Send for X {}"));
+    assert!(!opens_unsafe("#![deny(unsafe_op_in_unsafe_fn)]"));
+    assert!(!opens_unsafe("#[unsafe(no_mangle)]"));
 }
 
 #[test]
@@ -124,6 +204,9 @@ fn the_parser_sees_grouped_and_plain_paths() {
         crate_paths("use crate::{units::Nanos, experiment::Action};"),
         ["units", "experiment"]
     );
-    assert_eq!(crate_paths("let x = crate::interrupt::requested();"), ["interrupt"]);
+    assert_eq!(
+        crate_paths("let x = crate::interrupt::requested();"),
+        ["interrupt"]
+    );
     assert!(crate_paths("use p2plab_crate::x;").is_empty());
 }
