@@ -58,7 +58,9 @@ fn ctrl_c_ends_a_wait_and_every_worker_is_stopped() {
     assert!(p2plab::interrupt::requested());
     c.workers.finish().unwrap();
     for fake in &c.fakes {
-        wait_until("the session ends", || fake.seen.end.lock().unwrap().is_some());
+        wait_until("the session ends", || {
+            fake.seen.end.lock().unwrap().is_some()
+        });
         assert_eq!(fake.seen.end.lock().unwrap().as_deref(), Some("stopped"));
         assert!(fake.seen.dropped.load(Ordering::SeqCst));
     }

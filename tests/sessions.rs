@@ -76,9 +76,13 @@ fn a_pipelined_error_arrives_at_the_next_call_typed_and_naming_its_worker() {
     assert_eq!(err.to_string(), "worker 0 (fake0): node 1 is unknown here");
     // Reported once: the run can go on.
     wait_until("the second worker's error is reported too", || {
-        c.workers.execute(&Action::Revive { node: NodeId(0) }).is_err()
+        c.workers
+            .execute(&Action::Revive { node: NodeId(0) })
+            .is_err()
     });
-    c.workers.execute(&Action::Revive { node: NodeId(0) }).unwrap();
+    c.workers
+        .execute(&Action::Revive { node: NodeId(0) })
+        .unwrap();
     c.workers.finish().unwrap();
 }
 
@@ -97,7 +101,10 @@ fn a_lost_worker_is_named_and_its_lab_dropped() {
     let err = loop {
         match c.workers.execute(&shape(0)) {
             Err(e) => break e,
-            Ok(_) => assert!(started.elapsed().as_secs() < 10, "the loss was never noticed"),
+            Ok(_) => assert!(
+                started.elapsed().as_secs() < 10,
+                "the loss was never noticed"
+            ),
         }
     };
     assert!(
