@@ -3,8 +3,12 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use common::{Scenario, can_run_real_mode, namespaces_of};
 
@@ -15,6 +19,23 @@ fn start_real_run(s: &Scenario) -> std::process::Child {
         .args(["script", script, "--out", out.to_str().unwrap(), "-q"])
         .spawn()
         .unwrap()
+}
+
+/// Waits (up to 20 s) for the run's first `spawn` event in `events`; the spawned pid.
+fn wait_for_spawn(events: &Path) -> u32 {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(events).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("\"event\":\"spawn\"")) {
+            let e: serde_json::Value = serde_json::from_str(line).unwrap();
+            return e["pid"].as_u64().unwrap() as u32;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the run never spawned"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn alive(pid: u32) -> bool {
@@ -36,20 +57,7 @@ fn cleanup_removes_what_a_killed_run_left() {
         "let n = alloc_ip(3);\nshape(n, #{ latency: \"5ms\" });\nspawn(n[0], \"sleep 300\");\nsleep(120);\n",
     );
     let mut run = start_real_run(&s);
-    let events = s.out().join("events.jsonl");
-    let start = Instant::now();
-    let sleeper = loop {
-        let text = std::fs::read_to_string(&events).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains("\"event\":\"spawn\"")) {
-            let e: serde_json::Value = serde_json::from_str(line).unwrap();
-            break e["pid"].as_u64().unwrap() as u32;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the run never spawned"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let sleeper = wait_for_spawn(&s.out().join("events.jsonl"));
     let owner = run.id();
     assert_eq!(namespaces_of(owner).len(), 1, "the run's lab should exist");
     assert!(alive(sleeper));
@@ -88,27 +96,15 @@ fn a_finished_run_and_ctrl_c_leave_nothing() {
     let s = Scenario::new("let n = alloc_ip(2);\nspawn(n[0], \"sleep 300\");\nsleep(60);\n");
     let mut run = start_real_run(&s);
     let owner = run.id();
-    let start = Instant::now();
-    while namespaces_of(owner).is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(20), "no lab appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: SIGINT to the child we started, as Ctrl-C would.
-    unsafe { libc::kill(owner as i32, libc::SIGINT) };
+    // Ctrl-C once the program runs in the lab: the event the run logs when it spawned it.
+    let sleeper = wait_for_spawn(&s.out().join("events.jsonl"));
+    assert_eq!(namespaces_of(owner).len(), 1, "the run's lab should exist");
+    kill(Pid::from_raw(owner as i32), Signal::SIGINT).unwrap(); // as Ctrl-C would
     let status = run.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     assert!(namespaces_of(owner).is_empty(), "Ctrl-C left the lab");
     let text = std::fs::read_to_string(s.out().join("events.jsonl")).unwrap();
-    let spawn = text
-        .lines()
-        .find(|l| l.contains("\"event\":\"spawn\""))
-        .expect(&text);
-    let e: serde_json::Value = serde_json::from_str(spawn).unwrap();
-    assert!(
-        !alive(e["pid"].as_u64().unwrap() as u32),
-        "Ctrl-C left a process"
-    );
+    assert!(!alive(sleeper), "Ctrl-C left a process");
     // The embedded worker shares the signal but leaves stopping to its controller: the
     // process's exit and the end are recorded, and no worker was "lost".
     assert!(!text.contains("worker_lost"), "{text}");

@@ -34,7 +34,7 @@ pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
         if ledger.owner_alive() || ledger.namespace != name || owner_pid_of(name).is_none() {
             continue;
         }
-        remove_lab(name, &ledger.pids)?;
+        remove_lab(name)?;
         remove_file(&path)?;
         removed.push(name.to_string());
     }
@@ -46,16 +46,16 @@ pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
         if has_ledger || ledger::start_time(owner).is_some() {
             continue;
         }
-        remove_lab(&name, &[])?;
+        remove_lab(&name)?;
         removed.push(name);
     }
     Ok(removed)
 }
 
 /// Kills the processes in namespace `name` and removes its `/run/netns` entry.
-fn remove_lab(name: &str, recorded: &[u32]) -> Result<(), NetnsError> {
+fn remove_lab(name: &str) -> Result<(), NetnsError> {
     if let Ok(ns) = NsId::of_path(&named::path_of(name)) {
-        processes::kill_all_in(ns, recorded);
+        processes::kill_all_in(ns);
     }
     named::remove(name)
 }

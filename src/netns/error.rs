@@ -65,9 +65,9 @@ impl NetnsError {
         }
     }
 
-    /// The last OS error, for the action that just failed.
-    pub(crate) fn last_os(action: impl Into<String>) -> NetnsError {
-        NetnsError::io(action, io::Error::last_os_error())
+    /// A failed system call (as `nix` reports it), for the action that failed.
+    pub(crate) fn os(action: impl Into<String>, errno: nix::errno::Errno) -> NetnsError {
+        NetnsError::io(action, io::Error::from(errno))
     }
 }
 
@@ -78,8 +78,7 @@ const CAP_SYS_ADMIN: u32 = 21;
 /// Checks that this process may create and configure network namespaces: effective uid 0, or
 /// both `CAP_NET_ADMIN` and `CAP_SYS_ADMIN` in its effective capability set.
 pub fn require_privileges() -> Result<(), NetnsError> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         return Ok(());
     }
     let status = std::fs::read_to_string("/proc/self/status")

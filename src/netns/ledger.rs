@@ -1,6 +1,6 @@
-//! The lab ledger: one JSON file per lab namespace in `/run/p2plab`, naming the owner process
-//! and the processes spawned in the lab, so `p2plab cleanup` can tell a crashed run's leftovers
-//! from a live lab. It does not kill or remove anything itself.
+//! The lab ledger: one JSON file per lab namespace in `/run/p2plab`, naming the owner process,
+//! so `p2plab cleanup` can tell a crashed run's leftovers from a live lab. It does not kill or
+//! remove anything itself (the lab's processes are found by their namespace in `/proc`).
 
 use std::fs;
 use std::io::Write;
@@ -21,8 +21,6 @@ pub struct Ledger {
     /// another start time, so it is not mistaken for the owner.
     pub owner_start_time: u64,
     pub namespace: String,
-    /// Processes spawned into the lab, to be killed with it.
-    pub pids: Vec<u32>,
 }
 
 impl Ledger {
@@ -33,7 +31,6 @@ impl Ledger {
             owner_pid,
             owner_start_time: start_time(owner_pid).unwrap_or(0),
             namespace: namespace.to_string(),
-            pids: Vec::new(),
         }
     }
 
@@ -119,11 +116,22 @@ mod tests {
     }
 
     #[test]
+    fn a_ledger_of_an_older_version_with_pids_still_reads() {
+        // Earlier versions listed spawned pids; cleanup must still judge their labs.
+        let dir = tempfile::tempdir().unwrap();
+        let path = Ledger::path(dir.path(), "p2plab-7-x");
+        let old = r#"{"owner_pid":7,"owner_start_time":42,"namespace":"p2plab-7-x","pids":[8]}"#;
+        fs::write(&path, old).unwrap();
+        let ledger = Ledger::read(&path).unwrap();
+        assert_eq!((ledger.owner_pid, ledger.owner_start_time), (7, 42));
+        assert_eq!(ledger.namespace, "p2plab-7-x");
+    }
+
+    #[test]
     fn ledger_round_trips_through_its_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = Ledger::path(dir.path(), "p2plab-1-x");
-        let mut ledger = Ledger::for_this_process("p2plab-1-x");
-        ledger.pids = vec![10, 20];
+        let ledger = Ledger::for_this_process("p2plab-1-x");
         ledger.write(&path).unwrap();
         assert_eq!(Ledger::read(&path).unwrap(), ledger);
         assert!(!path.with_extension("json.tmp").exists());

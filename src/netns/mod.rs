@@ -21,7 +21,10 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
+
+use nix::sched::{CloneFlags, setns};
+use nix::sys::signal::Signal;
 
 pub use cleanup::cleanup_leftovers;
 pub use error::{NetnsError, require_privileges, require_tun_device};
@@ -49,7 +52,6 @@ pub struct LabNamespace {
     file: File,
     id: NsId,
     ledger_path: PathBuf,
-    ledger: Mutex<Ledger>,
     /// The lab's own netlink client, opened inside on first use.
     rtnl: Mutex<Option<Netlink>>,
     removed: bool,
@@ -89,7 +91,6 @@ impl LabNamespace {
                 file,
                 id,
                 ledger_path,
-                ledger: Mutex::new(ledger),
                 rtnl: Mutex::new(None),
                 removed: false,
                 rootless: false,
@@ -113,7 +114,6 @@ impl LabNamespace {
             .map_err(|e| NetnsError::io("stat /proc/self/ns/net", e))?;
         let name = format!("rootless-{}-{hint}", std::process::id());
         Ok(LabNamespace {
-            ledger: Mutex::new(Ledger::for_this_process(&name)),
             name,
             file,
             id: NsId::of_metadata(&meta),
@@ -126,10 +126,13 @@ impl LabNamespace {
 
     /// Sends `signal` to every process of the lab in one of the process `groups`, including
     /// members whose group leader has already exited (a shell's background job).
+    /// A `signal` that is no signal number does nothing.
     pub fn signal_groups(&self, groups: &[i32], signal: i32) {
+        let Ok(signal) = Signal::try_from(signal) else {
+            return;
+        };
         for pid in processes::members_of_groups(self.id, groups) {
-            // SAFETY: kill(2) on a process checked to be in this lab; ESRCH is harmless.
-            unsafe { libc::kill(pid as libc::pid_t, signal) };
+            processes::signal(pid, signal);
         }
     }
 
@@ -152,15 +155,14 @@ impl LabNamespace {
     /// Runs `f` on a thread that has entered the namespace, and returns its result. Sockets
     /// and devices `f` opens stay in the lab namespace. A panic in `f` is resumed here.
     pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {
-        let fd = self.ns_fd();
+        let ns = &self.file;
         std::thread::scope(|scope| {
             let spawned = std::thread::Builder::new()
                 .name("p2plab-netns".into())
                 .spawn_scoped(scope, move || {
-                    // SAFETY: setns only changes this (scoped, short-lived) thread.
-                    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
-                        return Err(NetnsError::last_os("enter the lab network namespace"));
-                    }
+                    // Only this scoped, short-lived thread moves into the lab.
+                    setns(ns, CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| NetnsError::os("enter the lab network namespace", e))?;
                     Ok(f())
                 })
                 .map_err(|e| NetnsError::io("start a thread", e))?;
@@ -181,15 +183,6 @@ impl LabNamespace {
         self.with_netlink(|nl| {
             let lo = self.ifindex(nl, "lo")?;
             nl.set_link_up(lo, None)
-        })
-    }
-
-    /// Adds each node address as a /32 on `lo`, in batches. Give it many addresses at once:
-    /// each call costs a netlink round trip per batch.
-    pub fn add_node_addresses(&self, addrs: &[Ipv4Addr]) -> Result<(), NetnsError> {
-        self.with_netlink(|nl| {
-            let lo = self.ifindex(nl, "lo")?;
-            nl.add_addresses(lo, addrs)
         })
     }
 
@@ -251,29 +244,6 @@ impl LabNamespace {
             .map_err(|e| NetnsError::io(format!("write {} in the lab", path.display()), e))
     }
 
-    /// Records a process spawned into the lab, so dropping the lab (or `p2plab cleanup`
-    /// after a crash) kills it.
-    pub fn record_pid(&self, pid: u32) -> Result<(), NetnsError> {
-        let mut ledger = self.lock_ledger();
-        if !ledger.pids.contains(&pid) {
-            ledger.pids.push(pid);
-        }
-        if self.rootless {
-            return Ok(());
-        }
-        ledger.write(&self.ledger_path)
-    }
-
-    /// Forgets a process that has exited (so a later process with its pid is not killed).
-    pub fn forget_pid(&self, pid: u32) -> Result<(), NetnsError> {
-        let mut ledger = self.lock_ledger();
-        ledger.pids.retain(|&p| p != pid);
-        if self.rootless {
-            return Ok(());
-        }
-        ledger.write(&self.ledger_path)
-    }
-
     /// Kills the lab's processes, removes the namespace (with its TUN device, addresses,
     /// rules and routes) and the ledger. Dropping the lab does the same, ignoring errors.
     pub fn remove(mut self) -> Result<(), NetnsError> {
@@ -283,8 +253,7 @@ impl LabNamespace {
     }
 
     fn tear_down(&mut self) -> Result<(), NetnsError> {
-        let pids = self.lock_ledger().pids.clone();
-        processes::kill_all_in(self.id, &pids);
+        processes::kill_all_in(self.id);
         if self.rootless {
             return Ok(());
         }
@@ -335,10 +304,6 @@ impl LabNamespace {
             }
             e => e,
         })
-    }
-
-    fn lock_ledger(&self) -> MutexGuard<'_, Ledger> {
-        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

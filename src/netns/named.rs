@@ -2,12 +2,15 @@
 //! `/run/netns/NAME` with the namespace bind-mounted on it, and the identity (`NsId`) that
 //! tells whether a path or a process refers to that namespace.
 
-use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags, umount2};
+use nix::sched::{CloneFlags, unshare};
 
 use super::NetnsError;
 
@@ -59,25 +62,21 @@ fn prepare_run_dir() -> Result<(), NetnsError> {
         }
         _ => {}
     }
-    let dir = cstring(Path::new(NETNS_RUN_DIR));
+    let dir = Path::new(NETNS_RUN_DIR);
     let mut bound = false;
     loop {
-        let flags = libc::MS_SHARED | libc::MS_REC;
-        if mount(None, &dir, flags) == 0 {
-            return Ok(());
+        match mount(None, dir, MsFlags::MS_SHARED | MsFlags::MS_REC) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EINVAL) if !bound => {}
+            Err(e) => {
+                return Err(NetnsError::os(
+                    format!("make {NETNS_RUN_DIR} a shared mount"),
+                    e,
+                ));
+            }
         }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINVAL) || bound {
-            return Err(NetnsError::io(
-                format!("make {NETNS_RUN_DIR} a shared mount"),
-                err,
-            ));
-        }
-        if mount(Some(&dir), &dir, libc::MS_BIND | libc::MS_REC) != 0 {
-            return Err(NetnsError::last_os(format!(
-                "bind-mount {NETNS_RUN_DIR} on itself"
-            )));
-        }
+        mount(Some(dir), dir, MsFlags::MS_BIND | MsFlags::MS_REC)
+            .map_err(|e| NetnsError::os(format!("bind-mount {NETNS_RUN_DIR} on itself"), e))?;
         bound = true;
     }
 }
@@ -105,19 +104,16 @@ pub fn reserve(name: &str) -> Result<(), NetnsError> {
 /// made on a fresh thread (`unshare(CLONE_NEWNET)` changes only that thread), never on the
 /// caller's; the thread ends, the mount keeps the namespace alive.
 pub fn attach(name: &str) -> Result<(), NetnsError> {
-    let target = cstring(&path_of(name));
+    let target = path_of(name);
     let spawned = std::thread::Builder::new()
         .name("p2plab-netns".into())
         .spawn(move || -> Result<(), NetnsError> {
-            // SAFETY: unshare only changes this thread's namespaces.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return Err(NetnsError::last_os("create network namespace (unshare)"));
-            }
-            let source = cstring(Path::new("/proc/thread-self/ns/net"));
-            if mount(Some(&source), &target, libc::MS_BIND) != 0 {
-                return Err(NetnsError::last_os("bind-mount the new network namespace"));
-            }
-            Ok(())
+            // Only this fresh thread moves; the bind mount keeps the namespace once it ends.
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| NetnsError::os("create network namespace (unshare)", e))?;
+            let source = Path::new("/proc/thread-self/ns/net");
+            mount(Some(source), &target, MsFlags::MS_BIND)
+                .map_err(|e| NetnsError::os("bind-mount the new network namespace", e))
         })
         .map_err(|e| NetnsError::io("start a thread", e))?;
     match spawned.join() {
@@ -130,14 +126,10 @@ pub fn attach(name: &str) -> Result<(), NetnsError> {
 /// already gone; the namespace itself ends when nothing uses it any more.
 pub fn remove(name: &str) -> Result<(), NetnsError> {
     let path = path_of(name);
-    let target = cstring(&path);
-    // SAFETY: `target` is a valid NUL-terminated path.
-    if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
-        let err = io::Error::last_os_error();
+    match umount2(&path, MntFlags::MNT_DETACH) {
         // EINVAL: not a mount point (a reserved file left by a crash); ENOENT: gone.
-        if !matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
-            return Err(NetnsError::io(format!("unmount {}", path.display()), err));
-        }
+        Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => {}
+        Err(e) => return Err(NetnsError::os(format!("unmount {}", path.display()), e)),
     }
     match fs::remove_file(&path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -147,22 +139,7 @@ pub fn remove(name: &str) -> Result<(), NetnsError> {
     }
 }
 
-/// mount(2) with no filesystem type or data; returns its result.
-fn mount(source: Option<&CString>, target: &CString, flags: libc::c_ulong) -> libc::c_int {
-    let none = c"none";
-    // SAFETY: all pointers are valid NUL-terminated strings or null.
-    unsafe {
-        libc::mount(
-            source.map_or(c"".as_ptr(), |s| s.as_ptr()),
-            target.as_ptr(),
-            none.as_ptr(),
-            flags,
-            std::ptr::null(),
-        )
-    }
-}
-
-fn cstring(path: &Path) -> CString {
-    use std::os::unix::ffi::OsStrExt;
-    CString::new(path.as_os_str().as_bytes()).expect("paths built here hold no NUL")
+/// mount(2) with filesystem type "none" and no data, as iproute2 calls it.
+fn mount(source: Option<&Path>, target: &Path, flags: MsFlags) -> nix::Result<()> {
+    nix::mount::mount(source, target, Some("none"), flags, None::<&str>)
 }

@@ -1,36 +1,36 @@
-//! Killing the processes that live in a lab namespace when the lab goes away: the recorded
-//! ones and any others found in `/proc` (daemons that forked away from their node). Spawning
-//! and reaping belong to the supervisor.
+//! Finding the processes that live in a lab namespace by their namespace in `/proc` (so
+//! daemons that forked away from their node are found too), to signal a node's process groups
+//! or kill them all when the lab goes away. Spawning and reaping belong to the supervisor.
 
 use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use super::named::NsId;
 
 /// How long to wait for killed processes to leave the namespace.
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
-/// SIGKILLs every process whose network namespace is `ns`: the `recorded` pids first, then
-/// any other found in `/proc`, except this process. Waits (briefly) until none is left in
-/// the namespace; a killed child of ours counts as gone once it is a zombie.
-pub fn kill_all_in(ns: NsId, recorded: &[u32]) {
+/// SIGKILLs every process found in `/proc` whose network namespace is `ns`, except this
+/// process. Waits (briefly) until none is left in the namespace; a killed child of ours counts
+/// as gone once it is a zombie.
+pub fn kill_all_in(ns: NsId) {
     let deadline = Instant::now() + KILL_WAIT;
     let mut victims: Vec<u32> = Vec::new();
     // Two sweeps: a process may fork between the scan and the kill.
     for _ in 0..2 {
-        let found: Vec<u32> = recorded
-            .iter()
-            .copied()
-            .chain(all_pids())
+        let found: Vec<u32> = all_pids()
+            .into_iter()
             .filter(|&pid| killable(pid) && ns.holds_pid(pid))
             .collect();
         if found.is_empty() {
             break;
         }
         for &pid in &found {
-            // SAFETY: kill(2) on a positive pid that is not this process.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            signal(pid, Signal::SIGKILL);
             if !victims.contains(&pid) {
                 victims.push(pid);
             }
@@ -38,6 +38,14 @@ pub fn kill_all_in(ns: NsId, recorded: &[u32]) {
         while Instant::now() < deadline && victims.iter().any(|&pid| ns.holds_pid(pid)) {
             thread::sleep(Duration::from_millis(5));
         }
+    }
+}
+
+/// Sends `signal` to process `pid` unless `killable` forbids it. An error means the process
+/// is already gone (`ESRCH`), which is what was wanted.
+pub fn signal(pid: u32, signal: Signal) {
+    if killable(pid) {
+        let _ = kill(Pid::from_raw(pid as i32), signal);
     }
 }
 

@@ -4,6 +4,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use nix::sched::{CloneFlags, unshare};
+use nix::unistd::{getegid, geteuid};
+
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Set when the namespaces were made but the uid/gid maps could not be written: the process
 /// then has capabilities in a namespace where it maps to nobody, and must not try a lab.
@@ -23,15 +26,11 @@ pub fn active() -> bool {
 /// root inside. Does nothing for root. On failure (user namespaces disabled, threads already
 /// running) the process stays as it was and real mode later explains what is missing.
 pub fn enter() -> std::io::Result<()> {
-    // SAFETY: geteuid/getegid have no preconditions.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    if uid == 0 {
+    let (uid, gid) = (geteuid(), getegid());
+    if uid.is_root() {
         return Ok(());
     }
-    // SAFETY: unshare(2) changes only this process's namespaces.
-    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)?;
     let mapped = std::fs::write("/proc/self/setgroups", "deny")
         .and_then(|()| std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")))
         .and_then(|()| std::fs::write("/proc/self/gid_map", format!("0 {gid} 1")));
