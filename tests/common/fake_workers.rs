@@ -2,6 +2,8 @@
 //! executor talks over in-memory streams to real worker sessions whose labs are fakes that
 //! record what they are asked and fail where told to. The protocol, the pipelining, the
 //! collection and the loss detection are all the real ones.
+// Shared by several test binaries; each uses a part.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
