@@ -1,6 +1,7 @@
 //! Dry-run speed: a 1000-node scenario with 10,000 actions, against a baseline of the same
 //! script in a bare Rhai engine whose primitives do nothing (the interpreter's own cost).
-//! Prints medians of several runs; the target is < 1 s for the dry-run.
+//! Prints medians of several runs and the time per action, the actions counted in the
+//! `events.jsonl` each run wrote; the target is < 1 s for the dry-run.
 //!
 //!     cargo bench --bench dry_run
 
@@ -32,15 +33,39 @@ fn median(mut xs: Vec<Duration>) -> Duration {
     xs[xs.len() / 2]
 }
 
-fn dry_run_once(dir: &std::path::Path, i: usize) -> (Duration, u64) {
+/// Events that are not actions of the script: the run's own start and end, process
+/// events, and what the script writes into the log.
+const NOT_ACTIONS: &[&str] = &["start", "end", "exit", "log", "metric"];
+
+/// One timed dry-run: its duration, the events it reports and the actions in its
+/// `events.jsonl`.
+fn dry_run_once(dir: &std::path::Path, i: usize) -> (Duration, u64, usize) {
     let script = dir.join("bench.rhai");
     std::fs::write(&script, SCENARIO).unwrap();
+    let out_dir = dir.join(format!("run{i}"));
     let mut cfg = RunConfig::new(&script);
     cfg.seed = Some(1);
-    cfg.out = Some(dir.join(format!("run{i}")));
+    cfg.out = Some(out_dir.clone());
     let start = Instant::now();
     let out = run::dry_run(cfg).expect("dry-run");
-    (start.elapsed(), out.report.events)
+    let took = start.elapsed();
+    let events = std::fs::read_to_string(out_dir.join("events.jsonl")).expect("events.jsonl");
+    let mut lines: u64 = 0;
+    let mut actions = 0;
+    for line in events.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        lines += 1;
+        let kind = event["event"].as_str().expect("an event name");
+        if !NOT_ACTIONS.contains(&kind) {
+            actions += 1;
+        }
+    }
+    assert_eq!(
+        lines, out.report.events,
+        "events.jsonl has {lines} lines, the report counts {}",
+        out.report.events
+    );
+    (took, out.report.events, actions)
 }
 
 fn baseline_once() -> Duration {
@@ -70,16 +95,24 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut ours = Vec::new();
     let mut base = Vec::new();
-    let mut events = 0;
+    let mut counted = None;
     // Interleaved so that noise from other work on the machine hits both alike.
     for i in 0..RUNS {
-        let (t, n) = dry_run_once(dir.path(), i);
+        let (t, events, actions) = dry_run_once(dir.path(), i);
         ours.push(t);
-        events = n;
+        // The seed is fixed: every run does the same.
+        assert!(
+            counted.is_none_or(|c| c == (events, actions)),
+            "run {i}: {events} events, {actions} actions; an earlier run: {counted:?}"
+        );
+        counted = Some((events, actions));
         base.push(baseline_once());
     }
+    let (events, actions) = counted.expect("at least one run");
     let (ours, base) = (median(ours), median(base));
-    println!("dry-run of 1000 nodes, 10,000 actions ({events} events written), median of {RUNS}:");
+    println!(
+        "dry-run of 1000 nodes, {actions} actions ({events} events written), median of {RUNS}:"
+    );
     println!(
         "  p2plab dry-run          {:>8.1} ms   (target < 1000 ms)",
         ours.as_secs_f64() * 1e3
@@ -94,7 +127,7 @@ fn main() {
     );
     println!(
         "  per action              {:>8.1} us",
-        ours.as_secs_f64() * 1e6 / 10_000.0
+        ours.as_secs_f64() * 1e6 / actions as f64
     );
     if ours >= Duration::from_secs(1) {
         eprintln!("dry-run slower than the 1 s target");

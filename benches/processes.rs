@@ -1,9 +1,13 @@
 //! Process supervision at scale (needs root): 1000 real processes on 1000 nodes, spawned
 //! through the shim and supervisor, against a baseline of the same 1000 spawns done directly
 //! with `std::process::Command`. Also reports p2plab's peak memory and checks that every
-//! process is gone after the run.
+//! process is gone after each run. Processes are counted (started, left over), and
+//! every failure to kill or reap one is counted and printed.
 //!
 //!     cargo bench --bench processes
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -38,8 +42,17 @@ fn live_children() -> usize {
         .count()
 }
 
-fn baseline() -> f64 {
+/// What one way of spawning did: seconds until every process had started, processes
+/// started, and the errors met while killing and reaping them.
+struct Spawned {
+    seconds: f64,
+    processes: usize,
+    errors: Vec<String>,
+}
+
+fn baseline() -> Spawned {
     let start = Instant::now();
+    // `spawn` returns once the child has exec'd `sleep` (or failed to).
     let mut children: Vec<_> = (0..NODES)
         .map(|_| {
             Command::new("sleep")
@@ -52,21 +65,35 @@ fn baseline() -> f64 {
                 .expect("spawn sleep")
         })
         .collect();
-    let spawned = start.elapsed().as_secs_f64();
+    let seconds = start.elapsed().as_secs_f64();
+    let mut errors = Vec::new();
     for c in &mut children {
-        let _ = c.kill();
-        let _ = c.wait();
+        let pid = c.id();
+        if let Err(e) = c.kill() {
+            errors.push(format!("kill {pid}: {e}"));
+        }
+        if let Err(e) = c.wait() {
+            errors.push(format!("reap {pid}: {e}"));
+        }
     }
-    spawned
+    Spawned {
+        seconds,
+        processes: children.len(),
+        errors,
+    }
 }
 
-fn p2plab_run() -> (f64, f64, f64) {
+/// One real run: the spawns (timed by the script, each spawn awaited by the worker), and
+/// the rest of the run that is neither spawning nor the script's `sleep(1)` as measured
+/// (check, lab setup, `alloc_ip`, then killing and reaping every process, collecting the
+/// node folders and removing the lab).
+fn p2plab_run() -> (Spawned, f64) {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("spawn1000.rhai");
     std::fs::write(
         &script,
         format!(
-            "let nodes = alloc_ip({NODES});\nlet t0 = now();\nfor n in nodes {{ spawn(n, \"sleep 30\"); }}\nmetric(\"spawn_seconds\", now() - t0);\nsleep(1);\n"
+            "let nodes = alloc_ip({NODES});\nlet t0 = now();\nfor n in nodes {{ spawn(n, \"sleep 30\"); }}\nlet t1 = now();\nmetric(\"spawn_seconds\", t1 - t0);\nsleep(1);\nmetric(\"sleep_seconds\", now() - t1);\n"
         ),
     )
     .unwrap();
@@ -76,29 +103,49 @@ fn p2plab_run() -> (f64, f64, f64) {
     let start = Instant::now();
     run::real(cfg).expect("real run");
     let total = start.elapsed().as_secs_f64();
-    let events = std::fs::read_to_string(dir.path().join("out/events.jsonl")).unwrap();
-    let spawn_seconds = events
-        .lines()
-        .find(|l| l.contains("spawn_seconds"))
-        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .and_then(|v| v["value"].as_f64())
-        .unwrap();
-    (spawn_seconds, total, total - 1.0 - spawn_seconds)
+    let events = common::read_events(&dir.path().join("out/events.jsonl"));
+    let spawn_seconds = common::metric(&events, "spawn_seconds");
+    // The script's sleep as it was, not as it was asked for.
+    let sleep_seconds = common::metric(&events, "sleep_seconds");
+    let spawns = common::of(&events, "spawn");
+    let mut errors: Vec<String> = spawns
+        .iter()
+        .filter_map(|e| e["error"].as_str())
+        .map(|e| format!("spawn: {e}"))
+        .collect();
+    let started = spawns.len() - errors.len();
+    // Every process was killed and reaped when the run removed its lab.
+    let left = live_children();
+    if left > 0 {
+        errors.push(format!(
+            "{left} of {started} processes still alive after the run"
+        ));
+    }
+    let spawned = Spawned {
+        seconds: spawn_seconds,
+        processes: started,
+        errors,
+    };
+    (spawned, total - spawn_seconds - sleep_seconds)
 }
 
 fn main() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping: the processes benchmark needs root (lab namespace)");
+    if !common::can_run_real_mode("the processes benchmark") {
         return;
     }
     let mut ours = Vec::new();
     let mut base = Vec::new();
     let mut rest = Vec::new();
-    for _ in 0..3 {
-        base.push(baseline());
-        let (spawn, _total, other) = p2plab_run();
-        ours.push(spawn);
+    let mut counts = Vec::new();
+    let mut errors = Vec::new();
+    for run in 0..3 {
+        let b = baseline();
+        let (o, other) = p2plab_run();
+        counts.push((b.processes, o.processes));
+        errors.extend(b.errors.iter().map(|e| format!("run {run}, baseline: {e}")));
+        errors.extend(o.errors.iter().map(|e| format!("run {run}, p2plab: {e}")));
+        base.push(b.seconds);
+        ours.push(o.seconds);
         rest.push(other);
     }
     let median = |mut v: Vec<f64>| {
@@ -106,7 +153,12 @@ fn main() {
         v[v.len() / 2]
     };
     let (ours, base, rest) = (median(ours), median(base), median(rest));
-    println!("{NODES} processes on {NODES} nodes, median of 3 (interleaved):");
+    let processes = counts[0].1;
+    println!("{processes} processes on {NODES} nodes, median of 3 (interleaved):");
+    println!(
+        "  processes started per run (baseline, p2plab) {:?}",
+        counts
+    );
     println!(
         "  p2plab spawn (shim, namespace, logs)  {:>7.3} s   (target < 2 s)",
         ours
@@ -116,14 +168,22 @@ fn main() {
         "  ratio                                 {:>7.2} x",
         ours / base
     );
-    println!("  lab setup + kill and reap all         {:>7.3} s", rest);
+    println!("  setup, kill and reap all, collect     {:>7.3} s", rest);
     println!(
         "  peak RSS of the process running p2plab {:>6} MiB",
         peak_rss_kib() / 1024
     );
     let left = live_children();
     println!("  processes left after the runs         {left:>7}");
-    if ours >= 2.0 || left > 0 {
+    println!(
+        "  errors                                {:>7}",
+        errors.len()
+    );
+    for e in &errors {
+        println!("    {e}");
+    }
+    let all_started = counts.iter().all(|&c| c == (NODES, NODES));
+    if ours >= 2.0 || left > 0 || !errors.is_empty() || !all_started {
         std::process::exit(1);
     }
 }

@@ -1,32 +1,86 @@
 //! Controller → worker speed (needs root): allocating and shaping 10,000 nodes, pipelined
 //! commands per second, and awaited round trips per second (`fail_node`), on the embedded
 //! worker and on three workers in three network namespaces, side by side in one run; then
-//! unshaped iperf3 goodput between two nodes of one worker and of two workers.
+//! unshaped iperf3 goodput between two nodes of one worker and of two workers. Nodes,
+//! commands and round trips are counted in each run's `events.jsonl`, and every timed step
+//! ends with an awaited command on every worker.
 //!   cargo bench --bench workers
 
-#[path = "../tests/common/machines.rs"]
-#[allow(dead_code)]
-mod machines;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::machines;
 
 const RUNS: usize = 3;
 const NODES: usize = 10_000;
 const ROUND_TRIPS: usize = 2_000;
 
+/// Three timed steps, each ended by a `log` that marks it in `events.jsonl`.
 const SCRIPT: &str = r#"
+// Pipelined commands are done once an awaited one behind them returns: `fail_node` waits
+// for the node's worker, so a sync point fails one node of each worker (nodes 0, 1, 2 live
+// on workers 0, 1, 2 when there are three; checked below, after the clock).
 let t0 = now();
 let nodes = alloc_ip(NODES);
-let t1 = now();
-shape(nodes, #{ up: "1mbit", down: "2mbit", latency: "10ms" });
-// Pipelined commands are done once an awaited one behind them returns, on every worker
-// (nodes 0, 1, 2 live on workers 0, 1, 2 when there are three).
 for i in 0..3 { fail_node(nodes[i]); }
+let t1 = now();
+log("allocated");
+shape(nodes, #{ up: "1mbit", down: "2mbit", latency: "10ms" });
+for i in 3..6 { fail_node(nodes[i]); }
 let t2 = now();
-for i in 3..ROUND_TRIPS + 3 { fail_node(nodes[i]); }
+log("shaped");
+for i in 6..ROUND_TRIPS + 6 { fail_node(nodes[i]); }
 let t3 = now();
+log("round trips done");
+let workers = [];
+for n in nodes { if !workers.contains(n.worker) { workers.push(n.worker); } }
+for from in [0, 3] {
+    let reached = [];
+    for i in from..from + 3 { if !reached.contains(nodes[i].worker) { reached.push(nodes[i].worker); } }
+    if reached.len() != workers.len() {
+        throw `the sync point at node ${from} reaches workers ${reached}, nodes live on ${workers}`;
+    }
+}
 metric("alloc_s", t1 - t0);
 metric("shape_s", t2 - t1);
 metric("fail_s", t3 - t2);
 "#;
+
+/// What a SCRIPT run did, counted in its events: the steps between its `log` marks.
+#[derive(Debug, PartialEq)]
+struct Counted {
+    nodes: usize,
+    workers: usize,
+    /// Actions of the allocation and shaping steps, each sent to every worker.
+    pipelined_actions: usize,
+    round_trips: usize,
+}
+
+fn count(out: &std::path::Path) -> Counted {
+    let events = common::read_events(&out.join("events.jsonl"));
+    let mut step = 0;
+    let mut actions = [0usize; 3];
+    let mut round_trips = 0;
+    for e in &events {
+        match e["event"].as_str() {
+            Some("log") => step += 1,
+            Some("alloc_ip" | "shape" | "fail_node") if step < 2 => actions[step] += 1,
+            Some("fail_node") if step == 2 => round_trips += 1,
+            _ => {}
+        }
+    }
+    let allocs = common::of(&events, "alloc_ip");
+    let workers: std::collections::BTreeSet<i64> = allocs
+        .iter()
+        .map(|e| e["worker"].as_i64().expect("alloc_ip names its worker"))
+        .collect();
+    Counted {
+        nodes: allocs.len(),
+        workers: workers.len(),
+        pipelined_actions: actions[0] + actions[1],
+        round_trips,
+    }
+}
 
 const THROUGHPUT: &str = r#"
 let a = alloc_ip(1, #{ worker: 0 })[0];
@@ -48,14 +102,8 @@ fn goodput(out: &std::path::Path) -> f64 {
 }
 
 fn metrics(out: &std::path::Path) -> (f64, f64, f64) {
-    let text = std::fs::read_to_string(out.join("events.jsonl")).expect("events.jsonl");
-    let get = |name: &str| {
-        text.lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .find(|e| e["event"] == "metric" && e["name"] == name)
-            .and_then(|e| e["value"].as_f64())
-            .unwrap_or_else(|| panic!("no metric {name}"))
-    };
+    let events = common::read_events(&out.join("events.jsonl"));
+    let get = |name: &str| common::metric(&events, name);
     (get("alloc_s"), get("shape_s"), get("fail_s"))
 }
 
@@ -65,9 +113,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping: needs root (network namespaces, TUN devices)");
+    if !common::can_run_real_mode_with("the workers benchmark", &["ip", "iperf3"]) {
         return;
     }
     let cluster = machines::Cluster::start("bench", 3);
@@ -79,6 +125,7 @@ fn main() {
     let mut results = Vec::new();
     for (name, remote) in [("embedded worker", false), ("3 workers", true)] {
         let mut runs = Vec::new();
+        let mut counted: Option<Counted> = None;
         for run in 0..RUNS {
             let out = cluster.dir.path().join(format!("out-{remote}-{run}"));
             let (code, err) = if remote {
@@ -88,22 +135,31 @@ fn main() {
             };
             assert_eq!(code, 0, "{err}");
             runs.push(metrics(&out));
+            let c = count(&out);
+            if let Some(first) = &counted {
+                assert_eq!(&c, first, "run {run} did not do what run 0 did");
+            }
+            counted = Some(c);
         }
+        let c = counted.expect("at least one run");
         let alloc = median(runs.iter().map(|r| r.0).collect());
         let shape = median(runs.iter().map(|r| r.1).collect());
         let fail = median(runs.iter().map(|r| r.2).collect());
-        let workers = if remote { 3.0 } else { 1.0 };
         // Every alloc and shape goes to every worker (each data plane models half of each
-        // link), and the three fail_node of the sync point to every worker too.
-        let commands = (2.0 * NODES as f64 + 3.0) * workers;
+        // link), and the fail_node of the sync points to every worker too.
+        let commands = c.pipelined_actions * c.workers;
+        let nodes = c.nodes;
         println!(
-            "{name:>16}: alloc {NODES} {:>6.0} ms, shape {NODES} {:>6.0} ms (together {:>6.0} ms); \
-             pipelined {:>7.0} commands/s done; awaited fail_node {:>6.0}/s",
+            "{name:>16}: alloc {nodes} {:>6.0} ms, shape {nodes} {:>6.0} ms (together {:>6.0} ms); \
+             pipelined {:>7.0} commands/s done ({commands} commands to {} workers); \
+             awaited fail_node {:>6.0}/s ({} round trips)",
             alloc * 1e3,
             shape * 1e3,
             (alloc + shape) * 1e3,
-            commands / (alloc + shape),
-            ROUND_TRIPS as f64 / fail
+            commands as f64 / (alloc + shape),
+            c.workers,
+            c.round_trips as f64 / fail,
+            c.round_trips
         );
         results.push(alloc + shape);
     }

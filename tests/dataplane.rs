@@ -3,12 +3,12 @@
 
 mod common;
 
-use common::{Scenario, can_run_real_mode, median, node_file, ping_rtts, real_run};
+use common::{Scenario, can_run_real_mode_with, median, node_file, ping_rtts, real_run};
 
 /// Pairs (a, b) ping each other at the same time, each pair with its own node latency.
 #[test]
 fn rtt_follows_node_latencies_and_group_latency() {
-    if !can_run_real_mode("rtt_follows_node_latencies_and_group_latency") {
+    if !can_run_real_mode_with("rtt_follows_node_latencies_and_group_latency", &["ping"]) {
         return;
     }
     let s = Scenario::new(
@@ -70,7 +70,7 @@ fn rtt_follows_node_latencies_and_group_latency() {
 /// iperf3 goodput of one transfer per rate, all at once in one lab.
 #[test]
 fn tcp_goodput_follows_the_rate() {
-    if !can_run_real_mode("tcp_goodput_follows_the_rate") {
+    if !can_run_real_mode_with("tcp_goodput_follows_the_rate", &["iperf3"]) {
         return;
     }
     let s = Scenario::new(
@@ -118,7 +118,7 @@ fn tcp_goodput_follows_the_rate() {
 /// 2 % loss on one node applies to each direction once: 4000 pings lose 1 - 0.98² of rounds.
 #[test]
 fn loss_per_direction_matches() {
-    if !can_run_real_mode("loss_per_direction_matches") {
+    if !can_run_real_mode_with("loss_per_direction_matches", &["ping"]) {
         return;
     }
     let s = Scenario::new(
@@ -158,7 +158,7 @@ fn loss_per_direction_matches() {
 /// A shape change mid-transfer shows in the next second; the connection survives.
 #[test]
 fn shape_change_applies_mid_transfer() {
-    if !can_run_real_mode("shape_change_applies_mid_transfer") {
+    if !can_run_real_mode_with("shape_change_applies_mid_transfer", &["iperf3"]) {
         return;
     }
     let s = Scenario::new(
@@ -205,7 +205,7 @@ fn shape_change_applies_mid_transfer() {
 /// A failed node's traffic is dropped silently, and flows again after revive.
 #[test]
 fn failed_nodes_drop_traffic_until_revived() {
-    if !can_run_real_mode("failed_nodes_drop_traffic_until_revived") {
+    if !can_run_real_mode_with("failed_nodes_drop_traffic_until_revived", &["ping", "ip"]) {
         return;
     }
     let s = Scenario::new(

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::Scenario;
+use common::{Scenario, has_program};
 
 /// (script, line:col of the error, words the message must contain)
 const CASES: &[(&str, &str, &str)] = &[
@@ -186,99 +186,277 @@ fn cli_usage_errors_and_real_mode_exit_2() {
     assert_eq!(o.status.code(), Some(2));
 }
 
-#[test]
-fn real_mode_without_privileges_exits_2_and_says_what_to_do() {
-    use std::os::unix::fs::PermissionsExt;
+/// User and group `nobody`, whom root tests run unprivileged programs as.
+const NOBODY: u32 = 65534;
+
+/// Who runs an unprivileged `p2plab`.
+#[derive(Clone, Copy, Debug)]
+enum Unprivileged {
+    /// This test, already an ordinary user.
+    Myself,
+    /// `nobody`, started by this test as root.
+    Nobody,
+    /// `nobody` in a user namespace of its own where the kernel refuses further user
+    /// namespaces (see `p2plab_without_user_namespaces`), started by this test as root.
+    NobodyWithoutUserNamespaces,
+}
+
+/// Runs `p2plab script SCRIPT --out OUT -q` as `who`.
+fn p2plab_as(who: Unprivileged, s: &Scenario) -> std::process::Output {
     use std::os::unix::process::CommandExt;
-    let _serial = TUN_MODE.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        // Already unprivileged: run as we are.
-        let s = Scenario::new("let n = alloc_ip(1);\nsleep(1);\n");
-        let o = p2plab(&[
-            "script",
-            s.path.to_str().unwrap(),
-            "--out",
-            s.out().to_str().unwrap(),
-        ]);
-        assert_eq!(o.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&o.stderr).contains("needs root"));
-        return;
+    let out = s.out();
+    let args = [
+        "script",
+        s.path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ];
+    match who {
+        Unprivileged::Myself => p2plab(&args),
+        Unprivileged::Nobody => Command::new(env!("CARGO_BIN_EXE_p2plab"))
+            .args(args)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .expect("run p2plab as nobody"),
+        Unprivileged::NobodyWithoutUserNamespaces => p2plab_without_user_namespaces(&args),
     }
-    let s = Scenario::new("let n = alloc_ip(1);\nsleep(1);\n");
-    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_p2plab"))
-        .args([
-            "script",
-            s.path.to_str().unwrap(),
-            "--out",
-            s.out().to_str().unwrap(),
-        ])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+}
+
+/// `p2plab ARGS` as `nobody` in a user namespace of its own (root and nobody mapped to
+/// themselves) whose limit of nested user namespaces is 0: for this one process the kernel
+/// refuses user namespaces (`ENOSPC`), as on a machine where they are disabled, while the
+/// host's setting stays as it is. Needs root, `unshare` and `setpriv`.
+fn p2plab_without_user_namespaces(args: &[&str]) -> std::process::Output {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::Stdio;
+    // `unshare --user` leaves the shell unmapped and without capabilities; once this test has
+    // written the maps, the shell execs itself again to gain them, sets the limit and becomes
+    // nobody.
+    let inner = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces \
+         && exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups -- \"$@\""
+    );
+    let outer = format!("echo ready; read _; exec sh -c '{inner}' sh \"$@\"");
+    let mut child = Command::new("unshare")
+        .args(["--user", "--", "sh", "-c", &outer, "sh"])
+        .arg(env!("CARGO_BIN_EXE_p2plab"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run unshare");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read unshare's output");
+    if line != "ready\n" {
+        let mut stderr = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+        let _ = child.wait();
+        panic!("unshare --user failed for root: {stderr}");
+    }
+    // The namespace's owner (this test, root outside) may map several ids at once.
+    let pid = child.id();
+    for map in ["uid_map", "gid_map"] {
+        let path = format!("/proc/{pid}/{map}");
+        std::fs::write(&path, format!("0 0 1\n{NOBODY} {NOBODY} 1\n"))
+            .unwrap_or_else(|e| panic!("write {path}: {e}"));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"go\n").expect("wake the shell up");
+    drop(stdin);
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).expect("read p2plab's output");
+    let mut out = child.wait_with_output().expect("wait for p2plab");
+    out.stdout = rest;
+    out
+}
+
+/// Why `who` cannot make a rootless lab here, or `None` if the kernel lets it: the steps of
+/// `p2plab`'s own (a user and a network namespace, mapped to root inside, loopback up),
+/// done by `unshare` and `ip`. The TUN device is not part of it.
+fn user_namespaces_refused(who: Unprivileged) -> Option<String> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--user",
+        "--map-root-user",
+        "--net",
+        "ip",
+        "link",
+        "set",
+        "lo",
+        "up",
+    ]);
+    match who {
+        Unprivileged::Myself => {}
+        Unprivileged::Nobody => {
+            cmd.uid(NOBODY).gid(NOBODY);
+        }
+        Unprivileged::NobodyWithoutUserNamespaces => unreachable!("made, not probed"),
+    }
+    let o = cmd.output().expect("run unshare");
+    (!o.status.success()).then(|| String::from_utf8_lossy(&o.stderr).trim().to_string())
+}
+
+/// Whether this process may open the TUN device for reading and writing.
+fn tun_opens() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(common::TUN)
+        .is_ok()
+}
+
+/// What an unprivileged real run says when the kernel refuses it a user namespace: no lab
+/// possible, use sudo. Exit 2, and no results folder.
+fn assert_needs_root(who: Unprivileged, o: &std::process::Output, s: &Scenario) {
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{stderr}");
-    // Rootless: a user namespace works here, but /dev/net/tun may be root's alone.
-    let tun_private =
-        std::fs::metadata("/dev/net/tun").is_ok_and(|m| m.permissions().mode() & 0o006 == 0);
-    if tun_private {
-        assert!(
-            stderr.contains("/dev/net/tun") && stderr.contains("sudo"),
-            "{stderr}"
-        );
-    } else {
-        assert!(stderr.contains("needs root"), "{stderr}");
-    }
+    assert_eq!(o.status.code(), Some(2), "{who:?}: {stderr}");
+    assert!(
+        stderr.contains("no rootless lab possible here") && stderr.contains("needs root"),
+        "{who:?}: {stderr}"
+    );
+    assert!(stderr.contains("run it with sudo"), "{who:?}: {stderr}");
     assert!(
         !s.out().exists(),
-        "an unprivileged run left a results folder"
+        "{who:?}: an unprivileged run left a results folder"
     );
 }
 
+/// What an unprivileged real run says when a user namespace works but `/dev/net/tun` is
+/// root's alone: open the device to users, or use sudo. Exit 2, and no results folder.
+fn assert_tun_closed(who: Unprivileged, o: &std::process::Output, s: &Scenario) {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{who:?}: {stderr}");
+    assert!(
+        stderr.contains("/dev/net/tun") && stderr.contains("sudo"),
+        "{who:?}: {stderr}"
+    );
+    assert!(
+        stderr.contains("rootless real mode cannot open the TUN device")
+            && stderr.contains("sudo chmod 0666 /dev/net/tun"),
+        "{who:?}: {stderr}"
+    );
+    assert!(
+        !s.out().exists(),
+        "{who:?}: an unprivileged run left a results folder"
+    );
+}
+
+/// A scenario folder that user nobody may write into.
+fn scenario_for_anyone(text: &str) -> Scenario {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scenario::new(text);
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    s
+}
+
+/// An unprivileged real run that cannot have a lab exits 2 and says what to do, for each
+/// reason: the kernel refuses it a user namespace, or `/dev/net/tun` is root's alone. As root
+/// the test makes both conditions (a user namespace whose limit of nested ones is 0; the
+/// device at mode 0600); as an ordinary user it expects what the machine allows.
+#[test]
+fn real_mode_without_privileges_exits_2_and_says_what_to_do() {
+    const TEST: &str = "real_mode_without_privileges_exits_2_and_says_what_to_do";
+    let mut tun = common::TunModeLock::take();
+    if !std::path::Path::new(common::TUN).exists() {
+        common::skip(TEST, "needs /dev/net/tun (`modprobe tun`)");
+        return;
+    }
+    if !has_program(TEST, "unshare") || !has_program(TEST, "ip") {
+        return;
+    }
+    let script = "let n = alloc_ip(1);\nsleep(1);\n";
+    if !common::is_root() {
+        // Already unprivileged: nothing can be changed, so the machine decides the case.
+        let who = Unprivileged::Myself;
+        let s = Scenario::new(script);
+        let o = p2plab_as(who, &s);
+        match user_namespaces_refused(who) {
+            Some(why) => {
+                eprintln!("{TEST}: the kernel refuses user namespaces here ({why})");
+                assert_needs_root(who, &o, &s);
+            }
+            None if !tun_opens() => assert_tun_closed(who, &o, &s),
+            None => {
+                common::skip(
+                    TEST,
+                    "rootless real mode works for this user here (user namespaces allowed, \
+                     /dev/net/tun open to it): only root can make it fail",
+                );
+            }
+        }
+        return;
+    }
+    if !has_program(TEST, "setpriv") {
+        return;
+    }
+    // The kernel refuses user namespaces: made for the one process.
+    let s = scenario_for_anyone(script);
+    let who = Unprivileged::NobodyWithoutUserNamespaces;
+    assert_needs_root(who, &p2plab_as(who, &s), &s);
+
+    // User namespaces as the machine allows them, and /dev/net/tun root's alone.
+    tun.set(0o600);
+    let s = scenario_for_anyone(script);
+    let who = Unprivileged::Nobody;
+    let o = p2plab_as(who, &s);
+    match user_namespaces_refused(who) {
+        Some(why) => {
+            eprintln!("{TEST}: the kernel refuses user namespaces to nobody here ({why})");
+            assert_needs_root(who, &o, &s);
+        }
+        None => assert_tun_closed(who, &o, &s),
+    }
+}
+
 /// With /dev/net/tun open to users (as most distributions ship it), an unprivileged user runs
-/// a real lab in a user namespace of its own. The device's mode is restored afterwards.
+/// a real lab in a user namespace of its own. As root the test opens the device (and restores
+/// its mode afterwards) and runs as nobody; as an ordinary user it runs where the machine
+/// allows it.
 #[test]
 fn rootless_real_mode_works_where_the_kernel_allows_it() {
-    use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "skipping rootless_real_mode_works_where_the_kernel_allows_it: only root can open /dev/net/tun to users for the test"
+    const TEST: &str = "rootless_real_mode_works_where_the_kernel_allows_it";
+    let mut tun = common::TunModeLock::take();
+    if !std::path::Path::new(common::TUN).exists() {
+        common::skip(TEST, "needs /dev/net/tun (`modprobe tun`)");
+        return;
+    }
+    if !["unshare", "ip", "ping"]
+        .iter()
+        .all(|p| has_program(TEST, p))
+    {
+        return;
+    }
+    let who = if common::is_root() {
+        tun.set(0o666);
+        Unprivileged::Nobody
+    } else if !tun_opens() {
+        common::skip(
+            TEST,
+            "/dev/net/tun is not open to this user, and only root can change that",
+        );
+        return;
+    } else {
+        Unprivileged::Myself
+    };
+    if let Some(why) = user_namespaces_refused(who) {
+        common::skip(
+            TEST,
+            &format!("the kernel refuses user namespaces to {who:?} here ({why})"),
         );
         return;
     }
-    let _serial = TUN_MODE.lock().unwrap_or_else(|e| e.into_inner());
-    struct Restore(u32);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let mode = std::fs::Permissions::from_mode(self.0);
-            let _ = std::fs::set_permissions("/dev/net/tun", mode);
-        }
-    }
-    let mode = std::fs::metadata("/dev/net/tun")
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o7777;
-    let _restore = Restore(mode);
-    std::fs::set_permissions("/dev/net/tun", std::fs::Permissions::from_mode(0o666)).unwrap();
-    let s = Scenario::new(
+    let s = scenario_for_anyone(
         "let n = alloc_ip(2);\nshape(n, #{ latency: \"10ms\" });\nspawn(n[0], `ping -c 3 -i 0.2 -I {ip} ${n[1].ip}`).wait();\n",
     );
-    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let (script, out) = (s.path.to_str().unwrap(), s.out());
-    let o = Command::new(env!("CARGO_BIN_EXE_p2plab"))
-        .args(["script", script, "--out", out.to_str().unwrap(), "-q"])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+    let o = p2plab_as(who, &s);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(0), "{stderr}");
-    let log = std::fs::read_to_string(out.join("nodes/10.0.0.1/stdout.log")).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{who:?}: {stderr}");
+    let log = std::fs::read_to_string(s.out().join("nodes/10.0.0.1/stdout.log")).unwrap();
     let rtts = common::ping_rtts(&log);
     assert_eq!(rtts.len(), 3, "{log}");
     assert!(
@@ -286,9 +464,6 @@ fn rootless_real_mode_works_where_the_kernel_allows_it() {
         "RTT of 2 x 10 ms nodes: {rtts:?}"
     );
 }
-
-/// The tests that change or depend on /dev/net/tun's mode run one at a time.
-static TUN_MODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn cli_help_and_check_succeed() {

@@ -3,11 +3,14 @@
 
 mod common;
 
-use common::{Scenario, can_run_real_mode, node_file, of, real_run};
+use common::{Scenario, can_run_real_mode, can_run_real_mode_with, node_file, of, real_run};
 
 #[test]
 fn programs_use_their_node_address_without_options() {
-    if !can_run_real_mode("programs_use_their_node_address_without_options") {
+    if !can_run_real_mode_with(
+        "programs_use_their_node_address_without_options",
+        &["python3", "curl", "iperf3"],
+    ) {
         return;
     }
     let s = Scenario::new(
@@ -56,7 +59,10 @@ fn programs_use_their_node_address_without_options() {
 
 #[test]
 fn a_failed_node_times_out_its_peers_and_comes_back() {
-    if !can_run_real_mode("a_failed_node_times_out_its_peers_and_comes_back") {
+    if !can_run_real_mode_with(
+        "a_failed_node_times_out_its_peers_and_comes_back",
+        &["python3", "curl"],
+    ) {
         return;
     }
     // The client on n[0] downloads slowly from n[1]; n[1] crashes mid-transfer. curl must see

@@ -215,19 +215,31 @@ fn wait_for(file: &Path, text: &str) {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let killed = self.workers.iter().any(Option::is_none);
-        for child in self.workers.iter_mut().flatten() {
+        let mut killed = self.workers.iter().any(Option::is_none);
+        for (i, child) in self.workers.iter_mut().enumerate() {
+            let Some(child) = child else { continue };
             // SIGTERM: a worker removes its lab and exits.
             // SAFETY: kill(2) on our own child.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let limit = Duration::from_secs(10);
             let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(10) {
+            let exited = loop {
                 if let Ok(Some(_)) = child.try_wait() {
-                    break;
+                    break true;
+                }
+                if start.elapsed() >= limit {
+                    break false;
                 }
                 std::thread::sleep(Duration::from_millis(20));
+            };
+            if !exited {
+                eprintln!(
+                    "worker {} did not exit within {limit:?} of SIGTERM: killed",
+                    i + 1
+                );
+                let _ = child.kill();
+                killed = true;
             }
-            let _ = child.kill();
             let _ = child.wait();
         }
         if killed {

@@ -1,11 +1,14 @@
 //! Shared fixtures: a scenario folder that is removed when the test ends, and dry-runs of a
-//! script given as text, returning its events.
+//! script given as text, returning its events. Also what tests need of the machine: the one
+//! skip policy (`skip`, `can_run_real_mode`, `has_program`), waiting for a condition instead
+//! of sleeping (`poll`, `wait_until`), and the lock on `/dev/net/tun`'s mode (`TunModeLock`).
 #![allow(dead_code)]
 
 pub mod machines;
 pub mod swarm;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use p2plab::run::{self, RunConfig, RunError, RunOutcome};
 use serde_json::Value;
@@ -99,20 +102,77 @@ pub fn timeline(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// Whether real-mode tests can run here (root). Unprivileged: prints why and returns false,
-/// except under `CI=true`, where a skipped test would hide a failure, so it panics.
-pub fn can_run_real_mode(test: &str) -> bool {
-    // SAFETY: geteuid(2) has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
-        return true;
-    }
-    let why = "needs root (network namespaces, TUN device)";
+/// The one skip policy of the tests and benchmarks: a test that cannot run here says why and
+/// is skipped (returns false), except under `CI=true`, where a skipped test would hide a
+/// failure, so it panics.
+pub fn skip(test: &str, why: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{test}: {why}, and CI=true forbids skipping");
     }
     eprintln!("skipping {test}: {why}");
     false
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether real-mode tests can run here: root, and a TUN device. Otherwise [`skip`].
+pub fn can_run_real_mode(test: &str) -> bool {
+    if !is_root() {
+        return skip(test, "needs root (network namespaces, TUN device)");
+    }
+    if !Path::new(TUN).exists() {
+        return skip(
+            test,
+            "needs /dev/net/tun (`modprobe tun`, or `--device /dev/net/tun` in a container)",
+        );
+    }
+    true
+}
+
+/// Whether `program` is an executable file on `PATH`. Otherwise [`skip`].
+pub fn has_program(test: &str, program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    });
+    found
+        || skip(
+            test,
+            &format!("needs {program} (apt-get install {program})"),
+        )
+}
+
+/// [`can_run_real_mode`] and [`has_program`] for each of `programs`.
+pub fn can_run_real_mode_with(test: &str, programs: &[&str]) -> bool {
+    can_run_real_mode(test) && programs.iter().all(|p| has_program(test, p))
+}
+
+/// Polls `done` every 20 ms for at most `limit`: whether it came to hold.
+pub fn poll(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if done() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `done` holds (see [`poll`]); panics naming `what` if it does not within
+/// `limit`. Returns how long it took.
+pub fn wait_until(what: &str, limit: Duration, done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    assert!(poll(limit, done), "{what} did not happen within {limit:?}");
+    start.elapsed()
 }
 
 /// Runs `text` in real mode; panics with the error if it fails.
@@ -156,4 +216,68 @@ pub fn namespaces_of(pid: u32) -> Vec<String> {
         .filter(|n| n.starts_with(&prefix))
         .map(str::to_string)
         .collect()
+}
+
+/// The TUN device whose mode decides whether rootless real mode can work.
+pub const TUN: &str = "/dev/net/tun";
+
+/// Holds the right to `/dev/net/tun`'s mode: every test that changes the mode or depends on
+/// it takes this first. A file lock, so that tests in other threads and in other test
+/// binaries wait for each other alike. A mode set through it is restored on drop, on a
+/// panic too.
+pub struct TunModeLock {
+    _lock: std::fs::File,
+    original: Option<u32>,
+}
+
+impl TunModeLock {
+    /// Waits for the lock.
+    pub fn take() -> TunModeLock {
+        let path = Path::new("/tmp/p2plab-tests-tun-mode.lock");
+        // Created by whoever comes first; read-only is enough for a lock, for other users.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .or_else(|_| std::fs::File::open(path))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        file.lock()
+            .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
+        TunModeLock {
+            _lock: file,
+            original: None,
+        }
+    }
+
+    /// The device's permission bits now.
+    pub fn mode(&self) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(TUN)
+            .unwrap_or_else(|e| panic!("{TUN}: {e}"))
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    /// Sets the device's mode (root only) until this lock is dropped.
+    pub fn set(&mut self, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        let before = self.mode();
+        self.original.get_or_insert(before);
+        std::fs::set_permissions(TUN, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {mode:o} {TUN}: {e}"));
+    }
+}
+
+impl Drop for TunModeLock {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(mode) = self.original
+            && let Err(e) = std::fs::set_permissions(TUN, std::fs::Permissions::from_mode(mode))
+        {
+            eprintln!("could not restore {TUN} to mode {mode:o}: {e}");
+        }
+    }
 }

@@ -5,6 +5,9 @@ use std::path::Path;
 
 use super::{metric, of, read_events};
 
+/// The programs `scripts/bittorrent.rhai` runs.
+pub const PROGRAMS: &[&str] = &["opentracker", "ctorrent", "python3", "md5sum"];
+
 /// Every peer finished with the seed's file, and the tracker saw each peer and the seed at
 /// its own address. Node addresses come from the run's `alloc_ip` events.
 pub fn check_swarm(out: &Path, peers: usize) {
