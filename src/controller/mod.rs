@@ -335,7 +335,6 @@ impl Lab {
             grace
         };
         self.collect_exits()?;
-        let deadline = self.now().saturating_add(grace);
         let nodes: Vec<NodeId> = self.state.nodes().iter().map(|n| n.id).collect();
         for node in nodes {
             let procs = self.state.running_procs(node);
@@ -344,8 +343,10 @@ impl Lab {
                 self.record_exits_now(outcome.exits)?;
             }
         }
-        // The worker SIGKILLs at the deadline; a little slack lets it reap.
-        let give_up = deadline.saturating_add(STOP_SLACK);
+        // The workers SIGKILL `grace` after each leave, the last one sent just now; a little
+        // slack lets them reap. (Counted from before the leaves, a run with many nodes gave up
+        // before any exit came.)
+        let give_up = self.now().saturating_add(grace).saturating_add(STOP_SLACK);
         while self.state.any_running() && self.now() < give_up {
             self.clock.sleep_until(give_up);
             self.collect_exits()?;

@@ -504,6 +504,8 @@ impl Executor for Workers {
                 let owner = self.proc_owner(*proc)?;
                 self.act(owner, action)
             }
+            // Awaited, so that the grace period the controller waits out starts when the
+            // worker has signalled the node's processes.
             Action::Leave { node, .. } => {
                 let owner = self.owner(*node)?;
                 self.act(owner, action)
