@@ -130,6 +130,9 @@ fn init_logging(verbose: u8, daemon: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // A closed stderr (`2>&1 | head`) must not make logging itself print, and so panic,
+        // in whatever thread logs next: a lab thread must always get to remove its lab.
+        .log_internal_errors(false)
         .init();
 }
 
