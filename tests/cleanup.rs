@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use common::{Scenario, can_run_real_mode, namespaces_of};
+use common::{Scenario, alive, can_run_real_mode, namespaces_of};
 
 /// `p2plab script` in real mode as a child process, quiet, results in the scenario's folder.
 fn start_real_run(s: &Scenario) -> std::process::Child {
@@ -36,16 +36,6 @@ fn wait_for_spawn(events: &Path) -> u32 {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
 }
 
 #[test]

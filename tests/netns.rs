@@ -21,7 +21,7 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, conn
 use p2plab::dataplane::TunDevice;
 use p2plab::netns::{self, LabNamespace, Ledger, NetnsError};
 
-use common::can_run_real_mode;
+use common::{alive, can_run_real_mode};
 
 type TestResult = Result<(), Box<dyn Error>>;
 
@@ -136,17 +136,6 @@ fn wait_briefly(child: &mut Child) -> Option<std::process::ExitStatus> {
     let _ = child.kill();
     let _ = child.wait();
     None
-}
-
-/// Whether `pid` runs (exists and is no zombie).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
 }
 
 /// A pid that ran and is gone.

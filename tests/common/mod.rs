@@ -203,6 +203,17 @@ pub fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+/// Whether `pid` runs (exists and is no zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
 /// Lab namespaces of process `pid` listed by `ip netns`.
 pub fn namespaces_of(pid: u32) -> Vec<String> {
     let out = std::process::Command::new("ip")
