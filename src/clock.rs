@@ -1,5 +1,10 @@
-//! Experiment time on a real machine: nanoseconds of CLOCK_MONOTONIC since the lab started.
-//! The data plane and the controller share one epoch, so packet times and event times agree.
+//! Experiment time on a real machine: nanoseconds of CLOCK_MONOTONIC since a clock started.
+//! Each party starts its own: the controller one for the experiment (script time, event
+//! times), each worker one for its lab (its data plane's packet times and timers, its process
+//! deadlines). They need not agree: a worker's timers run on its own clock only, and a packet
+//! sent to another worker carries the delay it still has, not a time (`dataplane::encap`).
+
+use nix::time::{ClockId, clock_gettime};
 
 use crate::units::Nanos;
 
@@ -27,11 +32,7 @@ impl MonotonicClock {
 }
 
 fn monotonic_ns() -> Nanos {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as Nanos * 1_000_000_000 + ts.tv_nsec as Nanos
+    // CLOCK_MONOTONIC exists on every Linux, and the vDSO reads it without a system call.
+    let ts = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC is always there");
+    ts.tv_sec() as Nanos * 1_000_000_000 + ts.tv_nsec() as Nanos
 }

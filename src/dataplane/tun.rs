@@ -1,24 +1,26 @@
 //! The TUN device of a lab: the only file that touches it. Opened from a thread inside the lab
 //! namespace (the device is created there); reads and writes raw IPv4 packets, non-blocking.
 
-use std::ffi::CString;
+use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
-const IFF_TUN: libc::c_short = 0x0001;
-const IFF_NO_PI: libc::c_short = 0x1000;
-const IFF_VNET_HDR: libc::c_short = 0x4000;
-const TUN_F_CSUM: libc::c_uint = 0x01;
-const TUN_F_TSO4: libc::c_uint = 0x02;
-const TUN_F_TSO6: libc::c_uint = 0x04;
+use nix::unistd;
 
-#[repr(C)]
-struct IfReq {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
+/// The two ioctls of a TUN device, with libc's request numbers (right on every architecture).
+mod ioctl {
+    nix::ioctl_readwrite_bad!(
+        /// TUNSETIFF: attaches the descriptor to the device named in the `ifreq`.
+        tun_set_iff,
+        libc::TUNSETIFF,
+        libc::ifreq
+    );
+    nix::ioctl_write_int_bad!(
+        /// TUNSETOFFLOAD: the offloads (`TUN_F_*`) the reader accepts.
+        tun_set_offload,
+        libc::TUNSETOFFLOAD
+    );
 }
 
 pub struct TunDevice {
@@ -35,32 +37,27 @@ impl TunDevice {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad TUN name"));
         }
-        let path = CString::new("/dev/net/tun").expect("no NUL");
-        // SAFETY: plain open(2) of a constant path.
-        let raw = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/net/tun")
+            .map_err(|e| io::Error::new(e.kind(), format!("/dev/net/tun: {e}")))?;
+        let fd = OwnedFd::from(file);
+        let flags = libc::IFF_TUN | libc::IFF_NO_PI | if offload { libc::IFF_VNET_HDR } else { 0 };
+        let mut req = libc::ifreq {
+            ifr_name: [0; libc::IFNAMSIZ],
+            // TUNSETIFF reads only the flags of the union.
+            ifr_ifru: libc::__c_anonymous_ifr_ifru {
+                ifru_flags: flags as libc::c_short,
+            },
         };
-        if raw < 0 {
-            let err = io::Error::last_os_error();
-            return Err(io::Error::new(err.kind(), format!("/dev/net/tun: {err}")));
-        }
-        // SAFETY: `raw` is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut req = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            flags: IFF_TUN | IFF_NO_PI | if offload { IFF_VNET_HDR } else { 0 },
-            _pad: [0; 22],
-        };
-        for (dst, src) in req.name.iter_mut().zip(name.bytes()) {
+        for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
             *dst = src as libc::c_char;
         }
-        // SAFETY: TUNSETIFF reads and writes an `ifreq`, which `IfReq` lays out.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // SAFETY: TUNSETIFF reads an `ifreq` whose name is NUL-terminated (shorter than
+        // IFNAMSIZ, checked above) and writes the name back into it; `req` outlives the call.
+        unsafe { ioctl::tun_set_iff(fd.as_raw_fd(), &mut req) }?;
         let tun = TunDevice {
             fd,
             name: name.to_string(),
@@ -80,11 +77,15 @@ impl TunDevice {
     /// Lets the kernel hand over TCP super-packets (up to 64 KiB) or makes it segment them to
     /// the MTU first. Checksum offload stays on either way. Only with `offload`.
     pub fn set_tso(&self, on: bool) -> io::Result<()> {
-        let flags = TUN_F_CSUM | if on { TUN_F_TSO4 | TUN_F_TSO6 } else { 0 };
-        // SAFETY: TUNSETOFFLOAD takes the flags as its integer argument.
-        if unsafe { libc::ioctl(self.fd.as_raw_fd(), TUNSETOFFLOAD, flags as libc::c_ulong) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let flags = libc::TUN_F_CSUM
+            | if on {
+                libc::TUN_F_TSO4 | libc::TUN_F_TSO6
+            } else {
+                0
+            };
+        // SAFETY: TUNSETOFFLOAD takes the flags as its integer argument and no pointer; the
+        // flags are small enough for a C int, as C callers pass them.
+        unsafe { ioctl::tun_set_offload(self.fd.as_raw_fd(), flags as libc::c_int) }?;
         Ok(())
     }
 
@@ -94,22 +95,18 @@ impl TunDevice {
 
     /// Reads one packet; `WouldBlock` when none is waiting.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: writes at most `buf.len()` bytes into `buf`.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
+        Ok(unistd::read(&self.fd, buf)?)
     }
 
     /// Hands one packet back to the kernel, which delivers it locally.
     pub fn write(&self, packet: &[u8]) -> io::Result<usize> {
-        // SAFETY: reads `packet.len()` bytes from `packet`.
-        let n = unsafe { libc::write(self.fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
+        Ok(unistd::write(&self.fd, packet)?)
+    }
+}
+
+impl AsFd for TunDevice {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 

@@ -8,8 +8,8 @@ use std::collections::BinaryHeap;
 use rand::Rng;
 
 use super::{
-    DelayLine, Dropped, GroupIdx, GroupLink, GroupMatrix, LinkFifo, LinkShape, ModelError,
-    Nanos, NodeCounters, NodeIdx, loss,
+    DelayLine, Dropped, GroupIdx, GroupLink, GroupMatrix, LinkFifo, LinkShape, ModelError, Nanos,
+    NodeCounters, NodeIdx, loss,
 };
 
 /// Counters handed out for a node that does not exist.

@@ -42,12 +42,7 @@ impl GroupMatrix {
     }
 
     /// Sets the parameters between `g1` and `g2`, both directions; applies to the next packet.
-    pub fn set(
-        &mut self,
-        g1: GroupIdx,
-        g2: GroupIdx,
-        params: GroupLink,
-    ) -> Result<(), ModelError> {
+    pub fn set(&mut self, g1: GroupIdx, g2: GroupIdx, params: GroupLink) -> Result<(), ModelError> {
         for g in [g1, g2] {
             if g.0 >= Self::MAX_GROUPS {
                 return Err(ModelError::TooManyGroups(g));

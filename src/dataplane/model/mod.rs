@@ -57,7 +57,6 @@ pub use fabric::Fabric;
 pub use fifo::LinkFifo;
 pub use groups::GroupMatrix;
 
-
 /// A virtual node, as a dense index into the fabric's node table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeIdx(pub u32);

@@ -1,0 +1,207 @@
+//! The forwarding loop: apply the commands that came in, read what the TUN device (and the
+//! other workers) have, run each packet through the link model, write back what is due, arm
+//! the timer at the next deadline, sleep. Packets that do not go from one node to another
+//! pass through unshaped.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::mpsc;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::buffers::{Buffers, Packet};
+use super::offload::SuperPackets;
+use super::remote::{Remote, RemoteLinks};
+use super::wakeup::Wakeups;
+use super::{Command, ForwarderStats};
+use crate::clock::MonotonicClock;
+use crate::dataplane::model::{Fabric, GroupIdx, NodeIdx};
+use crate::dataplane::packet::{VNET_HDR_LEN, ipv4_endpoints, wire_len};
+use crate::dataplane::tun::TunDevice;
+
+/// Packets (or datagrams) read per wake-up before delivering what is due, so that a flood
+/// cannot starve timers.
+pub(super) const READ_BATCH: usize = 256;
+
+pub(super) struct Forwarder {
+    tun: TunDevice,
+    /// Bytes of virtio-net header in front of each packet (0 without offload).
+    pub(super) hdr: usize,
+    buffers: Buffers,
+    super_packets: SuperPackets,
+    /// Whether the TUN device hands over super-packets now.
+    tso: bool,
+    pub(super) remote: Option<Remote>,
+    /// Per node index: the data plane of the worker it lives on, `None` for this one.
+    pub(super) homes: Vec<Option<SocketAddr>>,
+    wakeups: Wakeups,
+    pub(super) clock: MonotonicClock,
+    pub(super) fabric: Fabric<Packet>,
+    pub(super) nodes: HashMap<Ipv4Addr, NodeIdx>,
+    ips: Vec<Ipv4Addr>,
+    rng: ChaCha8Rng,
+    pub(super) stats: ForwarderStats,
+}
+
+impl Forwarder {
+    pub(super) fn new(
+        tun: TunDevice,
+        wakeups: Wakeups,
+        clock: MonotonicClock,
+        seed: u64,
+        remote: Option<RemoteLinks>,
+    ) -> Self {
+        let hdr = if tun.offload() { VNET_HDR_LEN } else { 0 };
+        Forwarder {
+            hdr,
+            buffers: Buffers::new(hdr),
+            super_packets: SuperPackets::new(tun.offload(), remote.is_some()),
+            // The device starts with TSO on when it offloads at all (`TunDevice::create`).
+            tso: tun.offload(),
+            remote: remote.map(Remote::new),
+            homes: Vec::new(),
+            tun,
+            wakeups,
+            clock,
+            fabric: Fabric::new(),
+            nodes: HashMap::new(),
+            ips: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            stats: ForwarderStats::default(),
+        }
+    }
+
+    /// Forwards until `Stop`; an error of the TUN device or the timer ends it early.
+    pub(super) fn run(&mut self, commands: mpsc::Receiver<Command>) -> io::Result<ForwarderStats> {
+        let mut due = Vec::new();
+        // With other workers, no super-packets from the start: they would not fit a datagram.
+        self.update_tso();
+        loop {
+            while let Ok(cmd) = commands.try_recv() {
+                if !self.apply(cmd) {
+                    return Ok(self.stats);
+                }
+            }
+            let full_batch = self.read_batch()? | self.read_remote_batch();
+            self.fabric.poll(self.clock.now(), &mut due);
+            for (_, packet) in due.drain(..) {
+                self.emit(packet);
+            }
+            self.wakeups.arm(self.fabric.next_deadline(), &self.clock)?;
+            if !full_batch {
+                self.wakeups.wait()?;
+            }
+        }
+    }
+
+    /// Returns false on `Stop`.
+    fn apply(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::AddNode { ip, group, home } => {
+                if !self.nodes.contains_key(&ip) {
+                    let idx = self.fabric.add_node(GroupIdx(group));
+                    self.nodes.insert(ip, idx);
+                    self.ips.push(ip);
+                    self.homes.push(home);
+                }
+            }
+            Command::SetParams { ip, params } => {
+                if let Some(&idx) = self.nodes.get(&ip) {
+                    let _ = self.fabric.set_params(idx, params);
+                    self.super_packets.node_shaped(ip, &params);
+                    self.update_tso();
+                }
+            }
+            Command::SetGroupLink { a, b, params } => {
+                let _ = self.fabric.set_group_link(GroupIdx(a), GroupIdx(b), params);
+                self.super_packets.groups_linked(a, b, &params);
+                self.update_tso();
+            }
+            Command::SetFailed { ip, failed } => {
+                if let Some(&idx) = self.nodes.get(&ip) {
+                    let _ = self.fabric.set_failed(idx, failed);
+                }
+            }
+            Command::Counters(reply) => {
+                // Only this worker's nodes: the counts of the others are on their machines.
+                let all = self
+                    .ips
+                    .iter()
+                    .zip(&self.homes)
+                    .filter(|(_, home)| home.is_none())
+                    .map(|(ip, _)| (*ip, *self.fabric.counters(self.nodes[ip])))
+                    .collect();
+                let _ = reply.send(all);
+            }
+            Command::Barrier(reply) => {
+                let _ = reply.send(());
+            }
+            Command::Stop => return false,
+        }
+        true
+    }
+
+    /// Turns TSO on or off as the links now want; a device that refuses keeps its state, and
+    /// the next change tries again.
+    fn update_tso(&mut self) {
+        let want = self.super_packets.allowed();
+        if want != self.tso && self.tun.set_tso(want).is_ok() {
+            self.tso = want;
+        }
+    }
+
+    /// Reads up to `READ_BATCH` packets; true when the batch was full (more may wait).
+    fn read_batch(&mut self) -> io::Result<bool> {
+        for _ in 0..READ_BATCH {
+            match self.tun.read(self.buffers.read_buffer()) {
+                Ok(n) => {
+                    let packet = self.buffers.take(n);
+                    self.ingress(packet);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    fn ingress(&mut self, packet: Packet) {
+        let bytes = packet.bytes();
+        let (vnet, ip) = bytes.split_at(self.hdr.min(bytes.len()));
+        let route = ipv4_endpoints(ip)
+            .and_then(|(src, dst)| Some((*self.nodes.get(&src)?, *self.nodes.get(&dst)?)));
+        let Some((src, dst)) = route else {
+            self.stats.passed_through += 1;
+            self.emit(packet);
+            return;
+        };
+        let len = wire_len(vnet, ip.len());
+        let now = self.clock.now();
+        match self.homes.get(dst.0 as usize).copied().flatten() {
+            // A dropped packet is counted by the fabric; its buffer is simply freed.
+            None => {
+                let _ = self.fabric.send(now, src, dst, len, packet, &mut self.rng);
+            }
+            Some(home) => {
+                if let Ok(arrival) = self
+                    .fabric
+                    .send_to_remote(now, src, dst, len, &mut self.rng)
+                {
+                    self.ship(home, arrival.saturating_sub(now), packet.bytes());
+                }
+                self.buffers.recycle(packet);
+            }
+        }
+    }
+
+    /// Hands a packet back to the kernel, which delivers it locally.
+    fn emit(&mut self, packet: Packet) {
+        if self.tun.write(packet.bytes()).is_err() {
+            self.stats.write_errors += 1;
+        }
+        self.buffers.recycle(packet);
+    }
+}

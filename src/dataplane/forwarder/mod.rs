@@ -1,0 +1,210 @@
+//! The data-plane thread and its handle. The thread runs the link model (`model::Fabric`) on
+//! real packets between the lab's TUN device and the kernel (`forwarding`), with TCP
+//! super-packets only while they change nothing (`offload`); a packet for a node of another
+//! worker leaves in a UDP datagram after the sending half of the model, and datagrams from
+//! other workers are checked before the receiving half takes them (`remote`). Super-packets
+//! keep the buffer they were read into (`buffers`). The thread sleeps on the TUN device, the
+//! UDP socket, a timerfd armed at the earliest deadline and a waker for commands (`wakeup`);
+//! the rest of the worker talks to it only through `Dataplane`.
+
+mod buffers;
+mod forwarding;
+mod offload;
+mod remote;
+mod wakeup;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use crate::clock::MonotonicClock;
+use crate::experiment::{GroupLink, LinkShape, NodeCounters};
+
+use super::tun::TunDevice;
+use forwarding::Forwarder;
+pub use remote::RemoteLinks;
+use wakeup::Wakeups;
+
+/// What the controller asks of the data plane; applied before the next packet is handled.
+pub enum Command {
+    /// A node; `home` is the data plane of the worker it lives on, `None` for this one.
+    AddNode {
+        ip: Ipv4Addr,
+        group: u32,
+        home: Option<SocketAddr>,
+    },
+    SetParams {
+        ip: Ipv4Addr,
+        params: LinkShape,
+    },
+    SetGroupLink {
+        a: u32,
+        b: u32,
+        params: GroupLink,
+    },
+    SetFailed {
+        ip: Ipv4Addr,
+        failed: bool,
+    },
+    Counters(mpsc::Sender<Vec<(Ipv4Addr, NodeCounters)>>),
+    /// Answered once every command sent before it is in force.
+    Barrier(mpsc::Sender<()>),
+    Stop,
+}
+
+/// Packets that did not belong to two nodes (passed through unshaped), write errors, and
+/// the traffic with other workers.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ForwarderStats {
+    pub passed_through: u64,
+    pub write_errors: u64,
+    pub remote_sent: u64,
+    pub remote_received: u64,
+    /// Datagrams refused: from a stranger, not ours, or for no node of this worker.
+    pub remote_rejected: u64,
+    pub remote_send_errors: u64,
+}
+
+/// The handle of a running data plane; stopping or dropping it ends the thread.
+pub struct Dataplane {
+    commands: mpsc::Sender<Command>,
+    waker: Arc<mio::Waker>,
+    thread: Option<JoinHandle<io::Result<ForwarderStats>>>,
+}
+
+impl Dataplane {
+    /// Starts the forwarding thread on `tun`; `seed` drives loss and jitter draws.
+    pub fn start(
+        tun: TunDevice,
+        clock: MonotonicClock,
+        seed: u64,
+        remote: Option<RemoteLinks>,
+    ) -> io::Result<Self> {
+        if let Some(r) = &remote {
+            r.socket.set_nonblocking(true)?;
+        }
+        let (wakeups, waker) = Wakeups::new(&tun, remote.as_ref().map(|r| &r.socket))?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("p2plab-dataplane".into())
+            .spawn(move || Forwarder::new(tun, wakeups, clock, seed, remote).run(rx))?;
+        Ok(Dataplane {
+            commands: tx,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn send(&self, cmd: Command) {
+        // A closed channel means the thread ended; `stop` reports why. A wake can only fail
+        // if the eventfd behind the waker does, which nothing here can cause.
+        if self.commands.send(cmd).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Per-node counters, read from the running thread.
+    pub fn counters(&self) -> Vec<(Ipv4Addr, NodeCounters)> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Command::Counters(tx));
+        rx.recv().unwrap_or_default()
+    }
+
+    /// Returns once every command sent so far applies, so that what happens next (say, a
+    /// killed process's reset) meets the new state.
+    pub fn barrier(&self) {
+        let (tx, rx) = mpsc::channel();
+        self.send(Command::Barrier(tx));
+        let _ = rx.recv();
+    }
+
+    /// The error that ended the thread early, if it did (the lab's traffic then goes nowhere).
+    pub fn check(&mut self) -> io::Result<()> {
+        if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            return self
+                .join()
+                .map(drop)
+                .and(Err(io::Error::other("the thread ended")));
+        }
+        Ok(())
+    }
+
+    /// Stops the thread and returns its statistics or the error that ended it.
+    pub fn stop(mut self) -> io::Result<ForwarderStats> {
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<ForwarderStats> {
+        self.send(Command::Stop);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("data-plane thread panicked"))),
+            None => Ok(ForwarderStats::default()),
+        }
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        let _ = self.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::sched::{CloneFlags, unshare};
+
+    use super::*;
+
+    /// A TUN device in a network namespace of its own (gone with the device), or `None`
+    /// without the privileges for one; under `CI=true` they must be there.
+    fn private_tun() -> Option<TunDevice> {
+        let created = std::thread::spawn(|| -> io::Result<TunDevice> {
+            // Only this short-lived thread moves into the new namespace.
+            unshare(CloneFlags::CLONE_NEWNET)?;
+            TunDevice::create("p2ptest0", true)
+        })
+        .join()
+        .expect("thread");
+        match created {
+            Ok(tun) => Some(tun),
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("a TUN device in a namespace of its own: {e}, and CI=true forbids skipping")
+            }
+            Err(e) => {
+                eprintln!("skipping: a TUN device in a namespace of its own: {e} (needs root)");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn commands_apply_in_order_and_stop_returns_the_statistics() {
+        let Some(tun) = private_tun() else { return };
+        let mut dp = Dataplane::start(tun, MonotonicClock::start(), 1, None).unwrap();
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        for ip in [a, b, a] {
+            dp.send(Command::AddNode {
+                ip,
+                group: 0,
+                home: None,
+            });
+        }
+        dp.send(Command::SetParams {
+            ip: a,
+            params: LinkShape {
+                up: Some(1_000_000),
+                ..LinkShape::default()
+            },
+        });
+        dp.barrier();
+        let ips: Vec<Ipv4Addr> = dp.counters().into_iter().map(|(ip, _)| ip).collect();
+        assert_eq!(ips, [a, b], "each node once, in the order added");
+        dp.check().unwrap();
+        let stats = dp.stop().unwrap();
+        assert_eq!(stats.write_errors, 0);
+        assert_eq!(stats.remote_sent + stats.remote_received, 0);
+    }
+}

@@ -1,0 +1,99 @@
+//! When the TUN device may hand over TCP super-packets (segmentation offload): only while
+//! no link has a rate limit or loss and no other worker exists. A super-packet is a burst of
+//! segments: a loss draw would drop them all at once, and a FIFO would release them together
+//! instead of one by one; nor does it fit a UDP datagram to another worker. Unlimited,
+//! lossless links deliver a burst at once anyway, so there it changes nothing.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use crate::experiment::{GroupLink, LinkShape};
+
+pub(super) struct SuperPackets {
+    /// Whether the device can offload at all (it frames packets with a virtio-net header)
+    /// and no other worker exists.
+    possible: bool,
+    /// Nodes with a rate limit or loss.
+    impaired_nodes: HashSet<Ipv4Addr>,
+    /// Group pairs (smaller index first) with loss.
+    lossy_groups: HashSet<(u32, u32)>,
+}
+
+impl SuperPackets {
+    pub(super) fn new(vnet_header: bool, remote: bool) -> Self {
+        SuperPackets {
+            possible: vnet_header && !remote,
+            impaired_nodes: HashSet::new(),
+            lossy_groups: HashSet::new(),
+        }
+    }
+
+    pub(super) fn node_shaped(&mut self, ip: Ipv4Addr, shape: &LinkShape) {
+        // A rate of 0 reads as unlimited, and a NaN loss as none (see `LinkShape`).
+        let limited = |rate: Option<u64>| rate.is_some_and(|r| r > 0);
+        if shape.loss > 0.0 || limited(shape.up) || limited(shape.down) {
+            self.impaired_nodes.insert(ip);
+        } else {
+            self.impaired_nodes.remove(&ip);
+        }
+    }
+
+    pub(super) fn groups_linked(&mut self, a: u32, b: u32, link: &GroupLink) {
+        let pair = (a.min(b), a.max(b));
+        if link.loss > 0.0 {
+            self.lossy_groups.insert(pair);
+        } else {
+            self.lossy_groups.remove(&pair);
+        }
+    }
+
+    pub(super) fn allowed(&self) -> bool {
+        self.possible && self.impaired_nodes.is_empty() && self.lossy_groups.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unlimited_lossless_links_of_one_worker_allow_super_packets() {
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let mut sp = SuperPackets::new(true, false);
+        assert!(sp.allowed());
+        let slow = LinkShape {
+            up: Some(1_000_000),
+            ..LinkShape::default()
+        };
+        sp.node_shaped(a, &slow);
+        sp.node_shaped(b, &slow);
+        assert!(!sp.allowed());
+        sp.node_shaped(a, &LinkShape::default());
+        assert!(!sp.allowed(), "b is still limited");
+        let latency_only = LinkShape {
+            latency: 5_000_000,
+            up: Some(0),
+            ..LinkShape::default()
+        };
+        sp.node_shaped(b, &latency_only);
+        assert!(
+            sp.allowed(),
+            "latency and a rate of 0 (unlimited) keep bursts intact"
+        );
+
+        let lossy = GroupLink {
+            loss: 0.01,
+            ..GroupLink::default()
+        };
+        sp.groups_linked(2, 1, &lossy);
+        assert!(!sp.allowed());
+        sp.groups_linked(1, 2, &GroupLink::default());
+        assert!(sp.allowed(), "a group pair is the same either way round");
+
+        assert!(
+            !SuperPackets::new(false, false).allowed(),
+            "no virtio-net header"
+        );
+        assert!(!SuperPackets::new(true, true).allowed(), "other workers");
+    }
+}
