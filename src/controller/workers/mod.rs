@@ -1,7 +1,8 @@
 //! The controller's real executor: it drives the workers of a run over the protocol, one
 //! connection each (`link`), the embedded worker included (an in-memory stream to a session
 //! that whoever assembles the run serves). Actions go to the worker that hosts their node;
-//! what every data plane must know (nodes, shapes, group links, failures) goes to all of them.
+//! what every data plane must know (nodes, shapes, group links, failures) goes to all of them
+//! (`routing`).
 //! Actions whose reply carries nothing are pipelined: the next action does not wait for them,
 //! and an error they meet is reported at the next call. A worker that closes its connection or
 //! falls silent is lost.
@@ -9,10 +10,11 @@
 mod collected;
 mod file;
 mod link;
+mod routing;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
@@ -26,12 +28,8 @@ pub use file::{WorkerSpec, WorkersFileError, parse_workers_file};
 use link::{LinkState, Pending, link_task};
 
 use crate::clock::MonotonicClock;
-use crate::experiment::{
-    Action, ExecError, Executor, NodeCounters, NodeId, Outcome, ProcExit, ProcId,
-};
-use crate::proto::{
-    Connection, Peer, ProtoError, Reply, Request, Setup, ToWorker, Token, WireAction,
-};
+use crate::experiment::{ExecError, NodeId, ProcExit, ProcId};
+use crate::proto::{Connection, Peer, ProtoError, Reply, Request, Setup, ToWorker, Token};
 use crate::units::Nanos;
 
 /// How long connecting to a worker (TCP and handshake) may take.
@@ -391,197 +389,6 @@ impl Workers {
                 source: Box::new(err),
             }
         }
-    }
-
-    fn owner(&self, node: NodeId) -> Result<usize, ExecError> {
-        self.node_worker
-            .get(&node)
-            .map(|&w| w as usize)
-            .ok_or(ExecError::UnknownNode(node.0))
-    }
-
-    fn proc_owner(&self, proc: ProcId) -> Result<usize, ExecError> {
-        let node = self
-            .proc_node
-            .get(&proc)
-            .ok_or(ExecError::UnknownProc(proc.0))?;
-        self.owner(*node)
-    }
-
-    fn act_request(action: &Action) -> Request {
-        Request::Act {
-            action: WireAction::from_action(action)
-                .expect("Wait is answered by the controller, never sent"),
-        }
-    }
-
-    /// Sends an action to one worker and waits for its outcome. A lost worker, once reported,
-    /// answers nothing: its processes are out of reach.
-    fn act(&mut self, link: usize, action: &Action) -> Result<Outcome, ExecError> {
-        if self.links[link].reported {
-            return Ok(Outcome::default());
-        }
-        match self.request(link, Self::act_request(action), None)? {
-            Reply::Outcome { outcome } => {
-                let mut outcome = Outcome::from(outcome);
-                // A worker speaks only of processes the controller started on it.
-                outcome
-                    .exits
-                    .retain(|e| self.proc_node.contains_key(&e.proc));
-                Ok(outcome)
-            }
-            other => Err(self.on_worker(link, ExecError::UnexpectedReply(format!("{other:?}")))),
-        }
-    }
-
-    /// Sends an action to every worker; `await_link` (the owner) is waited for.
-    fn broadcast(
-        &mut self,
-        action: &Action,
-        await_link: Option<usize>,
-    ) -> Result<Outcome, ExecError> {
-        let mut outcome = Outcome::default();
-        for link in 0..self.links.len() {
-            if Some(link) == await_link {
-                outcome = self.act(link, action)?;
-            } else if !self.links[link].reported {
-                self.pipeline(link, Self::act_request(action))?;
-            }
-        }
-        Ok(outcome)
-    }
-
-    fn wait_exit(&mut self, proc: ProcId) -> Result<Outcome, ExecError> {
-        let link = self.proc_owner(proc)?;
-        loop {
-            let exits = std::mem::take(&mut self.links[link].state.lock().exits);
-            self.ready.extend(exits);
-            self.ready
-                .retain(|(_, e)| self.proc_node.contains_key(&e.proc));
-            if let Some(i) = self.ready.iter().position(|(_, e)| e.proc == proc) {
-                let (_, exit) = self.ready.remove(i);
-                return Ok(Outcome {
-                    exits: vec![exit],
-                    ..Outcome::default()
-                });
-            }
-            self.check(link)?;
-            if self.links[link].reported {
-                return Ok(Outcome::default());
-            }
-            if crate::interrupt::requested() {
-                return Err(ExecError::Interrupted);
-            }
-            std::thread::sleep(WAIT_STEP);
-        }
-    }
-}
-
-impl Executor for Workers {
-    fn execute(&mut self, action: &Action) -> Result<Outcome, ExecError> {
-        self.check_all()?;
-        match action {
-            Action::AddNode(node) => {
-                if node.worker as usize >= self.links.len() {
-                    return Err(ExecError::UnknownWorker(node.worker));
-                }
-                self.node_worker.insert(node.id, node.worker);
-                self.broadcast(action, None)
-            }
-            Action::Shape { .. } | Action::LinkGroups { .. } | Action::Revive { .. } => {
-                self.broadcast(action, None)
-            }
-            Action::FailNode { node, .. } => {
-                let owner = self.owner(*node)?;
-                self.broadcast(action, Some(owner))
-            }
-            Action::Spawn { proc, node, .. } => {
-                let owner = self.owner(*node)?;
-                self.proc_node.insert(*proc, *node);
-                self.act(owner, action)
-            }
-            Action::Kill { proc } => {
-                let owner = self.proc_owner(*proc)?;
-                self.act(owner, action)
-            }
-            // Awaited, so that the grace period the controller waits out starts when the
-            // worker has signalled the node's processes.
-            Action::Leave { node, .. } => {
-                let owner = self.owner(*node)?;
-                self.act(owner, action)
-            }
-            Action::Wait { proc } => self.wait_exit(*proc),
-        }
-    }
-
-    fn drain_exits(&mut self) -> Result<Vec<(Nanos, ProcExit)>, ExecError> {
-        let mut exits = std::mem::take(&mut self.ready);
-        for link in &self.links {
-            exits.append(&mut link.state.lock().exits);
-        }
-        exits.retain(|(_, e)| self.proc_node.contains_key(&e.proc));
-        exits.sort_by_key(|(t, e)| (*t, e.proc));
-        let checked = self.check_all();
-        if let Err(e) = checked {
-            // Keep what arrived: it is recorded at the next call.
-            self.ready = exits;
-            return Err(e);
-        }
-        Ok(exits)
-    }
-
-    fn traffic(&mut self) -> Vec<(Ipv4Addr, NodeCounters)> {
-        let mut all: HashMap<Ipv4Addr, NodeCounters> = HashMap::new();
-        for link in 0..self.links.len() {
-            if self.is_lost(link) {
-                continue;
-            }
-            // Counters are read whatever a pipelined request met; that error, and a loss
-            // noticed here, stay for `finish` to report.
-            let stored = self.links[link].state.lock().error.take();
-            let reported = self.links[link].reported;
-            let reply = self.request(link, Request::Traffic, Some(SETUP_TIMEOUT));
-            self.links[link].reported = reported;
-            if let Some(e) = stored {
-                self.links[link].state.lock().error.get_or_insert(e);
-            }
-            if let Ok(Reply::Traffic { nodes }) = reply {
-                for (ip, c) in nodes {
-                    all.entry(ip).or_default().add(&c.into());
-                }
-            }
-        }
-        let mut all: Vec<_> = all.into_iter().collect();
-        all.sort_by_key(|(ip, _)| *ip);
-        all
-    }
-
-    fn finish(&mut self) -> Result<(), ExecError> {
-        let mut first_error = None;
-        for link in 0..self.links.len() {
-            if self.links[link].reported {
-                continue;
-            }
-            if self.is_lost(link) {
-                first_error.get_or_insert(self.lost_error(link));
-                continue;
-            }
-            // An error a pipelined request met is reported, but the node folders are still
-            // collected; then the lab goes.
-            let stored = self.links[link].state.lock().error.take();
-            if let Some(e) = stored {
-                first_error.get_or_insert(self.on_worker(link, e));
-            }
-            let collected = self
-                .request(link, Request::Collect, None)
-                .and_then(|_| self.check(link));
-            let stopped = self.request(link, Request::Stop, Some(STOP_TIMEOUT));
-            self.links[link].stopped = true;
-            if let Err(e) = collected.and(stopped.map(drop)) {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
     }
 }
 
