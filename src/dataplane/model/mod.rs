@@ -21,7 +21,9 @@
 //! the work between the sender's and the receiver's machine.
 //!
 //! ```
-//! use p2plab::dataplane::model::{Fabric, GroupIdx, LinkShape, MS};
+//! use p2plab::dataplane::model::{Fabric, GroupIdx};
+//! use p2plab::experiment::LinkShape;
+//! use p2plab::units::MS;
 //! use rand::SeedableRng;
 //!
 //! let mut fabric = Fabric::new();
