@@ -80,6 +80,9 @@ pub struct Setup {
     pub hint: String,
     /// The run's random id, shared by its workers' data planes.
     pub run: u32,
+    /// The run's random data-plane key (hex, 32 bytes), which authenticates every datagram
+    /// between its workers. It only ever travels inside the encrypted session.
+    pub key: String,
     /// The other workers' data planes.
     pub peers: Vec<Peer>,
 }

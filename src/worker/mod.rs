@@ -65,6 +65,8 @@ pub struct RemoteWorkers {
     pub socket: UdpSocket,
     /// The run's random id, in every datagram between workers.
     pub run: u32,
+    /// The run's data-plane key, which authenticates those datagrams.
+    pub key: [u8; 32],
 }
 
 pub struct LocalWorker {
@@ -132,6 +134,7 @@ impl LocalWorker {
             socket: r.socket,
             peers: r.peers.iter().map(|(_, a)| *a).collect(),
             run: r.run,
+            key: r.key,
         });
         // Each worker draws its own losses and jitter: same seed, other stream.
         let seed = opts.seed ^ u64::from(opts.index).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -244,11 +247,13 @@ impl session::LabBuilder for MachineLabs {
         let remote = if setup.peers.is_empty() {
             None
         } else {
+            let key = data_key(&setup.key)?;
             let socket = self.socket.take().ok_or(Failure::NoDataSocket)?;
             Some(RemoteWorkers {
                 peers: setup.peers.iter().map(|p| (p.index, p.data)).collect(),
                 socket,
                 run: setup.run,
+                key,
             })
         };
         let opts = WorkerOptions {
@@ -267,6 +272,15 @@ impl session::LabBuilder for MachineLabs {
         let namespace = worker.namespace().unwrap_or_default().to_string();
         Ok((worker, namespace))
     }
+}
+
+/// The run's data-plane key from its hex form in `Setup`.
+fn data_key(hex_key: &str) -> Result<[u8; 32], Failure> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(hex_key, &mut key).map_err(|_| Failure::Lab {
+        message: "the data-plane key is not 32 bytes of hex".into(),
+    })?;
+    Ok(key)
 }
 
 impl Drop for LocalWorker {

@@ -109,8 +109,9 @@ pub struct Workers {
     ready: Vec<(Nanos, ProcExit)>,
     lost: LostWorker,
     labs: Vec<(String, String)>,
-    /// This run's random id, given to every worker's data plane.
+    /// This run's random id and data-plane key, given to every worker's data plane.
     run: u32,
+    key: [u8; 32],
     clock: MonotonicClock,
     results: PathBuf,
     // Dropped last: the links' tasks run on it.
@@ -146,6 +147,7 @@ impl Workers {
             lost: LostWorker::default(),
             labs: Vec::new(),
             run: rand::random(),
+            key: rand::random(),
             clock: setup.clock,
             results: setup.results.clone(),
             runtime,
@@ -273,6 +275,7 @@ impl Workers {
             mtu: setup.mtu,
             hint: format!("{}w{index}", setup.hint),
             run: self.run,
+            key: hex::encode(self.key),
             peers,
         });
         match self.request(index as usize, body, Some(SETUP_TIMEOUT))? {

@@ -22,6 +22,8 @@ pub struct RemoteLinks {
     pub peers: Vec<SocketAddr>,
     /// The run's id: datagrams of another run are refused.
     pub run: u32,
+    /// The run's data-plane key.
+    pub key: [u8; 32],
 }
 
 /// The links as the forwarding thread holds them, with room for one datagram.
