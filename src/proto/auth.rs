@@ -1,12 +1,10 @@
-//! Shared-token authentication: both sides prove they hold the token by an HMAC-SHA256 over
-//! both fresh nonces and their role, so no proof can be replayed on another connection or
-//! reflected back, and the token itself never crosses the wire.
+//! The shared token: read (with a warning when others may read it too), generated, and turned
+//! into the pre-shared key of the Noise handshake (`frame`). The token never crosses the wire.
 
 use std::path::Path;
 
-use hmac::{Hmac, Mac};
 use rand::RngExt;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 /// Random bytes in a generated token.
 const TOKEN_BYTES: usize = 32;
@@ -37,14 +35,6 @@ impl std::fmt::Debug for Token {
     }
 }
 
-/// Who computes a proof: the two roles hash different labels, so a worker's proof is never
-/// a valid controller proof.
-#[derive(Debug, Clone, Copy)]
-pub enum Role {
-    Controller,
-    Worker,
-}
-
 impl Token {
     /// A token from text (surrounding whitespace ignored); `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Token, TokenError> {
@@ -55,11 +45,19 @@ impl Token {
         Ok(Token(text.as_bytes().to_vec()))
     }
 
+    /// The token in `path`; a file that its group or others may read gets a warning, as ssh
+    /// gives for a key: whoever reads it can run programs as root on every worker.
     pub fn from_file(path: &Path) -> Result<Token, TokenError> {
-        let text = std::fs::read_to_string(path).map_err(|err| TokenError::Read {
+        use std::os::unix::fs::PermissionsExt;
+        let err = |err| TokenError::Read {
             path: path.display().to_string(),
             err,
-        })?;
+        };
+        let text = std::fs::read_to_string(path).map_err(err)?;
+        let mode = std::fs::metadata(path).map_err(err)?.permissions().mode();
+        if let Some(warning) = exposure_warning(path, mode) {
+            tracing::warn!("{warning}");
+        }
         Token::parse(&text, &path.display().to_string())
     }
 
@@ -86,34 +84,26 @@ impl Token {
         writeln!(file, "{}", Token::generate()).map_err(err)
     }
 
-    /// The proof `role` gives: HMAC(token, role ‖ its own nonce ‖ the other side's nonce).
-    pub fn proof(&self, role: Role, own_nonce: &[u8], their_nonce: &[u8]) -> Vec<u8> {
-        self.mac(role, own_nonce, their_nonce)
-            .finalize()
-            .into_bytes()
-            .to_vec()
+    /// The pre-shared key of the Noise handshake: a hash of the token under a label of its
+    /// own, so that a token of any length gives 32 bytes and the key is never the token.
+    pub fn psk(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"p2plab noise psk v1\0");
+        h.update(&self.0);
+        h.finalize().into()
     }
+}
 
-    /// Checks, in constant time, a proof that `role` gave.
-    pub fn verify(&self, role: Role, own_nonce: &[u8], their_nonce: &[u8], proof: &[u8]) -> bool {
-        self.mac(role, own_nonce, their_nonce)
-            .verify_slice(proof)
-            .is_ok()
-    }
-
-    /// The HMAC state over what a proof covers, before finalizing.
-    fn mac(&self, role: Role, own_nonce: &[u8], their_nonce: &[u8]) -> Hmac<Sha256> {
-        // HMAC takes a key of any length.
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts every key length");
-        mac.update(match role {
-            Role::Controller => b"p2plab controller v1",
-            Role::Worker => b"p2plab worker v1",
-        });
-        mac.update(own_nonce);
-        mac.update(their_nonce);
-        mac
-    }
+/// What to say about a token file of this mode, if its group or others have any access.
+fn exposure_warning(path: &Path, mode: u32) -> Option<String> {
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "the token file {p} has mode {:03o}: its group or others may read it, and whoever \
+             holds the token can run programs as root on every worker; run `chmod 600 {p}`",
+            mode & 0o777,
+            p = path.display()
+        )
+    })
 }
 
 /// A fresh random nonce.
@@ -130,16 +120,22 @@ mod tests {
     }
 
     #[test]
-    fn a_proof_verifies_only_with_the_same_token_role_and_nonces() {
+    fn the_key_depends_on_the_whole_token_and_is_not_the_token() {
         let t = token("0123456789abcdef0123");
-        let (a, b) = (nonce(), nonce());
-        let p = t.proof(Role::Worker, &a, &b);
-        assert!(t.verify(Role::Worker, &a, &b, &p));
-        assert!(!t.verify(Role::Controller, &a, &b, &p), "reflected");
-        assert!(!t.verify(Role::Worker, &b, &a, &p), "nonces swapped");
-        assert!(!t.verify(Role::Worker, &a, &nonce(), &p), "another session");
-        assert!(!token("0123456789abcdef0124").verify(Role::Worker, &a, &b, &p));
-        assert!(!t.verify(Role::Worker, &a, &b, &p[..31]), "truncated");
+        assert_eq!(t.psk(), token(" 0123456789abcdef0123\n").psk());
+        assert_ne!(t.psk(), token("0123456789abcdef0124").psk());
+        assert_ne!(&t.psk()[..20], b"0123456789abcdef0123");
+    }
+
+    #[test]
+    fn a_token_file_others_may_read_is_named_in_a_warning() {
+        let p = Path::new("/x/lab.token");
+        assert_eq!(exposure_warning(p, 0o100600), None);
+        assert_eq!(exposure_warning(p, 0o100400), None);
+        let w = exposure_warning(p, 0o100644).unwrap();
+        assert!(w.contains("mode 644") && w.contains("chmod 600 /x/lab.token"), "{w}");
+        assert!(exposure_warning(p, 0o100640).is_some());
+        assert!(exposure_warning(p, 0o100602).is_some());
     }
 
     #[test]

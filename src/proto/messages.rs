@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::wire::{Counters, Exit, Failure, WireAction, WireOutcome};
 
-/// The handshake, in order: Hello (controller), Challenge (worker), Proof (controller),
-/// Welcome (worker). Either side may end it with Refused.
+/// The handshake, in order: Hello and Noise (controller, in the clear), Noise (worker, in the
+/// clear), then sealed: Claim (controller), Welcome (worker). Either side may end it with
+/// Refused. `Hello` is the same in every version of p2plab, so that two versions can always
+/// tell each other theirs; its nonce only makes every handshake's transcript unique.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Handshake {
@@ -18,14 +20,13 @@ pub enum Handshake {
         version: u32,
         nonce: String,
     },
-    Challenge {
-        version: u32,
-        nonce: String,
-        proof: String,
+    /// A Noise handshake message, in hex.
+    Noise {
+        message: String,
     },
-    Proof {
-        proof: String,
-    },
+    /// The controller asks for the worker, in the first sealed record: only a controller that
+    /// holds the token and took part in this very handshake can seal it.
+    Claim,
     Welcome {
         worker: String,
     },
@@ -112,6 +113,11 @@ pub enum ToController {
         data: String,
     },
     Heartbeat,
+    /// The worker ends the session because of what it received, and says why (a record that
+    /// failed its integrity check, a malformed message): the last message of a session.
+    Abort {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

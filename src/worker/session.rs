@@ -28,6 +28,8 @@ const EXIT_POLL: Duration = Duration::from_millis(20);
 const CHUNK: usize = 1 << 20;
 /// Messages queued towards the controller before the lab thread waits for the network.
 const OUTBOX: usize = 1024;
+/// Longest wait to tell a controller why its session ends.
+const FAREWELL: Duration = Duration::from_secs(1);
 
 /// Builds the lab a session's requests run on, at the controller's `Setup`.
 pub trait LabBuilder: Send + 'static {
@@ -62,6 +64,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     B: LabBuilder,
 {
+    let (writer, mut reader) = match conn.split() {
+        Ok(halves) => halves,
+        Err(e) => return SessionEnd::Lost(e),
+    };
     let (requests, lab_requests) = std_mpsc::channel::<(u64, Request)>();
     let (outbox, to_send) = mpsc::channel::<ToController>(OUTBOX);
     let watch_interrupt = opts.watch_interrupt;
@@ -74,9 +80,10 @@ where
         Ok(t) => t,
         Err(e) => return SessionEnd::Lost(ProtoError::Io(e)),
     };
-    let (writer, mut reader) = conn.split();
+    let (last_words, farewell) = mpsc::channel(1);
+    let mut last_words = Some(last_words);
     // The writer ends when the lab thread has ended (its outbox closed): the lab is gone.
-    let mut writer = tokio::spawn(write_loop(writer, to_send));
+    let mut writer = tokio::spawn(write_loop(writer, to_send, farewell));
     let mut requests = Some(requests);
     let mut check = tokio::time::interval(SILENCE_CHECK);
     let mut heard = Instant::now();
@@ -98,6 +105,13 @@ where
                     }
                 }
                 Err(e) => {
+                    // A record that failed its check, or an authentic one that makes no sense:
+                    // the controller is told why before the session ends. Nothing of it runs.
+                    if matches!(e, ProtoError::Integrity(_) | ProtoError::Malformed(_))
+                        && let Some(tell) = last_words.take()
+                    {
+                        let _ = tell.try_send(e.to_string());
+                    }
                     end = Some(SessionEnd::Lost(e));
                     requests = None;
                 }
@@ -115,8 +129,9 @@ where
         }
         // Nobody will read what is left to send: stop writing, so that a lab thread blocked
         // on a full outbox (a stalled controller during Collect) sees the channel close and
-        // removes the lab now, not when TCP gives up.
-        if !ended && requests.is_none() {
+        // removes the lab now, not when TCP gives up. A writer with last words to say ends
+        // by itself, within `FAREWELL`.
+        if !ended && requests.is_none() && last_words.is_some() {
             writer.abort();
         }
     }
@@ -124,15 +139,24 @@ where
     end.unwrap_or(SessionEnd::Lost(ProtoError::Closed))
 }
 
-/// Writes replies and events as they come, and a heartbeat every `HEARTBEAT`. After a write
-/// error it keeps draining the outbox, so the lab thread never blocks on a dead connection.
-async fn write_loop<S>(mut writer: FrameWriter<S>, mut to_send: mpsc::Receiver<ToController>)
-where
+/// Writes replies and events as they come, and a heartbeat every `HEARTBEAT`; given last words,
+/// sends them as the session's last message and ends. After a write error it keeps draining
+/// the outbox, so the lab thread never blocks on a dead connection.
+async fn write_loop<S>(
+    mut writer: FrameWriter<S>,
+    mut to_send: mpsc::Receiver<ToController>,
+    mut farewell: mpsc::Receiver<String>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     loop {
         let sent = tokio::select! {
+            Some(reason) = farewell.recv() => {
+                let abort = ToController::Abort { reason };
+                let _ = tokio::time::timeout(FAREWELL, writer.send(&abort)).await;
+                return;
+            },
             out = to_send.recv() => match out {
                 Some(msg) => writer.send_burst(msg, || to_send.try_recv().ok()).await,
                 None => return,

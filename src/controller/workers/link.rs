@@ -61,7 +61,13 @@ pub async fn link_task<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (writer, mut reader) = conn.split();
+    let (writer, mut reader) = match conn.split() {
+        Ok(halves) => halves,
+        Err(e) => {
+            state.lock().lost = Some(e.to_string());
+            return;
+        }
+    };
     let mut writer = tokio::spawn(write_loop(writer, out));
     let mut check = tokio::time::interval(SILENCE_CHECK);
     let mut heard = Instant::now();
@@ -96,6 +102,9 @@ pub async fn link_task<S>(
                         if let Err(e) = write_collected(&results, &path, offset, &data) {
                             state.lock().error.get_or_insert(ExecError::Results(Box::new(e)));
                         }
+                    }
+                    Ok(ToController::Abort { reason }) => {
+                        break format!("it ended the session: {reason}");
                     }
                     Err(ProtoError::Closed) => break "the connection closed".to_string(),
                     Err(e) => break e.to_string(),
