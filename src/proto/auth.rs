@@ -133,7 +133,10 @@ mod tests {
         assert_eq!(exposure_warning(p, 0o100600), None);
         assert_eq!(exposure_warning(p, 0o100400), None);
         let w = exposure_warning(p, 0o100644).unwrap();
-        assert!(w.contains("mode 644") && w.contains("chmod 600 /x/lab.token"), "{w}");
+        assert!(
+            w.contains("mode 644") && w.contains("chmod 600 /x/lab.token"),
+            "{w}"
+        );
         assert!(exposure_warning(p, 0o100640).is_some());
         assert!(exposure_warning(p, 0o100602).is_some());
     }

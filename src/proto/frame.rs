@@ -85,10 +85,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             .keys
             .ok_or_else(|| ProtoError::Auth("the handshake has not been made".into()))?;
         let (sink, stream) = self.framed.split();
-        Ok((
-            FrameWriter { sink, sealer },
-            FrameReader { stream, opener },
-        ))
+        Ok((FrameWriter { sink, sealer }, FrameReader { stream, opener }))
     }
 
     /// Controller side: the handshake, then the claim; returns the worker's self-description.

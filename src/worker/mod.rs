@@ -3,6 +3,7 @@
 //! it kills every process it started, stops the data plane and removes the lab.
 
 mod actions;
+mod admission;
 mod procs;
 pub mod server;
 pub mod session;

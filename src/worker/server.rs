@@ -1,13 +1,17 @@
 //! `p2plab worker`: the daemon of one machine. It listens for controllers on a TCP port and
 //! receives other workers' packets on the UDP port of the same number; each connection must
-//! authenticate within a few seconds, and one authenticated controller at a time gets a session.
+//! authenticate within a few seconds (and only so many may try at once: `admission`), and one
+//! authenticated controller at a time gets a session.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
 
 use super::MachineLabs;
+use super::admission::{Admission, MAX_PENDING, MAX_PER_SOURCE};
 use super::session::{self, SessionEnd, SessionOptions};
 use crate::proto::{Connection, ProtoError, Token};
 use tracing::Instrument;
@@ -95,6 +99,7 @@ impl Server {
             udp: self.udp,
             busy: AtomicBool::new(false),
             sessions: AtomicU64::new(0),
+            admission: Mutex::new(Admission::new(MAX_PENDING, MAX_PER_SOURCE)),
         });
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
         let mut sessions = tokio::task::JoinSet::new();
@@ -132,6 +137,29 @@ struct Shared {
     udp: UdpSocket,
     busy: AtomicBool,
     sessions: AtomicU64,
+    /// Connections half-way through the handshake, each with the sender that lets it go.
+    admission: Mutex<Admission<oneshot::Sender<()>>>,
+}
+
+impl Shared {
+    /// A ticket for a new connection, and the signal that it must give way to newer ones.
+    fn admit(&self, peer: SocketAddr) -> (u64, oneshot::Receiver<()>) {
+        let (release, released) = oneshot::channel();
+        let mut admission = self.admission();
+        let (ticket, evicted) = admission.admit(peer.ip(), release);
+        if !evicted.is_empty() {
+            let pending = admission.pending();
+            tracing::debug!(%peer, pending, "too many handshakes at once: the oldest gives way");
+        }
+        for e in evicted {
+            let _ = e.send(());
+        }
+        (ticket, released)
+    }
+
+    fn admission(&self) -> std::sync::MutexGuard<'_, Admission<oneshot::Sender<()>>> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, peer: SocketAddr) {
@@ -150,17 +178,22 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, pe
         env!("CARGO_PKG_VERSION"),
         hostname()
     );
-    match conn
-        .authenticate_controller(&shared.token, &describe, claim)
-        .await
-    {
+    let (ticket, released) = shared.admit(peer);
+    let handshake = tokio::select! {
+        done = conn.authenticate_controller(&shared.token, &describe, claim) => done,
+        _ = released => Err(ProtoError::Refused(
+            "let go: newer connections are waiting to authenticate".into(),
+        )),
+    };
+    shared.admission().done(ticket);
+    match handshake {
         Ok(()) => {}
         Err(e) => {
             if claimed.load(Ordering::SeqCst) {
                 shared.busy.store(false, Ordering::SeqCst);
             }
             match e {
-                ProtoError::Refused(_) => tracing::warn!(%peer, "refused: busy"),
+                ProtoError::Refused(why) => tracing::warn!(%peer, "refused: {why}"),
                 e => tracing::warn!(%peer, "refused: {e}"),
             }
             return;
