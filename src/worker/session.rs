@@ -152,6 +152,8 @@ async fn write_loop<S>(
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     loop {
         let sent = tokio::select! {
+            // Last words come first: the outbox closes right behind them, as the lab goes.
+            biased;
             Some(reason) = farewell.recv() => {
                 let abort = ToController::Abort { reason };
                 let _ = tokio::time::timeout(FAREWELL, writer.send(&abort)).await;

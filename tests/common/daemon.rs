@@ -12,7 +12,7 @@ pub struct Daemon {
     pub child: Child,
     pub addr: String,
     pub log: std::path::PathBuf,
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl Daemon {
@@ -47,7 +47,7 @@ impl Daemon {
             child,
             addr,
             log,
-            dir,
+            _dir: dir,
         }
     }
 
