@@ -190,6 +190,16 @@ mod tests {
         (i.halves(limit).0, r.halves(limit).1)
     }
 
+    thread_local! {
+        /// One session for the many cases of a property: a handshake is slow in a debug build.
+        static SHARED: (SessionKeys, SessionKeys) = session();
+    }
+
+    /// Fresh halves (both counting from 0) of the thread's shared session.
+    fn shared_pair() -> (Sealer, Opener) {
+        SHARED.with(|(i, r)| (i.clone().halves(1 << 20).0, r.clone().halves(1 << 20).1))
+    }
+
     #[test]
     fn messages_of_every_size_come_through_in_order() {
         let (mut s, mut o) = pair(1 << 20);
@@ -255,6 +265,36 @@ mod tests {
             Err(Integrity::Forged { seq: 0 })
         ));
         assert_eq!(o.open(&r[2]), Ok(Some(vec![2])));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 10_000,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Any change to a sealed record (a bit, a byte, its length) is caught, and the
+        /// record still opens afterwards: nothing of the bad one was kept.
+        #[test]
+        fn a_changed_record_never_opens(
+            message in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            at in 0.0..1.0f64,
+            byte in 1..=255u8,
+            cut in proptest::prelude::any::<bool>(),
+        ) {
+            let (mut s, mut o) = shared_pair();
+            let record = s.seal(&message).unwrap().remove(0);
+            let i = ((at * record.len() as f64) as usize).min(record.len() - 1);
+            let mut bad = record.clone();
+            if cut {
+                bad.truncate(i);
+            } else {
+                bad[i] ^= byte;
+            }
+            proptest::prop_assert!(o.open(&bad).is_err());
+            proptest::prop_assert_eq!(o.open(&record), Ok(Some(message)));
+        }
     }
 
     #[test]
