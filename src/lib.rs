@@ -38,9 +38,11 @@
 //! `p2plab worker`, an in-memory stream for the embedded worker, which `run` serves.
 //!
 //! ## Protocol (`proto`)
-//! Controller and workers speak length-delimited JSON frames after a versioned handshake in
-//! which each side proves, by HMAC over fresh nonces, that it holds the shared token.
-//! Requests carry ids; process exits and collected node files come as events; both sides send
+//! Controller and workers open a Noise session keyed by the shared token (`NNpsk0`, the `snow`
+//! crate) after a versioned hello; from then on every frame is a sealed, numbered record
+//! (`proto::record`), so an altered, replayed, dropped or injected one ends the session. The
+//! messages inside are JSON. A worker lets only so many connections shake hands at once
+//! (`worker::admission`). Requests carry ids; process exits and collected node files come as events; both sides send
 //! heartbeats. The wire has its own types (`proto::wire`: actions, outcomes, typed
 //! failures), converted at the edge.
 //!
