@@ -184,7 +184,7 @@ fn a_worker_cannot_write_outside_the_node_folders() {
         {
             return;
         }
-        let (mut writer, mut reader) = conn.split();
+        let (mut writer, mut reader) = conn.split().unwrap();
         while let Ok(msg) = reader.recv::<ToWorker>().await {
             let ToWorker::Request { id, body } = msg else {
                 continue;
