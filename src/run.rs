@@ -13,7 +13,9 @@ use rand_chacha::rand_core::SeedableRng;
 use tracing::Instrument;
 
 use crate::clock::MonotonicClock;
-use crate::controller::{Lab, RealClock, RunSetup, WorkerSpec, Workers, WorkersError};
+use crate::controller::{
+    Lab, RealClock, RunSetup, WorkerCounters, WorkerSpec, Workers, WorkersError,
+};
 use crate::experiment::{DryRun, Experiment, Placement, VirtualClock};
 use crate::netns::NetnsError;
 use crate::proto::{Connection, Token, TokenError};
@@ -243,6 +245,7 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     })?;
     let labs = workers.labs().to_vec();
     let lost = workers.lost();
+    let dataplane = workers.dataplane_counters();
     let lab = Lab::new(
         Experiment::new(placement(&cfg)),
         Box::new(workers),
@@ -253,7 +256,11 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     let mut opts = options(&cfg, seed);
     opts.horizon = None;
     let result = script::run(&scenario, lab, &opts);
-    write_summary(&dir, &scenario, &cfg, seed, Some(&labs), &result)?;
+    let real = RealSummary {
+        labs: &labs,
+        dataplane: dataplane.get(),
+    };
+    write_summary(&dir, &scenario, &cfg, seed, Some(real), &result)?;
     if let Some(what) = lost.get() {
         return Err(RunError::WorkerLost(format!(
             "{what}; the experiment was stopped, results so far are in {}",
@@ -336,17 +343,36 @@ fn lab_hint(cfg: &RunConfig) -> String {
     format!("{clean}{n}")
 }
 
+/// What only a real run adds to its summary: the workers' labs (address, namespace), and
+/// their data planes' counters once they stopped.
+struct RealSummary<'a> {
+    labs: &'a [(String, String)],
+    dataplane: Vec<WorkerCounters>,
+}
+
 fn write_summary(
     dir: &ResultsDir,
     scenario: &Scenario,
     cfg: &RunConfig,
     seed: u64,
-    labs: Option<&[(String, String)]>,
+    real: Option<RealSummary>,
     result: &Result<ScriptReport, ScriptError>,
 ) -> Result<(), RunError> {
-    let namespace = labs.and_then(|l| l.first()).map(|(_, ns)| ns.as_str());
-    let workers: Vec<_> = labs
+    let labs = real.as_ref().map(|r| r.labs).unwrap_or_default();
+    let namespace = labs.first().map(|(_, ns)| ns.as_str());
+    let dataplane: Vec<_> = real
+        .map(|r| r.dataplane)
         .unwrap_or_default()
+        .into_iter()
+        .map(|w| {
+            let mut entry = serde_json::json!({ "worker": w.worker, "addr": w.addr });
+            if let serde_json::Value::Object(map) = &mut entry {
+                map.extend(w.counters.into_iter().map(|(k, v)| (k, v.into())));
+            }
+            entry
+        })
+        .collect();
+    let workers: Vec<_> = labs
         .iter()
         .enumerate()
         .map(|(i, (addr, ns))| serde_json::json!({ "worker": i, "addr": addr, "namespace": ns }))
@@ -380,6 +406,7 @@ fn write_summary(
         "experiment_seconds": result.as_ref().ok().map(|r| crate::units::secs(r.end_time)),
         "events": result.as_ref().ok().map(|r| r.events),
         "traffic": traffic,
+        "dataplane": dataplane,
     });
     dir.write_summary(&summary)
         .map_err(|e| SetupError::from(e).into())

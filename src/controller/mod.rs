@@ -18,7 +18,9 @@ use crate::experiment::{
 use crate::results::{Event, EventLog};
 use crate::units::{self, Nanos};
 pub use clock::RealClock;
-pub use workers::{LostWorker, RunSetup, WorkerSpec, Workers, WorkersError};
+pub use workers::{
+    DataplaneCounters, LostWorker, RunSetup, WorkerCounters, WorkerSpec, Workers, WorkersError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {

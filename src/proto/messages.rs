@@ -3,6 +3,7 @@
 //! types (`wire`), converted at the edge, so renaming something inside p2plab never changes
 //! the protocol.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
@@ -133,5 +134,10 @@ pub enum Reply {
     },
     Traffic {
         nodes: Vec<(Ipv4Addr, Counters)>,
+    },
+    /// Stop: the lab is gone; its data plane's counters by name (packets passed through,
+    /// datagrams sent, received, and dropped for each reason), for `summary.json`.
+    Stopped {
+        dataplane: BTreeMap<String, u64>,
     },
 }

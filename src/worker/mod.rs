@@ -9,12 +9,13 @@ pub mod server;
 pub mod session;
 pub mod shim;
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 
 use crate::clock::MonotonicClock;
-use crate::dataplane::{Dataplane, RemoteLinks, TunDevice};
+use crate::dataplane::{Dataplane, ForwarderStats, RemoteLinks, TunDevice};
 use crate::experiment::{AddressPlan, ExecError, NodeCounters, NodeId, ProcExit, ProcId};
 use crate::netns::{LabNamespace, NetnsError};
 use crate::proto::{Failure, Setup};
@@ -273,6 +274,10 @@ impl session::LabBuilder for MachineLabs {
         let namespace = worker.namespace().unwrap_or_default().to_string();
         Ok((worker, namespace))
     }
+
+    fn close(&mut self, lab: LocalWorker) -> BTreeMap<String, u64> {
+        lab.close()
+    }
 }
 
 /// The run's data-plane key from its hex form in `Setup`.
@@ -284,23 +289,48 @@ fn data_key(hex_key: &str) -> Result<[u8; 32], Failure> {
     Ok(key)
 }
 
-impl Drop for LocalWorker {
-    fn drop(&mut self) {
+impl LocalWorker {
+    /// Kills the processes, stops the data plane and removes the lab; returns the data
+    /// plane's counters. Done once: `Drop` finds nothing left to do after it.
+    fn teardown(&mut self) -> Option<ForwarderStats> {
         for p in self.procs.values() {
             p.signal(nix::sys::signal::Signal::SIGKILL);
         }
         for (_, mut p) in self.procs.drain() {
             let _ = p.wait_exit();
         }
-        if let Some(dp) = self.dataplane.take()
-            && let Err(e) = dp.stop()
-        {
-            tracing::warn!("the data plane had stopped: {e}");
-        }
+        let stats = match self.dataplane.take().map(Dataplane::stop) {
+            Some(Ok(stats)) => Some(stats),
+            Some(Err(e)) => {
+                tracing::warn!("the data plane had stopped: {e}");
+                None
+            }
+            None => None,
+        };
         if let Some(lab) = self.lab.take()
             && let Err(e) = lab.remove()
         {
             tracing::warn!("removing the lab: {e} (run `p2plab cleanup`)");
         }
+        stats
+    }
+
+    /// The end of a run: the lab removed, and its data plane's counters by name.
+    pub fn close(mut self) -> BTreeMap<String, u64> {
+        let stats = self.teardown();
+        let counters = stats.and_then(|s| serde_json::to_value(s).ok());
+        match counters {
+            Some(serde_json::Value::Object(map)) => map
+                .into_iter()
+                .filter_map(|(name, v)| Some((name, v.as_u64()?)))
+                .collect(),
+            _ => BTreeMap::new(),
+        }
+    }
+}
+
+impl Drop for LocalWorker {
+    fn drop(&mut self) {
+        self.teardown();
     }
 }

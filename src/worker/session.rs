@@ -4,6 +4,7 @@
 //! When the controller stops the session, closes the connection or falls silent, the thread
 //! drops the lab: for a machine's `LocalWorker`, processes killed and namespace removed.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,12 @@ pub trait LabBuilder: Send + 'static {
     type Lab: Executor;
     /// The lab of one run, and the name of its network namespace.
     fn build(&mut self, setup: Setup) -> Result<(Self::Lab, String), Failure>;
+
+    /// Removes a lab at the end of its run; returns its data plane's counters by name.
+    fn close(&mut self, lab: Self::Lab) -> BTreeMap<String, u64> {
+        drop(lab);
+        BTreeMap::new()
+    }
 }
 
 pub struct SessionOptions {
@@ -186,11 +193,11 @@ fn lab_thread<B: LabBuilder>(
             Ok((id, request)) => {
                 tracing::debug!(id, "{}", request.kind());
                 let stop = request == Request::Stop;
-                if stop {
-                    // The reply says the lab is gone, so drop it first.
-                    drop(lab.take());
-                }
                 let result = match request {
+                    // The reply says the lab is gone, so it goes first.
+                    Request::Stop => Ok(Reply::Stopped {
+                        dataplane: lab.take().map(|l| builder.close(l)).unwrap_or_default(),
+                    }),
                     Request::Collect if opts.collect => collect(&opts.dir, &outbox),
                     request => handle(&mut builder, &mut lab, request),
                 };

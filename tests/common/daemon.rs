@@ -1,5 +1,7 @@
 //! A `p2plab worker` daemon on 127.0.0.1 for the tests of its door and its channel: started
 //! with a known token in a folder of its own, checked for life and labs, killed on drop.
+// Shared by several test binaries; each uses a part.
+#![allow(dead_code)]
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};

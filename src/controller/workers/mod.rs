@@ -12,7 +12,7 @@ mod file;
 mod link;
 mod routing;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -85,6 +85,29 @@ pub struct RunSetup {
     pub clock: MonotonicClock,
 }
 
+/// Each stopped worker's data-plane counters by name: shared with whoever writes the summary.
+#[derive(Debug, Clone, Default)]
+pub struct DataplaneCounters(Arc<Mutex<Vec<WorkerCounters>>>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerCounters {
+    pub worker: u32,
+    pub addr: String,
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl DataplaneCounters {
+    pub fn get(&self) -> Vec<WorkerCounters> {
+        self.0.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn add(&self, counters: WorkerCounters) {
+        if let Ok(mut c) = self.0.lock() {
+            c.push(counters);
+        }
+    }
+}
+
 /// The first worker lost in a run, if any: shared with whoever decides the exit code.
 #[derive(Debug, Clone, Default)]
 pub struct LostWorker(Arc<Mutex<Option<String>>>);
@@ -108,6 +131,7 @@ pub struct Workers {
     /// Exits taken out of a link's queue by `Wait`, not yet handed to `drain_exits`.
     ready: Vec<(Nanos, ProcExit)>,
     lost: LostWorker,
+    dataplane: DataplaneCounters,
     labs: Vec<(String, String)>,
     /// This run's random id and data-plane key, given to every worker's data plane.
     run: u32,
@@ -145,6 +169,7 @@ impl Workers {
             proc_node: HashMap::new(),
             ready: Vec::new(),
             lost: LostWorker::default(),
+            dataplane: DataplaneCounters::default(),
             labs: Vec::new(),
             run: rand::random(),
             key: rand::random(),
@@ -251,6 +276,11 @@ impl Workers {
         tracing::info!(worker = index, %name, %namespace, "lab ready");
         self.labs.push((name, namespace));
         Ok(())
+    }
+
+    /// The handle that holds, after the run, each worker's data-plane counters.
+    pub fn dataplane_counters(&self) -> DataplaneCounters {
+        self.dataplane.clone()
     }
 
     /// The handle that tells, after the run, whether a worker was lost.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use super::{SETUP_TIMEOUT, STOP_TIMEOUT, WAIT_STEP, Workers};
+use super::{SETUP_TIMEOUT, STOP_TIMEOUT, WAIT_STEP, WorkerCounters, Workers};
 use crate::experiment::{
     Action, ExecError, Executor, NodeCounters, NodeId, Outcome, ProcExit, ProcId,
 };
@@ -197,6 +197,13 @@ impl Executor for Workers {
                 .and_then(|_| self.check(link));
             let stopped = self.request(link, Request::Stop, Some(STOP_TIMEOUT));
             self.links[link].stopped = true;
+            if let Ok(Reply::Stopped { dataplane }) = &stopped {
+                self.dataplane.add(WorkerCounters {
+                    worker: self.links[link].index,
+                    addr: self.links[link].name.clone(),
+                    counters: dataplane.clone(),
+                });
+            }
             if let Err(e) = collected.and(stopped.map(drop)) {
                 first_error.get_or_insert(e);
             }

@@ -55,7 +55,7 @@ pub enum Command {
 
 /// Packets that did not belong to two nodes (passed through unshaped), write errors, and
 /// the traffic with other workers.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct ForwarderStats {
     pub passed_through: u64,
     pub write_errors: u64,
