@@ -3,7 +3,8 @@
 //! drops, or injects a forged `Spawn` before the record that carries the script's `spawn`. In
 //! each case the worker ends the session and runs nothing (its marker file never appears),
 //! removes its lab, and the controller stops with exit code 3 and a message naming the
-//! integrity failure. None of them hangs.
+//! integrity failure. A bit flipped in the worker's reply is caught by the controller alike.
+//! None of them hangs.
 
 mod common;
 
@@ -25,6 +26,8 @@ use p2plab::proto::wire::WireAction;
 
 /// Frames of the handshake sent in the clear by the controller: Hello, then its Noise message.
 const CLEAR_FRAMES: usize = 2;
+/// Frames the worker sends in the clear: its Noise message.
+const WORKER_CLEAR_FRAMES: usize = 1;
 /// The script's `spawn` goes in the only record this long: heartbeats and the lab's set-up
 /// are far shorter.
 const SPAWN_RECORD: usize = 1500;
@@ -35,6 +38,8 @@ enum Attack {
     Replay,
     Drop,
     Inject,
+    /// A bit of the worker's frame after the spawn's record: the controller finds out.
+    FlipBitBack,
 }
 
 /// Forwards one controller's connection to the worker, and attacks the spawn's record.
@@ -75,6 +80,25 @@ fn forged_spawn(seq: u64, marker: &std::path::Path) -> Vec<u8> {
     record
 }
 
+/// Copies frames from `from` to `to`; `tamper` sees each with its number and says what to
+/// send in its place.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    mut tamper: impl FnMut(usize, Vec<u8>) -> Vec<Vec<u8>>,
+) {
+    let mut n = 0;
+    while let Some(body) = read_frame(&mut from) {
+        for f in tamper(n, body) {
+            if to.write_all(&daemon::frame(&f)).is_err() {
+                return;
+            }
+        }
+        n += 1;
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
 impl Relay {
     fn start(worker: String, attack: Attack, injected_marker: std::path::PathBuf) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -82,57 +106,68 @@ impl Relay {
         let attacked = Arc::new(AtomicBool::new(false));
         let flag = attacked.clone();
         std::thread::spawn(move || {
-            let Ok((mut controller, _)) = listener.accept() else {
+            let Ok((controller, _)) = listener.accept() else {
                 return;
             };
-            let mut upstream = TcpStream::connect(&worker).unwrap();
-            let (mut back_from, mut back_to) = (
+            let upstream = TcpStream::connect(&worker).unwrap();
+            let (back_from, back_to) = (
                 upstream.try_clone().unwrap(),
                 controller.try_clone().unwrap(),
             );
+            // The spawn's record went by: the worker's next sealed frame is the one to change.
+            let passed = Arc::new(AtomicBool::new(false));
+            let passed_back = passed.clone();
+            let flag_back = flag.clone();
             std::thread::spawn(move || {
-                let _ = std::io::copy(&mut back_from, &mut back_to);
-                let _ = back_to.shutdown(std::net::Shutdown::Both);
+                pump(back_from, back_to, |n, mut body| {
+                    if matches!(attack, Attack::FlipBitBack)
+                        && n >= WORKER_CLEAR_FRAMES
+                        && passed_back.load(Ordering::SeqCst)
+                        && !flag_back.swap(true, Ordering::SeqCst)
+                    {
+                        let i = body.len() / 2;
+                        body[i] ^= 0x10;
+                    }
+                    vec![body]
+                })
             });
-            let mut seen = 0usize;
             let mut previous = Vec::new();
-            while let Some(body) = read_frame(&mut controller) {
-                seen += 1;
-                let sealed = seen > CLEAR_FRAMES;
-                let mut out = vec![];
-                if sealed && body.len() >= SPAWN_RECORD && !flag.load(Ordering::SeqCst) {
-                    flag.store(true, Ordering::SeqCst);
-                    match attack {
-                        Attack::FlipBit => {
-                            let mut bad = body.clone();
-                            let i = bad.len() / 2;
-                            bad[i] ^= 0x10;
-                            out.push(bad);
+            pump(controller, upstream, |n, body| {
+                let sealed = n >= CLEAR_FRAMES;
+                let out =
+                    if sealed && body.len() >= SPAWN_RECORD && !passed.swap(true, Ordering::SeqCst)
+                    {
+                        match attack {
+                            Attack::FlipBit => {
+                                flag.store(true, Ordering::SeqCst);
+                                let mut bad = body.clone();
+                                let i = bad.len() / 2;
+                                bad[i] ^= 0x10;
+                                vec![bad]
+                            }
+                            Attack::Replay => {
+                                flag.store(true, Ordering::SeqCst);
+                                vec![previous.clone(), body.clone()]
+                            }
+                            Attack::Drop => {
+                                flag.store(true, Ordering::SeqCst);
+                                vec![]
+                            }
+                            Attack::Inject => {
+                                flag.store(true, Ordering::SeqCst);
+                                let seq = (n - CLEAR_FRAMES) as u64;
+                                vec![forged_spawn(seq, &injected_marker), body.clone()]
+                            }
+                            Attack::FlipBitBack => vec![body.clone()],
                         }
-                        Attack::Replay => {
-                            out.push(previous.clone());
-                            out.push(body.clone());
-                        }
-                        Attack::Drop => {}
-                        Attack::Inject => {
-                            let seq = (seen - CLEAR_FRAMES - 1) as u64;
-                            out.push(forged_spawn(seq, &injected_marker));
-                            out.push(body.clone());
-                        }
-                    }
-                } else {
-                    out.push(body.clone());
-                }
-                for f in out {
-                    if upstream.write_all(&daemon::frame(&f)).is_err() {
-                        return;
-                    }
-                }
+                    } else {
+                        vec![body.clone()]
+                    };
                 if sealed {
                     previous = body;
                 }
-            }
-            let _ = upstream.shutdown(std::net::Shutdown::Both);
+                out
+            });
         });
         Relay { addr, attacked }
     }
@@ -221,13 +256,20 @@ fn attack(attack: Attack, expected: &str) {
         "{attack:?}: the lab is left"
     );
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!marker.exists(), "{attack:?}: the spawn ran");
     assert!(!injected.exists(), "{attack:?}: the injected spawn ran");
     let log = worker.log_text();
-    assert!(
-        log.contains("controller lost (session integrity check failed"),
-        "{attack:?}: the worker's log does not say what failed: {log}"
-    );
+    if matches!(attack, Attack::FlipBitBack) {
+        // The spawn was rightful (whether it got to run before the lab went is a race); the
+        // controller caught the worker's altered frame and closed, and the worker removed its
+        // lab for a lost controller.
+        assert!(log.contains("controller lost"), "{log}");
+    } else {
+        assert!(!marker.exists(), "{attack:?}: the spawn ran");
+        assert!(
+            log.contains("controller lost (session integrity check failed"),
+            "{attack:?}: the worker's log does not say what failed: {log}"
+        );
+    }
     worker.still_serves(Duration::from_secs(5));
 }
 
@@ -249,4 +291,9 @@ fn a_dropped_record_ends_the_session() {
 #[test]
 fn an_injected_spawn_ends_the_session() {
     attack(Attack::Inject, "altered or forged");
+}
+
+#[test]
+fn a_flipped_bit_towards_the_controller_ends_the_run() {
+    attack(Attack::FlipBitBack, "altered or forged");
 }
