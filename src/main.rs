@@ -70,7 +70,8 @@ enum Command {
         /// Without it, one embedded worker runs in this process.
         #[arg(long, value_name = "FILE")]
         workers: Option<PathBuf>,
-        /// The token shared with the workers (default: the P2PLAB_TOKEN variable).
+        /// The token shared with the workers (default: the P2PLAB_TOKEN variable). A file
+        /// that its group or others may read gets a warning.
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
     },
@@ -80,7 +81,8 @@ enum Command {
         /// Address to listen on, e.g. 0.0.0.0:7000.
         #[arg(long, value_name = "HOST:PORT")]
         listen: std::net::SocketAddr,
-        /// The token shared with the controller (`p2plab token FILE` makes one).
+        /// The token shared with the controller (`p2plab token FILE` makes one). A file that
+        /// its group or others may read gets a warning: the token is root on this machine.
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
         /// Scratch folder for the nodes' folders until they are collected (default: in the
