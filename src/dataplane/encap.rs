@@ -14,9 +14,9 @@
 //! 14..18  receiver worker index
 //! ```
 //!
-//! All integers are big-endian. The MAC is AES-256-GCM with an empty plaintext (a GMAC), measured
-//! against the other candidates with `cargo bench --bench mac --features mac-candidates` on this
-//! AMD EPYC (AES-NI, PCLMULQDQ), best of 5, ns per datagram:
+//! All integers are big-endian. The MAC is AES-256-GCM with an empty plaintext (a GMAC),
+//! chosen by `cargo bench --bench mac --features mac-candidates` on this AMD EPYC (AES-NI,
+//! VAES, PCLMULQDQ, AVX-512), ns per datagram, best of 5 on a quiet machine:
 //!
 //! | bytes  | AES-256-GCM | ChaCha20-Poly1305 | BLAKE3 keyed, 16 B |
 //! | ------ | ----------- | ----------------- | ------------------ |
@@ -24,7 +24,8 @@
 //! | 65,535 |      11,500 |            13,700 |             11,500 |
 //!
 //! Packets between workers are MTU-sized (no super-packets with other workers, `offload`),
-//! where GMAC costs a quarter of the others; at 64 KB all three run at the same 5.7 GB/s.
+//! where GMAC costs a quarter of the others; at 64 KB all three run at 5-6 GB/s.
+//!
 //! The nonce is the sender's index and its counter, and each direction between two workers has
 //! its own key (HKDF-SHA256 from the run's key), so a nonce never repeats under one key: the
 //! counter of one direction only grows, in one thread, and the next run has another key.
