@@ -20,11 +20,12 @@
 //!
 //! | bytes  | AES-256-GCM | ChaCha20-Poly1305 | BLAKE3 keyed, 16 B |
 //! | ------ | ----------- | ----------------- | ------------------ |
-//! | 1,500  |         350 |             1,410 |              1,970 |
-//! | 65,535 |      11,500 |            13,700 |             11,500 |
+//! | 1,500  |         334 |             1,337 |              1,879 |
+//! | 65,535 |      11,221 |            12,997 |             10,990 |
 //!
 //! Packets between workers are MTU-sized (no super-packets with other workers, `offload`),
-//! where GMAC costs a quarter of the others; at 64 KB all three run at 5-6 GB/s.
+//! where GMAC costs a quarter of the others; at 64 KB all three run at 5-6 GB/s. The whole
+//! `seal`, or `peek` and `open`, of a 1,500-byte packet takes about 370 ns.
 //!
 //! The nonce is the sender's index and its counter, and each direction between two workers has
 //! its own key (HKDF-SHA256 from the run's key), so a nonce never repeats under one key: the
