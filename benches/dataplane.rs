@@ -237,17 +237,9 @@ impl DataplaneLab {
     }
 }
 
-/// The forwarder's error and pass-through counts, as printed.
+/// The forwarder's error, pass-through and datagram counts, as printed.
 fn stats_line(s: &ForwarderStats) -> String {
-    format!(
-        "write errors {}, passed through {}, remote: sent {} received {} rejected {} send errors {}",
-        s.write_errors,
-        s.passed_through,
-        s.remote_sent,
-        s.remote_received,
-        s.remote_rejected,
-        s.remote_send_errors
-    )
+    serde_json::to_string(s).expect("counts serialize")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,17 +3,27 @@
 //! worker and on three workers in three network namespaces, side by side in one run; then
 //! unshaped iperf3 goodput between two nodes of one worker and of two workers. Nodes,
 //! commands and round trips are counted in each run's `events.jsonl`, and every timed step
-//! ends with an awaited command on every worker.
+//! ends with an awaited command on every worker. With `P2PLAB_BASELINE` naming another
+//! p2plab binary (say, a release build of an earlier commit, its shim beside it), the goodput
+//! across two workers is measured for both builds in turn on the same machines, and the
+//! medians and their ratio printed. Arguments pick sections: `commands`, `throughput`,
+//! `baseline` (all by default).
 //!   cargo bench --bench workers
+//!   P2PLAB_BASELINE=/tmp/baseline/target/release/p2plab cargo bench --bench workers -- baseline
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+
+#[path = "workers/baseline.rs"]
+mod baseline;
 
 use common::machines;
 
 const RUNS: usize = 3;
 const NODES: usize = 10_000;
 const ROUND_TRIPS: usize = 2_000;
+/// Runs of each build in the comparison with the baseline, alternating.
+const AB_RUNS: usize = 7;
 
 /// Three timed steps, each ended by a `log` that marks it in `events.jsonl`.
 const SCRIPT: &str = r#"
@@ -116,7 +126,29 @@ fn main() {
     if !common::can_run_real_mode_with("the workers benchmark", &["ip", "iperf3"]) {
         return;
     }
+    let sections: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
+    let baseline = std::env::var_os("P2PLAB_BASELINE").map(std::path::PathBuf::from);
+    if sections.iter().any(|s| s == "baseline") && baseline.is_none() {
+        panic!("the baseline section needs P2PLAB_BASELINE=<another p2plab binary>");
+    }
     let cluster = machines::Cluster::start("bench", 3);
+    if wanted("commands") {
+        commands(&cluster);
+    }
+    if wanted("throughput") {
+        throughput(&cluster);
+    }
+    if let Some(program) = baseline.filter(|_| wanted("baseline")) {
+        against_baseline(&cluster, &program);
+    }
+}
+
+/// Allocation, shaping and round trips, on the embedded worker and on three workers.
+fn commands(cluster: &machines::Cluster) {
     let script = cluster.dir.path().join("bench.rhai");
     let text = SCRIPT
         .replace("ROUND_TRIPS", &ROUND_TRIPS.to_string())
@@ -167,7 +199,10 @@ fn main() {
         "alloc+shape of {NODES} nodes over 3 workers / embedded: {:.2} (median of {RUNS})",
         results[1] / results[0]
     );
+}
 
+/// Unshaped goodput: one worker, two nodes of one of three workers, and across two workers.
+fn throughput(cluster: &machines::Cluster) {
     let script = cluster.dir.path().join("throughput.rhai");
     std::fs::write(&script, THROUGHPUT).unwrap();
     let mut rates = Vec::new();
@@ -197,5 +232,39 @@ fn main() {
         "across two workers / embedded: {:.2}; same worker with others / embedded: {:.2}",
         rates[2] / rates[0],
         rates[1] / rates[0]
+    );
+}
+
+/// Goodput across two workers, the baseline build and this one in turn (the baseline first
+/// in even rounds, last in odd ones, so that neither always follows the other), each with its
+/// own workers and a controller on machine 1.
+fn against_baseline(cluster: &machines::Cluster, program: &std::path::Path) {
+    let script = cluster.dir.path().join("throughput.rhai");
+    std::fs::write(&script, THROUGHPUT).unwrap();
+    let builds = [
+        baseline::Build::start(cluster, 3, program),
+        baseline::Build::this(cluster),
+    ];
+    let mut rates = [Vec::new(), Vec::new()];
+    for round in 0..AB_RUNS {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for b in order {
+            let out = cluster.dir.path().join(format!("ab-{b}-{round}"));
+            builds[b].run_script(cluster, &script, &out, &["--set", "far=1"]);
+            rates[b].push(goodput(&out));
+        }
+    }
+    for (b, name) in [(0, "baseline"), (1, "this build")] {
+        let runs: Vec<String> = rates[b].iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "{name:>10} ({}): across two workers {:.2} Gbit/s median of {AB_RUNS} [{}]",
+            builds[b].program.display(),
+            median(rates[b].clone()),
+            runs.join(" ")
+        );
+    }
+    println!(
+        "this build / baseline, across two workers: {:.3}",
+        median(rates[1].clone()) / median(rates[0].clone())
     );
 }

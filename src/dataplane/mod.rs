@@ -1,11 +1,15 @@
 //! The data plane: how packets between virtual nodes are delayed, queued and dropped. The link
 //! model (`model`) is pure logic; `forwarder` runs it on a dedicated thread between the lab's
-//! TUN device (`tun`) and the kernel, on the lab's monotonic clock (`clock`).
+//! TUN device (`tun`) and the kernel, on the lab's monotonic clock (`clock`). Packets for
+//! other workers travel in authenticated datagrams (`encap`); `peers` keeps the keys,
+//! counters and replay windows (`replay`) of the other workers.
 
 pub mod encap;
 pub mod forwarder;
 pub mod model;
 pub mod packet;
+mod peers;
+mod replay;
 pub mod tun;
 
 pub use forwarder::{Command, Dataplane, ForwarderStats, RemoteLinks};

@@ -134,7 +134,8 @@ impl LocalWorker {
         }
         let links = opts.remote.map(|r| RemoteLinks {
             socket: r.socket,
-            peers: r.peers.iter().map(|(_, a)| *a).collect(),
+            index: opts.index,
+            peers: r.peers,
             run: r.run,
             key: r.key,
         });

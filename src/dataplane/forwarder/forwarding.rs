@@ -60,7 +60,7 @@ impl Forwarder {
             super_packets: SuperPackets::new(tun.offload(), remote.is_some()),
             // The device starts with TSO on when it offloads at all (`TunDevice::create`).
             tso: tun.offload(),
-            remote: remote.map(Remote::new),
+            remote: remote.map(|links| Remote::new(links, hdr)),
             homes: Vec::new(),
             tun,
             wakeups,
@@ -89,6 +89,8 @@ impl Forwarder {
             for (_, packet) in due.drain(..) {
                 self.emit(packet);
             }
+            // What this pass shipped leaves before the thread may sleep.
+            self.flush_remote();
             self.wakeups.arm(self.fabric.next_deadline(), &self.clock)?;
             if !full_batch {
                 self.wakeups.wait()?;

@@ -2,11 +2,13 @@
 //! real packets between the lab's TUN device and the kernel (`forwarding`), with TCP
 //! super-packets only while they change nothing (`offload`); a packet for a node of another
 //! worker leaves in a UDP datagram after the sending half of the model, and datagrams from
-//! other workers are checked before the receiving half takes them (`remote`). Super-packets
+//! other workers are checked before the receiving half takes them (`remote`), both sent and
+//! read in batches of datagrams (`batch`). Super-packets
 //! keep the buffer they were read into (`buffers`). The thread sleeps on the TUN device, the
 //! UDP socket, a timerfd armed at the earliest deadline and a waker for commands (`wakeup`);
 //! the rest of the worker talks to it only through `Dataplane`.
 
+mod batch;
 mod buffers;
 mod forwarding;
 mod offload;
@@ -54,16 +56,29 @@ pub enum Command {
 }
 
 /// Packets that did not belong to two nodes (passed through unshaped), write errors, and
-/// the traffic with other workers.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+/// the datagrams exchanged with other workers: each refused one under the first check it
+/// failed, in the order they are made (source, format, run, tag and pair, replay window,
+/// destination).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ForwarderStats {
     pub passed_through: u64,
     pub write_errors: u64,
     pub remote_sent: u64,
-    pub remote_received: u64,
-    /// Datagrams refused: from a stranger, not ours, or for no node of this worker.
-    pub remote_rejected: u64,
+    /// Datagrams the socket refused, or for an address that is no worker of the run.
     pub remote_send_errors: u64,
+    /// Datagrams whose packet went on to a node of this worker.
+    pub remote_received: u64,
+    /// From an address that is no other worker of the run.
+    pub remote_stranger: u64,
+    /// Too short, not of this protocol, or framed differently.
+    pub remote_malformed: u64,
+    pub remote_other_run: u64,
+    /// The tag did not verify, or the header named another pair of workers.
+    pub remote_forged: u64,
+    /// A counter seen already, or older than the replay window.
+    pub remote_replayed: u64,
+    /// Authentic, but for no node of this worker.
+    pub remote_misaddressed: u64,
 }
 
 /// The handle of a running data plane; stopping or dropping it ends the thread.

@@ -1,100 +1,131 @@
 //! The link to the other workers' data planes: a packet for a node of another worker leaves,
-//! after the sending half of the link model, in one UDP datagram (`encap`) that carries the
-//! delay it still has; a datagram from another worker is accepted only from a peer, of this
-//! run, framed like ours and for a node of this worker, and then takes the receiving half.
+//! after the sending half of the link model, in one authenticated UDP datagram (`encap`) that
+//! carries the delay it still has; datagrams queue during a pass and leave in batches
+//! (`batch`). A datagram from another worker is accepted only from a peer, of this run,
+//! framed like ours, with a tag that verifies, new to the replay window (`peers`) and for a
+//! node of this worker; then the receiving half takes it. Each refusal has its own count.
 
-use std::io::{self, IoSlice};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{MsgFlags, SockaddrStorage, sendmsg};
-
-use super::buffers::{MAX_PACKET, Packet};
+use super::ForwarderStats;
+use super::batch::{Inbox, Outbox};
+use super::buffers::Packet;
 use super::forwarding::{Forwarder, READ_BATCH};
-use crate::dataplane::encap;
-use crate::dataplane::packet::{VNET_HDR_LEN, ipv4_endpoints, wire_len};
+use crate::dataplane::packet::{ipv4_endpoints, wire_len};
+use crate::dataplane::peers::{Peers, Refused};
 use crate::units::Nanos;
 
 /// The link to the other workers' data planes: one UDP socket (bound in the machine's own
-/// network namespace) and the addresses it accepts datagrams from.
+/// network namespace) and the workers it exchanges datagrams with.
 pub struct RemoteLinks {
     pub socket: UdpSocket,
-    pub peers: Vec<SocketAddr>,
+    /// This worker's number: the sender of what it sends, the receiver of what it accepts.
+    pub index: u32,
+    /// The other workers: number and data-plane address.
+    pub peers: Vec<(u32, SocketAddr)>,
     /// The run's id: datagrams of another run are refused.
     pub run: u32,
-    /// The run's data-plane key.
+    /// The run's data-plane key, from which each direction's key is derived.
     pub key: [u8; 32],
 }
 
-/// The links as the forwarding thread holds them, with room for one datagram.
+/// The links as the forwarding thread holds them.
 pub(super) struct Remote {
-    links: RemoteLinks,
-    datagram: Vec<u8>,
+    socket: UdpSocket,
+    peers: Peers,
+    outbox: Outbox,
+    inbox: Inbox,
 }
 
 impl Remote {
-    pub(super) fn new(links: RemoteLinks) -> Self {
+    /// The links for packets framed with `vnet_len` bytes of virtio-net header.
+    pub(super) fn new(links: RemoteLinks, vnet_len: usize) -> Self {
         Remote {
-            links,
-            datagram: vec![0; encap::HEADER_LEN + VNET_HDR_LEN + MAX_PACKET],
+            peers: Peers::new(&links.key, links.run, links.index, &links.peers, vnet_len),
+            socket: links.socket,
+            outbox: Outbox::new(),
+            inbox: Inbox::new(),
         }
-    }
-
-    /// `sendmsg(2)` of header and packet in one datagram, without copying them together.
-    fn send(&self, header: &[u8], packet: &[u8], to: SocketAddr) -> io::Result<()> {
-        let bufs = [IoSlice::new(header), IoSlice::new(packet)];
-        let to = SockaddrStorage::from(to);
-        let socket = self.links.socket.as_raw_fd();
-        sendmsg(socket, &bufs, &[], MsgFlags::empty(), Some(&to))?;
-        Ok(())
     }
 }
 
+fn count_refused(stats: &mut ForwarderStats, refused: Refused) {
+    let count = match refused {
+        Refused::Stranger => &mut stats.remote_stranger,
+        Refused::Malformed => &mut stats.remote_malformed,
+        Refused::OtherRun => &mut stats.remote_other_run,
+        Refused::Forged => &mut stats.remote_forged,
+        Refused::Replayed => &mut stats.remote_replayed,
+    };
+    *count += 1;
+}
+
 impl Forwarder {
-    /// Sends a packet to the worker of its destination, which holds it for `remaining` ns
-    /// and then offers it to the destination's downlink.
+    /// Queues a packet for the worker of its destination, which holds it for `remaining` ns
+    /// and then offers it to the destination's downlink. It leaves with the rest of the pass
+    /// (`flush_remote`), or at once when a batch is full.
     pub(super) fn ship(&mut self, home: SocketAddr, remaining: Nanos, packet: &[u8]) {
-        let Some(remote) = &self.remote else { return };
-        let header = encap::header(remote.links.run, remaining, self.hdr);
-        if remote.send(&header, packet, home).is_ok() {
-            self.stats.remote_sent += 1;
-        } else {
+        let Some(remote) = &mut self.remote else {
+            return;
+        };
+        if !remote
+            .peers
+            .seal(home, remaining, packet, remote.outbox.spare())
+        {
+            // No worker of the run lives there: nothing to seal it for.
             self.stats.remote_send_errors += 1;
+            return;
         }
+        if remote.outbox.push(home) {
+            self.flush_remote();
+        }
+    }
+
+    /// Sends the datagrams queued so far; the loop calls it before it sleeps.
+    pub(super) fn flush_remote(&mut self) {
+        let Some(remote) = &mut self.remote else {
+            return;
+        };
+        let (sent, failed) = remote.outbox.flush(&remote.socket);
+        self.stats.remote_sent += sent;
+        self.stats.remote_send_errors += failed;
     }
 
     /// Reads up to `READ_BATCH` datagrams from other workers; true when the batch was full.
     pub(super) fn read_remote_batch(&mut self) -> bool {
-        let Some(Remote { links, datagram }) = &mut self.remote else {
+        let Some(remote) = &mut self.remote else {
             return false;
         };
         let mut accepted = Vec::new();
-        let mut full = true;
-        for _ in 0..READ_BATCH {
-            let (n, from) = match links.socket.recv_from(datagram) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    full = false;
-                    break;
-                }
+        let mut read = 0;
+        while read < READ_BATCH {
+            let n = match remote.inbox.read(&remote.socket, READ_BATCH - read) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 // An interrupted call, or the socket's own trouble (an ICMP error from a peer
                 // that went away), reported once: the datagrams behind it are fine, and must
                 // be read now, since the socket signals only new arrivals (`wakeup`).
-                Err(_) => continue,
+                Err(_) => {
+                    read += 1;
+                    continue;
+                }
             };
-            if !links.peers.contains(&from) {
-                self.stats.remote_rejected += 1;
-                continue;
-            }
-            match encap::parse(&datagram[..n], links.run, self.hdr) {
-                Ok((remaining, packet)) => accepted.push((remaining, Packet::from(packet))),
-                Err(_) => self.stats.remote_rejected += 1,
+            read += n;
+            for i in 0..n {
+                let (datagram, from) = remote.inbox.datagram(i);
+                let opened = from
+                    .ok_or(Refused::Stranger)
+                    .and_then(|from| remote.peers.open(from, datagram));
+                match opened {
+                    Ok((remaining, packet)) => accepted.push((remaining, Packet::from(packet))),
+                    Err(refused) => count_refused(&mut self.stats, refused),
+                }
             }
         }
         for (remaining, packet) in accepted {
             self.receive_remote(remaining, packet);
         }
-        full
+        read >= READ_BATCH
     }
 
     /// The receiving half for a packet from another worker: its destination must live here.
@@ -105,7 +136,7 @@ impl Forwarder {
             .and_then(|(_, dst)| self.nodes.get(&dst).copied())
             .filter(|d| matches!(self.homes.get(d.0 as usize), Some(None)));
         let Some(dst) = dst else {
-            self.stats.remote_rejected += 1;
+            self.stats.remote_misaddressed += 1;
             return;
         };
         self.stats.remote_received += 1;
