@@ -30,6 +30,18 @@ Exit codes: 0 success, 1 the script failed (the error names file:line:col),
 130 interrupted by Ctrl-C or SIGTERM.
 The script book (book/) documents every primitive with examples.";
 
+/// The limits that keep a script from exhausting the machine, on `p2plab script --help`.
+const SCRIPT_HELP: &str = "\
+Limits: a script that runs into one stops with an error naming it (max_...), at its
+file:line:col, exit code 1; a real run still removes its lab.
+  max_operations   50,000,000 operations without sleep()   --max-operations N
+  max_procs        10,000 processes at once on a worker    --max-procs N
+  max_string_size  16 MiB in one string                    fixed
+  max_array_size   1,000,000 elements in an array, blob    fixed
+  max_map_size     1,000,000 entries in one map            fixed
+  max_callbacks    1,000,000 at()/every() pending          fixed
+  max_call_levels  64 nested function calls                fixed";
+
 /// p2plab: run real programs on emulated peer-to-peer networks, driven by a Rhai script.
 #[derive(Parser)]
 #[command(version, about, after_help = AFTER_HELP)]
@@ -45,6 +57,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a scenario script (real mode, or a virtual clock with --dry-run).
+    #[command(after_help = SCRIPT_HELP)]
     Script {
         /// The scenario, e.g. scripts/churn.rhai.
         file: PathBuf,
@@ -66,6 +79,11 @@ enum Command {
         /// Operations a script may run without sleeping before it is stopped as a runaway.
         #[arg(long, value_name = "N", default_value_t = p2plab::script::DEFAULT_MAX_OPERATIONS)]
         max_operations: u64,
+        /// Processes one worker (machine) may run at once; one more spawn() is a script error.
+        /// A dry-run counts those started at one instant (it cannot see programs end).
+        #[arg(long, value_name = "N", default_value_t = p2plab::controller::DEFAULT_MAX_PROCS as u32,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        max_procs: u32,
         /// Run on these `p2plab worker`s: one `host:port [weight=N]` per line, `#` comments.
         /// Without it, one embedded worker runs in this process.
         #[arg(long, value_name = "FILE")]
@@ -150,6 +168,7 @@ fn main() -> ExitCode {
             out,
             quiet,
             max_operations,
+            max_procs,
             workers,
             token_file,
         } => {
@@ -158,6 +177,7 @@ fn main() -> ExitCode {
             cfg.params = params(list);
             cfg.out = out;
             cfg.max_operations = max_operations;
+            cfg.max_procs = max_procs as usize;
             if let Some(path) = workers {
                 match workers_config(&path, token_file.as_deref(), dry_run) {
                     Ok((specs, token)) => {

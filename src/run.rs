@@ -96,6 +96,8 @@ pub struct RunConfig {
     pub params: BTreeMap<String, String>,
     pub out: Option<PathBuf>,
     pub max_operations: u64,
+    /// Processes one worker may run at once (`--max-procs`).
+    pub max_procs: usize,
     /// Where the dry-run timeline goes (stdout for the CLI); `None` prints nothing.
     pub timeline: Option<Box<dyn Write + Send>>,
     /// The workers of a multi-machine run (`--workers`); empty for the embedded worker.
@@ -113,6 +115,7 @@ impl RunConfig {
             params: BTreeMap::new(),
             out: None,
             max_operations: script::DEFAULT_MAX_OPERATIONS,
+            max_procs: crate::controller::DEFAULT_MAX_PROCS,
             timeline: None,
             workers: Vec::new(),
             token: None,
@@ -163,6 +166,7 @@ fn dry_lab(cfg: &RunConfig, seed: u64, log: EventLog) -> Lab {
         log,
         ChaCha8Rng::seed_from_u64(seed),
     )
+    .with_max_procs(cfg.max_procs)
 }
 
 /// Compiles, checks and runs the script on a virtual clock, keeping nothing.
@@ -252,7 +256,8 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         Box::new(RealClock::new(clock)),
         log,
         ChaCha8Rng::seed_from_u64(seed),
-    );
+    )
+    .with_max_procs(cfg.max_procs);
     let mut opts = options(&cfg, seed);
     opts.horizon = None;
     let result = script::run(&scenario, lab, &opts);

@@ -4,6 +4,7 @@
 //! and real mode differ only in the `Executor` and `Clock` given to `Lab::new`.
 
 mod clock;
+mod proc_limit;
 pub mod workers;
 
 use std::io;
@@ -18,6 +19,8 @@ use crate::experiment::{
 use crate::results::{Event, EventLog};
 use crate::units::{self, Nanos};
 pub use clock::RealClock;
+pub use proc_limit::DEFAULT_MAX_PROCS;
+use proc_limit::ProcLimit;
 pub use workers::{
     DataplaneCounters, LostWorker, RunSetup, WorkerCounters, WorkerSpec, Workers, WorkersError,
 };
@@ -30,6 +33,12 @@ pub enum LabError {
     Exec(#[from] ExecError),
     #[error("node {id} ({ip}) is failed: revive() it before spawning on it")]
     NodeFailed { id: u32, ip: String },
+    #[error(
+        "{max} processes already run on worker {worker}, its limit (max_procs): a loop that \
+         spawns without end? (kill() or wait() for programs that are done, or raise the limit \
+         with --max-procs N)"
+    )]
+    TooManyProcs { worker: u32, max: usize },
     #[error("interrupted (Ctrl-C or SIGTERM): stopping and removing the lab")]
     Interrupted,
     #[error("writing events: {0}")]
@@ -47,6 +56,7 @@ pub struct Lab {
     pub rng: ChaCha8Rng,
     /// A worker was lost: the run stops without grace.
     lost: bool,
+    procs: ProcLimit,
 }
 
 impl Lab {
@@ -64,7 +74,14 @@ impl Lab {
             log,
             rng,
             lost: false,
+            procs: ProcLimit::new(DEFAULT_MAX_PROCS),
         }
+    }
+
+    /// Sets how many processes one worker may run at once (`--max-procs`).
+    pub fn with_max_procs(mut self, max: usize) -> Self {
+        self.procs = ProcLimit::new(max);
+        self
     }
 
     pub fn state(&self) -> &Experiment {
@@ -148,6 +165,7 @@ impl Lab {
         }
         let proc = self.state.proc(exit.proc);
         let node = self.state.node(proc.node);
+        self.procs.exited(exit.proc, node.worker);
         let event = Event::new(at, "exit")
             .with("node", node.id.0)
             .with("ip", node.ip.to_string())
@@ -229,6 +247,8 @@ impl Lab {
                 ip: n.ip.to_string(),
             });
         }
+        let worker = n.worker;
+        self.check_proc_limit(worker)?;
         let proc = self.state.next_proc_id();
         let outcome = self.execute(&Action::Spawn {
             proc,
@@ -237,6 +257,7 @@ impl Lab {
         })?;
         let pid = outcome.pid.unwrap_or_default();
         self.state.add_proc(node, spec.cmd.clone(), pid);
+        self.procs.started(proc, worker, self.now());
         let env: serde_json::Map<String, serde_json::Value> = spec
             .env
             .iter()
@@ -256,6 +277,26 @@ impl Lab {
         }
         self.record_exits_now(outcome.exits)?;
         Ok(proc)
+    }
+
+    /// Refuses a spawn on `worker` at the limit; exits that came meanwhile are counted first.
+    fn check_proc_limit(&mut self, worker: u32) -> Result<(), LabError> {
+        if self.at_proc_limit(worker) {
+            self.collect_exits()?;
+        }
+        if self.at_proc_limit(worker) {
+            return Err(LabError::TooManyProcs {
+                worker,
+                max: self.procs.max(),
+            });
+        }
+        Ok(())
+    }
+
+    fn at_proc_limit(&self, worker: u32) -> bool {
+        let running = self.state.running_on(worker);
+        self.procs
+            .reached(worker, running, self.now(), self.clock.is_virtual())
     }
 
     fn record_exits_now(&mut self, exits: Vec<ProcExit>) -> Result<(), LabError> {

@@ -76,6 +76,8 @@ pub struct Experiment {
     group_index: HashMap<String, GroupId>,
     group_links: BTreeMap<(GroupId, GroupId), GroupLink>,
     procs: Vec<ProcRecord>,
+    /// Running processes per worker, kept as processes start and exit (`running_on`).
+    running: Vec<usize>,
     placement: Placement,
 }
 
@@ -203,6 +205,11 @@ impl Experiment {
 
     pub fn add_proc(&mut self, node: NodeId, cmd: String, pid: u32) -> ProcId {
         let id = self.next_proc_id();
+        let worker = self.node(node).worker as usize;
+        if self.running.len() <= worker {
+            self.running.resize(worker + 1, 0);
+        }
+        self.running[worker] += 1;
         self.procs.push(ProcRecord {
             id,
             node,
@@ -224,7 +231,14 @@ impl Experiment {
             return false;
         }
         proc.status = ProcStatus::Exited(status);
+        let worker = self.nodes[proc.node.0 as usize].worker as usize;
+        self.running[worker] -= 1;
         true
+    }
+
+    /// How many processes run on `worker` (as far as their exits were recorded).
+    pub fn running_on(&self, worker: u32) -> usize {
+        self.running.get(worker as usize).copied().unwrap_or(0)
     }
 
     pub fn any_running(&self) -> bool {
@@ -289,8 +303,10 @@ mod tests {
         let n = add(&mut exp, 1, "g")[0];
         let p = exp.add_proc(n, "sleep 1".into(), 42);
         assert_eq!(exp.running_procs(n), vec![p]);
+        assert_eq!(exp.running_on(0), 1);
         assert!(exp.proc_exited(p, ExitStatus::Code(0)));
         assert!(!exp.proc_exited(p, ExitStatus::Signal(9)));
         assert!(exp.running_procs(n).is_empty());
+        assert_eq!((exp.running_on(0), exp.running_on(7)), (0, 0));
     }
 }

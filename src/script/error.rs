@@ -48,12 +48,24 @@ impl fmt::Display for ScriptError {
             Some(at) => write!(f, "{at}: {}", self.message)?,
             None => write!(f, "{}", self.message)?,
         }
-        for (at, what) in &self.trace {
-            write!(f, "\n  called from {at} ({what})")?;
+        // A recursion that ran into the call limit has dozens of frames: the innermost say
+        // where it went wrong, the outermost where it began.
+        let len = self.trace.len();
+        let inner = TRACE_SHOWN - TRACE_OUTERMOST;
+        for (i, (at, what)) in self.trace.iter().enumerate() {
+            if len <= TRACE_SHOWN || i < inner || i >= len - TRACE_OUTERMOST {
+                write!(f, "\n  called from {at} ({what})")?;
+            } else if i == inner {
+                write!(f, "\n  ... {} more calls ...", len - TRACE_SHOWN)?;
+            }
         }
         Ok(())
     }
 }
+
+/// Frames of a trace printed at most, of which the last few are the outermost.
+const TRACE_SHOWN: usize = 12;
+const TRACE_OUTERMOST: usize = 2;
 
 impl std::error::Error for ScriptError {}
 
@@ -114,6 +126,9 @@ impl ScriptError {
 }
 
 fn leaf_message(err: &EvalAltResult, known_fns: &[String]) -> String {
+    if let Some(limit) = super::limits::explain(err) {
+        return limit;
+    }
     match err {
         EvalAltResult::ErrorRuntime(msg, _) => msg.to_string(),
         EvalAltResult::ErrorTerminated(msg, _) => msg.to_string(),
@@ -191,5 +206,24 @@ mod tests {
         assert_eq!(closest("shap", &known), Some("shape"));
         assert_eq!(closest("teleport", &known), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn a_long_trace_shows_its_ends() {
+        let at = |line| Location {
+            file: "main.rhai".into(),
+            line,
+            col: 1,
+        };
+        let mut err = ScriptError::new(Some(at(1)), "deep");
+        err.trace = (2..=41)
+            .map(|line| (at(line), "in f()".to_string()))
+            .collect();
+        let text = err.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1 + TRACE_SHOWN + 1, "{text}");
+        assert_eq!(lines[1], "  called from main.rhai:2:1 (in f())");
+        assert_eq!(lines[11], "  ... 28 more calls ...");
+        assert_eq!(lines[13], "  called from main.rhai:41:1 (in f())");
     }
 }

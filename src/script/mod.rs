@@ -1,10 +1,12 @@
 //! The scenario script: loading it, building the Rhai engine with p2plab's primitives and
 //! module resolver, the static check, the runaway-loop watchdog, and running it against a
-//! `Lab`. The primitives live in `api`; units are parsed by `crate::units`.
+//! `Lab` on a thread of its own. The primitives live in `api`, the size and depth limits in
+//! `limits`; units are parsed by `crate::units`.
 
 pub mod api;
 pub mod check;
 pub mod error;
+pub mod limits;
 pub mod modules;
 pub mod timers;
 
@@ -102,7 +104,7 @@ pub fn engine(scenario: &Scenario, state: &Arc<ScriptState>, max_operations: u64
     // Rhai's debug-build limits are tighter than its release ones; use the release ones always
     // so a script behaves the same under `cargo test` and the installed binary.
     engine.set_max_expr_depths(64, 32);
-    engine.set_max_call_levels(64);
+    limits::apply(&mut engine);
     // Rhai reserves `spawn` for a future keyword; p2plab's API is older than that wish.
     #[allow(deprecated)]
     engine.on_parse_token(|token, _, _| match token {
@@ -124,15 +126,34 @@ pub fn engine(scenario: &Scenario, state: &Arc<ScriptState>, max_operations: u64
         (ops.saturating_sub(base.load(Ordering::Relaxed)) > max_operations).then(|| {
             Dynamic::from(format!(
                 "the script ran {max_operations} operations without sleeping: an endless loop? \
-                 (loops that wait must call sleep(); raise the limit with --max-operations)"
+                 (max_operations; loops that wait must call sleep(), or raise the limit with \
+                 --max-operations N)"
             ))
         })
     });
     engine
 }
 
-/// Runs `scenario` against `lab` from start to end and records `start` and `end` events.
+/// Runs `scenario` against `lab` from start to end and records `start` and `end` events. It
+/// runs on a thread whose stack holds the deepest calls the limits allow, whatever thread the
+/// caller is on: a native stack overflow would abort without removing the lab.
 pub fn run(
+    scenario: &Scenario,
+    lab: Lab,
+    opts: &ScriptOptions,
+) -> Result<ScriptReport, ScriptError> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("script".into())
+            .stack_size(limits::SCRIPT_STACK)
+            .spawn_scoped(scope, || run_here(scenario, lab, opts))
+            .map_err(|e| ScriptError::new(None, format!("cannot start the script's thread: {e}")))?
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+fn run_here(
     scenario: &Scenario,
     lab: Lab,
     opts: &ScriptOptions,

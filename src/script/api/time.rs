@@ -14,6 +14,7 @@ use rhai::{
 
 use super::{CallbackGuard, RhaiResult, ScriptState, duration, lab_err};
 use crate::script::error::{SCHEDULED_CALLBACK, at_call};
+use crate::script::limits::MAX_CALLBACKS;
 use crate::script::timers::TimerId;
 use crate::units::{self, Nanos};
 
@@ -106,8 +107,7 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
                     ),
                 ));
             }
-            let id = s.timers().schedule(due, None, Callback::new(&ctx, f));
-            Ok(Timer { id })
+            schedule(&ctx, &s, due, None, f)
         },
     );
     let s = state.clone();
@@ -119,12 +119,32 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
                 return Err(at_call(&ctx, "expected a period greater than zero"));
             }
             let first = s.lab().now().saturating_add(period);
-            let id = s
-                .timers()
-                .schedule(first, Some(period), Callback::new(&ctx, f));
-            Ok(Timer { id })
+            schedule(&ctx, &s, first, Some(period), f)
         },
     );
+}
+
+/// Schedules `f`, unless `MAX_CALLBACKS` are pending already.
+fn schedule(
+    ctx: &NativeCallContext,
+    s: &ScriptState,
+    due: Nanos,
+    period: Option<Nanos>,
+    f: FnPtr,
+) -> RhaiResult<Timer> {
+    let mut timers = s.timers();
+    if timers.pending() >= MAX_CALLBACKS {
+        return Err(at_call(
+            ctx,
+            format!(
+                "{MAX_CALLBACKS} callbacks are already pending, the limit (max_callbacks): \
+                 at()/every() in a loop that never sleeps? (a fixed limit; cancel() timers \
+                 that are no longer needed)"
+            ),
+        ));
+    }
+    let id = timers.schedule(due, period, Callback::new(ctx, f));
+    Ok(Timer { id })
 }
 
 /// Advances the experiment by `d`, running the callbacks that fall due on the way.
