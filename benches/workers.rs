@@ -95,15 +95,24 @@ fn count(out: &std::path::Path) -> Counted {
 const THROUGHPUT: &str = r#"
 let a = alloc_ip(1, #{ worker: 0 })[0];
 let b = alloc_ip(1, #{ worker: param("far", 0) })[0];
+spawn(a, `ping -c 50 -i 0.02 -I ${a.ip} ${b.ip}`).wait();
 spawn(b, `iperf3 -s -1 -B ${b.ip}`);
 sleep(0.5);
 spawn(a, `iperf3 -c ${b.ip} -B ${a.ip} -t 5 -J`).wait();
 sleep(0.2);
 "#;
 
+/// Median RTT, in ms, of the pings of a THROUGHPUT run (before its iperf3 flow).
+fn ping_rtt(out: &std::path::Path) -> f64 {
+    let log = std::fs::read_to_string(out.join("nodes/10.0.0.1/stdout.log")).expect("ping log");
+    median(common::ping_rtts(&log))
+}
+
 /// Goodput of the iperf3 client of a THROUGHPUT run, in Gbit/s.
 fn goodput(out: &std::path::Path) -> f64 {
     let log = std::fs::read_to_string(out.join("nodes/10.0.0.1/stdout.log")).expect("iperf3 log");
+    // The ping's lines come first.
+    let log = &log[log.find("\n{").map_or(0, |i| i + 1)..];
     let json: serde_json::Value = serde_json::from_str(&log[log.find('{').unwrap()..]).unwrap();
     json["end"]["sum_received"]["bits_per_second"]
         .as_f64()
@@ -245,22 +254,27 @@ fn against_baseline(cluster: &machines::Cluster, program: &std::path::Path) {
         baseline::Build::start(cluster, 3, program),
         baseline::Build::this(cluster),
     ];
-    let mut rates = [Vec::new(), Vec::new()];
+    let (mut rates, mut rtts) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     for round in 0..AB_RUNS {
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for b in order {
             let out = cluster.dir.path().join(format!("ab-{b}-{round}"));
             builds[b].run_script(cluster, &script, &out, &["--set", "far=1"]);
             rates[b].push(goodput(&out));
+            rtts[b].push(ping_rtt(&out));
         }
     }
     for (b, name) in [(0, "baseline"), (1, "this build")] {
         let runs: Vec<String> = rates[b].iter().map(|r| format!("{r:.2}")).collect();
+        let pings: Vec<String> = rtts[b].iter().map(|r| format!("{r:.3}")).collect();
         println!(
-            "{name:>10} ({}): across two workers {:.2} Gbit/s median of {AB_RUNS} [{}]",
+            "{name:>10} ({}): across two workers {:.2} Gbit/s median of {AB_RUNS} [{}], \
+             unshaped ping RTT {:.3} ms median of the runs' medians [{}]",
             builds[b].program.display(),
             median(rates[b].clone()),
-            runs.join(" ")
+            runs.join(" "),
+            median(rtts[b].clone()),
+            pings.join(" ")
         );
     }
     println!(
