@@ -473,6 +473,25 @@ fn a_scenario_gives_the_same_results_on_one_machine_and_on_three() {
     assert_eq!(code, 0, "{stderr}");
     let (rtt1, rates1) = measure(&one);
     let (rtt3, rates3) = measure(&three);
+    // Every worker's data plane reported its counters: datagrams went both ways, and none
+    // was turned away.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(three.join("summary.json")).unwrap())
+            .unwrap();
+    let dataplane = summary["dataplane"].as_array().unwrap();
+    assert_eq!(dataplane.len(), 3, "{dataplane:?}");
+    let total = |name: &str| -> u64 { dataplane.iter().map(|w| w[name].as_u64().unwrap()).sum() };
+    assert!(total("remote_sent") > 1000, "{dataplane:?}");
+    assert!(total("remote_received") > 1000, "{dataplane:?}");
+    for refused in [
+        "remote_stranger",
+        "remote_malformed",
+        "remote_other_run",
+        "remote_forged",
+        "remote_replayed",
+    ] {
+        assert_eq!(total(refused), 0, "{refused}: {dataplane:?}");
+    }
     eprintln!(
         "one machine: RTT {rtt1:.2} ms, goodput {rates1:?}; three: RTT {rtt3:.2} ms, {rates3:?}"
     );

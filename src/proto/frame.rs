@@ -110,7 +110,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Handshake::Noise { message } => {
                 if noise.read_message(&decode(&message)?, &mut buf).is_err() {
                     return Err(ProtoError::Auth(
-                        "the worker does not hold the same token".into(),
+                        "the worker does not hold the same token (or its answer was altered \
+                         on the way)"
+                            .into(),
                     ));
                 }
             }
@@ -136,13 +138,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         describe: &str,
         claim: impl FnOnce() -> Result<(), String>,
     ) -> Result<(), ProtoError> {
-        within_deadline(self.worker_handshake(token, describe, claim)).await
+        within_deadline(self.worker_handshake(token, describe, || {}, claim)).await
+    }
+
+    /// `authenticate_controller`, and `proven` is called as soon as the controller's first
+    /// Noise message shows that it holds the token (before the claim, a round trip later):
+    /// the worker's door stops counting it among strangers.
+    pub async fn authenticate_controller_admitted(
+        &mut self,
+        token: &Token,
+        describe: &str,
+        proven: impl FnOnce(),
+        claim: impl FnOnce() -> Result<(), String>,
+    ) -> Result<(), ProtoError> {
+        within_deadline(self.worker_handshake(token, describe, proven, claim)).await
     }
 
     async fn worker_handshake(
         &mut self,
         token: &Token,
         describe: &str,
+        proven: impl FnOnce(),
         claim: impl FnOnce() -> Result<(), String>,
     ) -> Result<(), ProtoError> {
         let hello = next_frame(self.framed.next().await)?;
@@ -167,12 +183,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             other => return Err(self.refuse_unexpected(&other).await),
         };
         if noise.read_message(&message, &mut buf).is_err() {
-            self.refuse("authentication failed: not the worker's token".into())
-                .await;
+            self.refuse(
+                "authentication failed: not the worker's token (or the hello was altered on \
+                 the way)"
+                    .into(),
+            )
+            .await;
             return Err(ProtoError::Auth(
                 "the controller does not hold the token".into(),
             ));
         }
+        proven();
         let n = noise.write_message(&[], &mut buf).map_err(noise_error)?;
         self.send(&Handshake::Noise {
             message: hex::encode(&buf[..n]),

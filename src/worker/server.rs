@@ -162,15 +162,40 @@ impl Shared {
     }
 }
 
+/// Holds the worker for one controller; lets it go when dropped, however the holder ends.
+struct Claim<'a>(&'a AtomicBool);
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A connection's place among those half-way through a handshake, given up when dropped.
+struct Pending<'a> {
+    shared: &'a Shared,
+    ticket: u64,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.shared.admission().done(self.ticket);
+    }
+}
+
+/// At most this much of a stranger's refusal reason goes into a log line.
+const LOGGED_REASON: usize = 200;
+
 async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, peer: SocketAddr) {
     let mut conn = Connection::new(stream);
-    // The worker is claimed only by a controller whose proof holds, before it is welcomed.
-    let claimed = AtomicBool::new(false);
+    // The worker is claimed only by a controller whose claim came sealed, before it is
+    // welcomed.
+    let mut claimed = None;
     let claim = || {
         if shared.busy.swap(true, Ordering::SeqCst) {
             return Err("this worker is serving another controller; one run at a time".into());
         }
-        claimed.store(true, Ordering::SeqCst);
+        claimed = Some(Claim(&shared.busy));
         Ok(())
     };
     let describe = format!(
@@ -179,25 +204,31 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, pe
         hostname()
     );
     let (ticket, released) = shared.admit(peer);
+    let mut pending = Some(Pending {
+        shared: &shared,
+        ticket,
+    });
+    // Once the controller's first Noise message holds, it is no stranger: strangers can no
+    // longer push it out.
+    let proven = || pending = None;
     let handshake = tokio::select! {
-        done = conn.authenticate_controller(&shared.token, &describe, claim) => done,
-        _ = released => Err(ProtoError::Refused(
+        // A handshake that is done wins over a release that came at the same time.
+        biased;
+        done = conn.authenticate_controller_admitted(&shared.token, &describe, proven, claim) => done,
+        Ok(()) = released => Err(ProtoError::Refused(
             "let go: newer connections are waiting to authenticate".into(),
         )),
     };
-    shared.admission().done(ticket);
-    match handshake {
-        Ok(()) => {}
-        Err(e) => {
-            if claimed.load(Ordering::SeqCst) {
-                shared.busy.store(false, Ordering::SeqCst);
-            }
-            match e {
-                ProtoError::Refused(why) => tracing::warn!(%peer, "refused: {why}"),
-                e => tracing::warn!(%peer, "refused: {e}"),
-            }
-            return;
-        }
+    drop(pending);
+    if let Err(e) = handshake {
+        drop(claimed);
+        let why = match e {
+            ProtoError::Refused(why) => why,
+            e => e.to_string(),
+        };
+        let why: String = why.chars().take(LOGGED_REASON).collect();
+        tracing::warn!(%peer, "refused: {why}");
+        return;
     }
     let n = shared.sessions.fetch_add(1, Ordering::SeqCst);
     let dir = shared
@@ -205,7 +236,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream, pe
         .join(format!("session-{}-{n}", std::process::id()));
     let span = tracing::info_span!("session", n, %peer);
     run_session(&shared, conn, dir).instrument(span).await;
-    shared.busy.store(false, Ordering::SeqCst);
+    drop(claimed);
 }
 
 /// One authenticated controller's session, in its own scratch folder `dir`.

@@ -95,8 +95,14 @@ where
     let mut check = tokio::time::interval(SILENCE_CHECK);
     let mut heard = Instant::now();
     let mut end = None;
+    // When the writer, given last words, must be done: a write already blocked on a
+    // controller that does not read would otherwise hold the session, and the lab, forever.
+    let mut farewell_by = None;
     loop {
         let ended = end.is_some();
+        let give_up = tokio::time::sleep_until(
+            farewell_by.unwrap_or_else(|| tokio::time::Instant::now() + SILENCE),
+        );
         tokio::select! {
             biased;
             msg = reader.recv::<ToWorker>(), if !ended => match msg {
@@ -118,6 +124,7 @@ where
                         && let Some(tell) = last_words.take()
                     {
                         let _ = tell.try_send(e.to_string());
+                        farewell_by = Some(tokio::time::Instant::now() + 2 * FAREWELL);
                     }
                     end = Some(SessionEnd::Lost(e));
                     requests = None;
@@ -133,6 +140,7 @@ where
                 }
             },
             _ = &mut writer => break,
+            () = give_up, if farewell_by.is_some() => writer.abort(),
         }
         // Nobody will read what is left to send: stop writing, so that a lab thread blocked
         // on a full outbox (a stalled controller during Collect) sees the channel close and
