@@ -2,6 +2,7 @@
 //! folders and `summary.json`. Plots and the HTML report come later, from `p2plab report`.
 
 pub mod events;
+pub mod traffic;
 
 use std::fs;
 use std::io;
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use events::{Event, EventLog};
+pub use traffic::TrafficCsv;
 
 #[derive(Debug, thiserror::Error)]
 #[error("results folder {path}: {source}")]
@@ -54,6 +56,10 @@ impl ResultsDir {
 
     pub fn events_path(&self) -> PathBuf {
         self.path.join("events.jsonl")
+    }
+
+    pub fn traffic_path(&self) -> PathBuf {
+        self.path.join("traffic.csv")
     }
 
     pub fn write_summary(&self, summary: &serde_json::Value) -> Result<(), ResultsError> {
