@@ -83,7 +83,10 @@ fn a_killed_run_keeps_all_but_the_last_second() {
     for ip in ["10.0.0.1", "10.0.0.2"] {
         let ts = seconds(&rows, ip);
         for t in ["1", "2", "3", "4"] {
-            assert!(ts.iter().any(|x| x == t), "{ip} has no row for t={t}: {ts:?}");
+            assert!(
+                ts.iter().any(|x| x == t),
+                "{ip} has no row for t={t}: {ts:?}"
+            );
         }
     }
     let text = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
@@ -99,14 +102,21 @@ fn a_killed_run_keeps_all_but_the_last_second() {
     assert!(ticks[6] >= 3.5, "{ticks:?}");
     assert!(!events.iter().any(|e| e["event"] == "end"));
 
-    assert_eq!(namespaces_of(owner).len(), 1, "a SIGKILLed run leaves its lab");
+    assert_eq!(
+        namespaces_of(owner).len(),
+        1,
+        "a SIGKILLed run leaves its lab"
+    );
     let cleanup = Command::new(env!("CARGO_BIN_EXE_p2plab"))
         .arg("cleanup")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&cleanup.stderr);
     assert_eq!(cleanup.status.code(), Some(0), "{stderr}");
-    assert!(namespaces_of(owner).is_empty(), "cleanup left the lab: {stderr}");
+    assert!(
+        namespaces_of(owner).is_empty(),
+        "cleanup left the lab: {stderr}"
+    );
 }
 
 #[test]
@@ -147,7 +157,11 @@ sleep(3.3);
     let (whole, frac) = last.split_once('.').expect("the last row is partial");
     assert_eq!(frac.len(), 3, "{last}");
     assert_eq!(whole, "3", "{last}");
-    assert!(rows.iter().filter(|r| &r.t != last).all(|r| !r.t.contains('.')));
+    assert!(
+        rows.iter()
+            .filter(|r| &r.t != last)
+            .all(|r| !r.t.contains('.'))
+    );
     assert!((t.last().unwrap() - p2plab::units::secs(outcome.report.end_time)).abs() < 0.5);
 
     let mut sums: BTreeMap<String, [u64; 6]> = BTreeMap::new();
@@ -167,7 +181,10 @@ sleep(3.3);
     }
     let a = sums["10.0.0.1"];
     let b = sums["10.0.0.2"];
-    assert!(a[0] > 100_000 || b[0] > 100_000, "iperf3 moved little: {a:?} {b:?}");
+    assert!(
+        a[0] > 100_000 || b[0] > 100_000,
+        "iperf3 moved little: {a:?} {b:?}"
+    );
     assert!(a[4] + b[4] > 0, "no queue drop: {a:?} {b:?}");
     assert!(a[5] + b[5] > 0, "no loss drop: {a:?} {b:?}");
 }
@@ -185,12 +202,19 @@ fn the_summary_says_how_the_run_was_made() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let text = std::fs::read(&s.path).unwrap();
     use sha2::Digest;
-    assert_eq!(summary["script_sha256"], hex::encode(sha2::Sha256::digest(&text)));
+    assert_eq!(
+        summary["script_sha256"],
+        hex::encode(sha2::Sha256::digest(&text))
+    );
     let args: Vec<&str> = summary["args"]
         .as_array()
         .unwrap()
@@ -209,7 +233,10 @@ fn the_summary_says_how_the_run_was_made() {
     let ended = summary["ended"].as_str().unwrap();
     for stamp in [started, ended] {
         assert_eq!(stamp.len(), "2026-11-25T19:56:06.250Z".len(), "{stamp}");
-        assert!(stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T', "{stamp}");
+        assert!(
+            stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+            "{stamp}"
+        );
     }
     assert!(started < ended, "{started} {ended}");
 }

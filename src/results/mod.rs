@@ -83,7 +83,9 @@ pub fn utc_stamp(t: SystemTime) -> String {
 /// ISO 8601 in UTC with milliseconds, `2026-11-25T19:56:06.250Z`, for `summary.json`.
 pub fn iso8601(t: SystemTime) -> String {
     let (year, month, day, secs) = civil(t);
-    let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_millis());
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis());
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
         secs / 3600,
