@@ -59,9 +59,10 @@ impl TrafficCsv {
         self.write(&second.to_string(), reading)
     }
 
-    /// Writes the run's last interval, which ends at `now` (the final reading).
+    /// Writes the run's last interval, which ends at `now` (the final reading), rounded to
+    /// the millisecond like the run's end time printed at the end.
     pub fn last(&mut self, now: Nanos, reading: &[(Ipv4Addr, NodeCounters)]) -> io::Result<()> {
-        let ms = now / 1_000_000;
+        let ms = now.saturating_add(500_000) / 1_000_000;
         self.write(&format!("{}.{:03}", ms / 1000, ms % 1000), reading)
     }
 
@@ -150,7 +151,7 @@ mod tests {
         csv.second(2 * SEC, &[(B, b1), (A, sent(100, 1))]).unwrap();
         csv.second(3 * SEC + 5, &[(B, b1), (A, sent(1600, 2))])
             .unwrap();
-        csv.last(3 * SEC + 437_900_000, &[(B, b1), (A, sent(1700, 3))])
+        csv.last(3 * SEC + 437_400_000, &[(B, b1), (A, sent(1700, 3))])
             .unwrap();
         assert_eq!(
             text(&out),
