@@ -1,5 +1,6 @@
-//! The results folder of one run: where it is, `events.jsonl` (see `events`), per-node
-//! folders and `summary.json`. Plots and the HTML report come later, from `p2plab report`.
+//! The results folder of one run: where it is, `events.jsonl` (see `events`), `traffic.csv`
+//! (see `traffic`), per-node folders and `summary.json`. Plots and the HTML report come
+//! later, from `p2plab report`.
 
 pub mod events;
 pub mod traffic;
