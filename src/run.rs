@@ -196,14 +196,18 @@ pub fn check(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
     })
 }
 
-/// Runs the script on a virtual clock: timeline, `events.jsonl` and `summary.json`.
+/// Runs the script on a virtual clock: timeline, `events.jsonl`, `traffic.csv` (its header)
+/// and `summary.json`.
 pub fn dry_run(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     let scenario = load(&cfg)?;
     let seed = cfg.seed.unwrap_or_else(rand::random);
     let dir = ResultsDir::create(cfg.out.as_deref(), &cfg.script).map_err(SetupError::from)?;
     let log = events_log(&dir, &mut cfg)?;
+    // No data plane, so the header only: a folder reused with `--out` keeps no stale rows,
+    // and readers find the same files as after a real run.
+    let lab = dry_lab(&cfg, seed, log).with_traffic_csv(traffic_csv(&dir)?);
     let started = SystemTime::now();
-    let result = script::run(&scenario, dry_lab(&cfg, seed, log), &options(&cfg, seed));
+    let result = script::run(&scenario, lab, &options(&cfg, seed));
     write_summary(&dir, &scenario, &cfg, seed, started, None, &result)?;
     Ok(RunOutcome {
         seed,
@@ -241,12 +245,7 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
             source,
         })?;
     let log = events_log(&dir, &mut cfg)?.write_through();
-    let traffic_path = dir.traffic_path();
-    let traffic_csv =
-        TrafficCsv::create(&traffic_path).map_err(|source| SetupError::WriteTraffic {
-            path: traffic_path,
-            source,
-        })?;
+    let traffic_csv = traffic_csv(&dir)?;
     let started = SystemTime::now();
     let clock = MonotonicClock::start();
     let setup = RunSetup {
@@ -341,6 +340,11 @@ fn events_log(dir: &ResultsDir, cfg: &mut RunConfig) -> Result<EventLog, SetupEr
     let path = dir.events_path();
     EventLog::create(&path, cfg.timeline.take())
         .map_err(|source| SetupError::WriteEvents { path, source })
+}
+
+fn traffic_csv(dir: &ResultsDir) -> Result<TrafficCsv, SetupError> {
+    let path = dir.traffic_path();
+    TrafficCsv::create(&path).map_err(|source| SetupError::WriteTraffic { path, source })
 }
 
 /// MTU of emulated links: the Internet's usual 1500 bytes.

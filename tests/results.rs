@@ -1,6 +1,6 @@
 //! The results folder of a real run as it is written: `traffic.csv` and `events.jsonl` survive
 //! a SIGKILL with at most the last second lost, every line whole; `traffic.csv` sums to the
-//! per-node totals of `summary.json`; `summary.json` says how the run was made (needs root).
+//! per-node totals of `summary.json`; `summary.json` says how the run was made (the real runs need root).
 
 mod common;
 
@@ -187,6 +187,19 @@ sleep(3.3);
     );
     assert!(a[4] + b[4] > 0, "no queue drop: {a:?} {b:?}");
     assert!(a[5] + b[5] > 0, "no loss drop: {a:?} {b:?}");
+}
+
+#[test]
+fn a_dry_run_writes_the_header_only() {
+    let s = Scenario::new(
+        "let n = alloc_ip(2);\nspawn(n[0], \"ping -i 0.2 10.0.0.2\");\nsleep(5.5);\n",
+    );
+    // A real run's rows left in a reused folder must not survive.
+    std::fs::create_dir_all(s.out()).unwrap();
+    std::fs::write(s.out().join("traffic.csv"), "stale\n").unwrap();
+    s.run_ok();
+    let text = std::fs::read_to_string(s.out().join("traffic.csv")).unwrap();
+    assert_eq!(text, format!("{HEADER}\n"));
 }
 
 #[test]
