@@ -1,6 +1,7 @@
-//! The results folder of a real run as it is written: `traffic.csv` and `events.jsonl` survive
-//! a SIGKILL with at most the last second lost, every line whole; `traffic.csv` sums to the
-//! per-node totals of `summary.json`; `summary.json` says how the run was made (the real runs need root).
+//! The results folder as a run writes it: `traffic.csv` and `events.jsonl` survive a SIGKILL
+//! with at most the last second lost, every line whole; `traffic.csv` sums to the per-node
+//! totals of `summary.json`, which says how the run was made; a dry-run's `traffic.csv` is its
+//! header. The real runs need root.
 
 mod common;
 
