@@ -59,7 +59,7 @@ pub struct Lab {
     /// A worker was lost: the run stops without grace.
     lost: bool,
     procs: ProcLimit,
-    /// Real mode: `traffic.csv`, fed once per second of experiment time while time passes.
+    /// `traffic.csv`, fed once per second of experiment time while time passes.
     traffic_csv: Option<TrafficCsv>,
 }
 
@@ -83,7 +83,7 @@ impl Lab {
         }
     }
 
-    /// Writes per-second traffic to `csv` as the run goes (real mode).
+    /// Writes per-second traffic to `csv` as the run goes.
     pub fn with_traffic_csv(mut self, csv: TrafficCsv) -> Self {
         self.traffic_csv = Some(csv);
         self
