@@ -81,7 +81,7 @@
 //! (on stderr; the timeline of a run is on stdout).
 //!
 //! ## Not yet
-//! `traffic.csv` and `p2plab report`.
+//! `p2plab report`.
 //!
 //! ## Example
 //! ```

@@ -173,6 +173,7 @@ fn main() -> ExitCode {
             token_file,
         } => {
             let mut cfg = RunConfig::new(file);
+            cfg.args = std::env::args().collect();
             cfg.seed = seed;
             cfg.params = params(list);
             cfg.out = out;

@@ -7,9 +7,11 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
+use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use crate::clock::MonotonicClock;
@@ -19,7 +21,7 @@ use crate::controller::{
 use crate::experiment::{DryRun, Experiment, Placement, VirtualClock};
 use crate::netns::NetnsError;
 use crate::proto::{Connection, Token, TokenError};
-use crate::results::{EventLog, ResultsDir, ResultsError};
+use crate::results::{EventLog, ResultsDir, ResultsError, TrafficCsv};
 use crate::script::{self, Scenario, ScriptError, ScriptOptions, ScriptReport};
 use crate::units::{Nanos, SEC};
 use crate::worker::MachineLabs;
@@ -54,6 +56,12 @@ pub enum SetupError {
     },
     #[error("cannot write {}: {source}", path.display())]
     WriteEvents {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    WriteTraffic {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -105,6 +113,8 @@ pub struct RunConfig {
     pub workers: Vec<WorkerSpec>,
     /// The token shared with the workers (`--token-file` or `P2PLAB_TOKEN`).
     pub token: Option<Token>,
+    /// The command line that started the run, for `summary.json` (empty from a library).
+    pub args: Vec<String>,
 }
 
 impl RunConfig {
@@ -119,6 +129,7 @@ impl RunConfig {
             timeline: None,
             workers: Vec::new(),
             token: None,
+            args: Vec::new(),
         }
     }
 }
@@ -185,14 +196,19 @@ pub fn check(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
     })
 }
 
-/// Runs the script on a virtual clock: timeline, `events.jsonl` and `summary.json`.
+/// Runs the script on a virtual clock: timeline, `events.jsonl`, `traffic.csv` (its header)
+/// and `summary.json`.
 pub fn dry_run(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     let scenario = load(&cfg)?;
     let seed = cfg.seed.unwrap_or_else(rand::random);
     let dir = ResultsDir::create(cfg.out.as_deref(), &cfg.script).map_err(SetupError::from)?;
     let log = events_log(&dir, &mut cfg)?;
-    let result = script::run(&scenario, dry_lab(&cfg, seed, log), &options(&cfg, seed));
-    write_summary(&dir, &scenario, &cfg, seed, None, &result)?;
+    // No data plane, so the header only: a folder reused with `--out` keeps no stale rows,
+    // and readers find the same files as after a real run.
+    let lab = dry_lab(&cfg, seed, log).with_traffic_csv(traffic_csv(&dir)?);
+    let started = SystemTime::now();
+    let result = script::run(&scenario, lab, &options(&cfg, seed));
+    write_summary(&dir, &scenario, &cfg, seed, started, None, &result)?;
     Ok(RunOutcome {
         seed,
         results: Some(dir.path().to_path_buf()),
@@ -229,6 +245,8 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
             source,
         })?;
     let log = events_log(&dir, &mut cfg)?.write_through();
+    let traffic_csv = traffic_csv(&dir)?;
+    let started = SystemTime::now();
     let clock = MonotonicClock::start();
     let setup = RunSetup {
         seed,
@@ -257,7 +275,8 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         log,
         ChaCha8Rng::seed_from_u64(seed),
     )
-    .with_max_procs(cfg.max_procs);
+    .with_max_procs(cfg.max_procs)
+    .with_traffic_csv(traffic_csv);
     let mut opts = options(&cfg, seed);
     opts.horizon = None;
     let result = script::run(&scenario, lab, &opts);
@@ -265,7 +284,7 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         labs: &labs,
         dataplane: dataplane.get(),
     };
-    write_summary(&dir, &scenario, &cfg, seed, Some(real), &result)?;
+    write_summary(&dir, &scenario, &cfg, seed, started, Some(real), &result)?;
     if let Some(what) = lost.get() {
         return Err(RunError::WorkerLost(format!(
             "{what}; the experiment was stopped, results so far are in {}",
@@ -323,6 +342,11 @@ fn events_log(dir: &ResultsDir, cfg: &mut RunConfig) -> Result<EventLog, SetupEr
         .map_err(|source| SetupError::WriteEvents { path, source })
 }
 
+fn traffic_csv(dir: &ResultsDir) -> Result<TrafficCsv, SetupError> {
+    let path = dir.traffic_path();
+    TrafficCsv::create(&path).map_err(|source| SetupError::WriteTraffic { path, source })
+}
+
 /// MTU of emulated links: the Internet's usual 1500 bytes.
 pub const DEFAULT_MTU: u32 = 1500;
 
@@ -355,11 +379,19 @@ struct RealSummary<'a> {
     dataplane: Vec<WorkerCounters>,
 }
 
+/// The kernel release of this machine (`uname -r`), or `null` where /proc has none.
+fn kernel_release() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
 fn write_summary(
     dir: &ResultsDir,
     scenario: &Scenario,
     cfg: &RunConfig,
     seed: u64,
+    started: SystemTime,
     real: Option<RealSummary>,
     result: &Result<ScriptReport, ScriptError>,
 ) -> Result<(), RunError> {
@@ -398,14 +430,20 @@ fn write_summary(
                 .collect()
         })
         .unwrap_or_default();
+    let sha256 = hex::encode(Sha256::digest(scenario.text.as_bytes()));
     let summary = serde_json::json!({
         "script": scenario.name(),
+        "script_sha256": sha256,
+        "args": cfg.args,
+        "version": env!("CARGO_PKG_VERSION"),
+        "kernel": kernel_release(),
         "mode": if namespace.is_some() { "real" } else { "dry-run" },
         "namespace": namespace,
         "workers": workers,
         "seed": seed,
         "params": cfg.params,
-        "started": crate::results::utc_stamp(std::time::SystemTime::now()),
+        "started": crate::results::iso8601(started),
+        "ended": crate::results::iso8601(SystemTime::now()),
         "outcome": if result.is_ok() { "ok" } else { "error" },
         "error": result.as_ref().err().map(|e| e.to_string()),
         "experiment_seconds": result.as_ref().ok().map(|r| crate::units::secs(r.end_time)),

@@ -16,7 +16,7 @@ use crate::experiment::{
     NodeId, NodeRecord, Outcome, ProcExit, ProcId, ProcStatus, ShapeUpdate, SpawnSpec, StateError,
     signal_name,
 };
-use crate::results::{Event, EventLog};
+use crate::results::{Event, EventLog, TrafficCsv};
 use crate::units::{self, Nanos};
 pub use clock::RealClock;
 pub use proc_limit::DEFAULT_MAX_PROCS;
@@ -43,6 +43,8 @@ pub enum LabError {
     Interrupted,
     #[error("writing events: {0}")]
     Log(#[from] io::Error),
+    #[error("writing traffic.csv: {0}")]
+    Traffic(#[source] io::Error),
 }
 
 /// How long `stop_all` waits after the SIGKILL deadline for the last exits.
@@ -57,6 +59,8 @@ pub struct Lab {
     /// A worker was lost: the run stops without grace.
     lost: bool,
     procs: ProcLimit,
+    /// `traffic.csv`, fed once per second of experiment time while time passes.
+    traffic_csv: Option<TrafficCsv>,
 }
 
 impl Lab {
@@ -75,7 +79,14 @@ impl Lab {
             rng,
             lost: false,
             procs: ProcLimit::new(DEFAULT_MAX_PROCS),
+            traffic_csv: None,
         }
+    }
+
+    /// Writes per-second traffic to `csv` as the run goes.
+    pub fn with_traffic_csv(mut self, csv: TrafficCsv) -> Self {
+        self.traffic_csv = Some(csv);
+        self
     }
 
     /// Sets how many processes one worker may run at once (`--max-procs`).
@@ -111,8 +122,7 @@ impl Lab {
     /// clock returns in short steps, so exits are recorded close to when they happen).
     pub fn advance_to(&mut self, t: Nanos) -> Result<(), LabError> {
         loop {
-            self.clock.sleep_until(t);
-            self.collect_exits()?;
+            self.nap_until(t)?;
             if crate::interrupt::requested() {
                 return Err(LabError::Interrupted);
             }
@@ -122,9 +132,41 @@ impl Lab {
         }
     }
 
-    /// Per-node traffic counters from the executor.
-    pub fn traffic(&mut self) -> Vec<(std::net::Ipv4Addr, NodeCounters)> {
-        self.executor.traffic()
+    /// One nap of the clock towards `t`, then what is due: exits, and a second of traffic.
+    /// Every wait of the lab goes through here, so `traffic.csv` gets its row whether the
+    /// script sleeps, waits for a process or is being stopped.
+    fn nap_until(&mut self, t: Nanos) -> Result<(), LabError> {
+        self.clock.sleep_until(t);
+        self.collect_exits()?;
+        let now = self.now();
+        if self.traffic_csv.as_ref().is_some_and(|csv| csv.due(now)) {
+            let reading = self.traffic_reading();
+            if let Some(csv) = self.traffic_csv.as_mut() {
+                csv.second(now, &reading).map_err(LabError::Traffic)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-node totals so far, in allocation order (one request per worker).
+    fn traffic_reading(&mut self) -> Vec<(std::net::Ipv4Addr, NodeCounters)> {
+        let by_ip: std::collections::HashMap<_, _> = self.executor.traffic().into_iter().collect();
+        self.state
+            .nodes()
+            .iter()
+            .filter_map(|n| by_ip.get(&n.ip).map(|c| (n.ip, *c)))
+            .collect()
+    }
+
+    /// Per-node traffic totals at the end of the run, in allocation order; they also make the
+    /// last, partial interval of `traffic.csv`, so its columns sum to these totals.
+    pub fn traffic(&mut self) -> Result<Vec<(std::net::Ipv4Addr, NodeCounters)>, LabError> {
+        let now = self.now();
+        let reading = self.traffic_reading();
+        if let Some(csv) = self.traffic_csv.as_mut() {
+            csv.last(now, &reading).map_err(LabError::Traffic)?;
+        }
+        Ok(reading)
     }
 
     /// Ends the run on the workers: node folders collected, labs removed.
@@ -391,8 +433,7 @@ impl Lab {
         // before any exit came.)
         let give_up = self.now().saturating_add(grace).saturating_add(STOP_SLACK);
         while self.state.any_running() && self.now() < give_up {
-            self.clock.sleep_until(give_up);
-            self.collect_exits()?;
+            self.nap_until(give_up)?;
         }
         Ok(())
     }

@@ -67,6 +67,18 @@ impl NodeCounters {
         self.dropped_queue.saturating_add(self.dropped_loss)
     }
 
+    /// What was counted since the reading `earlier` (zero where a count did not grow).
+    pub fn since(&self, earlier: &NodeCounters) -> NodeCounters {
+        NodeCounters {
+            sent_bytes: self.sent_bytes.saturating_sub(earlier.sent_bytes),
+            sent_packets: self.sent_packets.saturating_sub(earlier.sent_packets),
+            recv_bytes: self.recv_bytes.saturating_sub(earlier.recv_bytes),
+            recv_packets: self.recv_packets.saturating_sub(earlier.recv_packets),
+            dropped_queue: self.dropped_queue.saturating_sub(earlier.dropped_queue),
+            dropped_loss: self.dropped_loss.saturating_sub(earlier.dropped_loss),
+        }
+    }
+
     /// Adds `other` to `self` (to total several nodes or machines).
     pub fn add(&mut self, other: &NodeCounters) {
         self.sent_bytes = self.sent_bytes.saturating_add(other.sent_bytes);

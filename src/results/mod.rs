@@ -1,7 +1,9 @@
-//! The results folder of one run: where it is, `events.jsonl` (see `events`), per-node
-//! folders and `summary.json`. Plots and the HTML report come later, from `p2plab report`.
+//! The results folder of one run: where it is, `events.jsonl` (see `events`), `traffic.csv`
+//! (see `traffic`), per-node folders and `summary.json`. Plots and the HTML report come
+//! later, from `p2plab report`.
 
 pub mod events;
+pub mod traffic;
 
 use std::fs;
 use std::io;
@@ -9,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use events::{Event, EventLog};
+pub use traffic::TrafficCsv;
 
 #[derive(Debug, thiserror::Error)]
 #[error("results folder {path}: {source}")]
@@ -56,6 +59,10 @@ impl ResultsDir {
         self.path.join("events.jsonl")
     }
 
+    pub fn traffic_path(&self) -> PathBuf {
+        self.path.join("traffic.csv")
+    }
+
     pub fn write_summary(&self, summary: &serde_json::Value) -> Result<(), ResultsError> {
         let path = self.path.join("summary.json");
         let text = serde_json::to_string_pretty(summary).unwrap_or_default();
@@ -63,8 +70,34 @@ impl ResultsDir {
     }
 }
 
-/// `YYYYmmdd-HHMMSS` in UTC, without a date crate (days-to-civil from H. Hinnant).
+/// `YYYYmmdd-HHMMSS` in UTC, for folder names.
 pub fn utc_stamp(t: SystemTime) -> String {
+    let (year, month, day, secs) = civil(t);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// ISO 8601 in UTC with milliseconds, `2026-11-25T19:56:06.250Z`, for `summary.json`.
+pub fn iso8601(t: SystemTime) -> String {
+    let (year, month, day, secs) = civil(t);
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis());
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Year, month, day and second of the day in UTC, without a date crate (days-to-civil from
+/// H. Hinnant).
+fn civil(t: SystemTime) -> (i64, i64, i64, i64) {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;
@@ -76,12 +109,7 @@ pub fn utc_stamp(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    (year, month, day, rem)
 }
 
 #[cfg(test)]
@@ -94,5 +122,7 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(1_795_636_566);
         assert_eq!(utc_stamp(t), "20261125-195606");
         assert_eq!(utc_stamp(UNIX_EPOCH), "19700101-000000");
+        let t = t + Duration::from_millis(250);
+        assert_eq!(iso8601(t), "2026-11-25T19:56:06.250Z");
     }
 }

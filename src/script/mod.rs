@@ -192,13 +192,14 @@ fn run_here(
         .with("outcome", outcome)
         .with("pending_callbacks", pending_callbacks);
     let recorded = lab.record(end).and_then(|()| lab.flush()).map_err(io_err);
-    let traffic = lab.traffic();
+    let traffic = lab.traffic().map_err(io_err);
     // The script's own error, if any, comes first; then one from stopping, from the event
     // log, or from collecting node folders.
     let finished = lab.finish().map_err(io_err);
     result.map_err(|e| ScriptError::from_eval(&e, &name, &check::known_functions(&engine)))?;
     stopped?;
     recorded?;
+    let traffic = traffic?;
     finished?;
     Ok(ScriptReport {
         end_time,
