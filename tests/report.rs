@@ -102,11 +102,18 @@ fn check_report(results: &Path, titles: &[(&str, &str)]) -> String {
     let index = std::fs::read_to_string(dir.join("index.html")).expect("index.html");
     let refs = referenced(&index);
     for name in &refs {
-        assert!(dir.join(name).is_file(), "index.html shows {name}, which is missing");
+        assert!(
+            dir.join(name).is_file(),
+            "index.html shows {name}, which is missing"
+        );
     }
     let mut stems = BTreeSet::new();
     for entry in std::fs::read_dir(&dir).expect("report dir") {
-        let name = entry.expect("entry").file_name().into_string().expect("utf-8");
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .into_string()
+            .expect("utf-8");
         if name != "index.html" {
             assert!(refs.contains(&name), "index.html does not show {name}");
             stems.insert(name.rsplit_once('.').expect("extension").0.to_string());
@@ -144,7 +151,11 @@ fn a_dry_run_with_traffic_gets_every_plot() {
     let s = dry_run();
     std::fs::write(s.out().join("traffic.csv"), traffic_csv()).expect("write traffic.csv");
     let out = report(&s.out());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut titles = EVENT_PLOTS.to_vec();
     titles.push(("received", "Bytes received per node"));
     titles.push(("throughput", "Aggregate throughput"));
@@ -163,7 +174,11 @@ fn a_dry_run_with_traffic_gets_every_plot() {
 fn without_traffic_the_event_plots_remain_and_the_page_says_why() {
     let s = dry_run();
     let out = report(&s.out());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let index = check_report(&s.out(), EVENT_PLOTS);
     assert!(index.contains("<h2>Skipped</h2>"), "{index}");
     for title in ["Bytes received per node", "Aggregate throughput"] {
@@ -203,5 +218,8 @@ fn errors_name_the_folder_or_the_file_and_line() {
     let s = dry_run();
     std::fs::write(s.out().join("traffic.csv"), "t,ip,sent_bytes\n").expect("write");
     let stderr = String::from_utf8_lossy(&report(&s.out()).stderr).into_owned();
-    assert!(stderr.contains("traffic.csv:1: expected the header"), "{stderr}");
+    assert!(
+        stderr.contains("traffic.csv:1: expected the header"),
+        "{stderr}"
+    );
 }

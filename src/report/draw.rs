@@ -148,7 +148,10 @@ mod tests {
 
     #[test]
     fn axes_start_at_zero_and_have_room() {
-        assert_eq!(ranges(&plot(vec![(0.0, 0.0), (10.0, 100.0)])), (10.0, 0.0, 105.0));
+        assert_eq!(
+            ranges(&plot(vec![(0.0, 0.0), (10.0, 100.0)])),
+            (10.0, 0.0, 105.0)
+        );
         assert_eq!(ranges(&plot(vec![])), (1.0, 0.0, 1.0));
         assert_eq!(ranges(&plot(vec![(1.0, -20.0)])), (1.0, -21.0, 1.0));
     }

@@ -54,10 +54,7 @@ pub fn page(summary: Option<&Value>, shown: &[Shown], skipped: &[Skipped]) -> St
                     Value::Null => "none".into(),
                     other => other.to_string(),
                 };
-                html += &format!(
-                    "<tr><th>{field}</th><td>{}</td></tr>\n",
-                    escape(&value)
-                );
+                html += &format!("<tr><th>{field}</th><td>{}</td></tr>\n", escape(&value));
             }
             html += "</table>\n";
         }
@@ -78,11 +75,7 @@ pub fn page(summary: Option<&Value>, shown: &[Shown], skipped: &[Skipped]) -> St
     if !skipped.is_empty() {
         html += "<h2>Skipped</h2>\n<ul>\n";
         for s in skipped {
-            html += &format!(
-                "<li><b>{}</b>: {}</li>\n",
-                escape(&s.title),
-                escape(&s.why)
-            );
+            html += &format!("<li><b>{}</b>: {}</li>\n", escape(&s.title), escape(&s.why));
         }
         html += "</ul>\n";
     }

@@ -60,7 +60,12 @@ pub fn write(results: &Path) -> Result<Report, ReportError> {
     let traffic = if traffic_path.exists() {
         let file = traffic_path.display().to_string();
         let input = open(&traffic_path)?;
-        Some(series::read_traffic(input, &file, &events.nodes, events.end)?)
+        Some(series::read_traffic(
+            input,
+            &file,
+            &events.nodes,
+            events.end,
+        )?)
     } else {
         None
     };
@@ -97,11 +102,12 @@ pub fn write(results: &Path) -> Result<Report, ReportError> {
         });
     }
     let index = dir.join("index.html");
-    std::fs::write(&index, html::page(summary.as_ref(), &shown, &skipped))
-        .map_err(|source| ReportError::Io {
+    std::fs::write(&index, html::page(summary.as_ref(), &shown, &skipped)).map_err(|source| {
+        ReportError::Io {
             path: index,
             source,
-        })?;
+        }
+    })?;
     Ok(Report {
         dir,
         shown,
@@ -169,7 +175,13 @@ fn plan(
                 String::new()
             };
             plots.push((
-                plot("received", "Bytes received per node", TIME, "received (MB)", lines),
+                plot(
+                    "received",
+                    "Bytes received per node",
+                    TIME,
+                    "received (MB)",
+                    lines,
+                ),
                 format!("Each node's received bytes so far, from traffic.csv{sample}."),
             ));
             plots.push((
@@ -195,7 +207,13 @@ fn plan(
         }
     }
     plots.push((
-        plot("alive", "Nodes alive", TIME, "nodes", one(events.alive.clone())),
+        plot(
+            "alive",
+            "Nodes alive",
+            TIME,
+            "nodes",
+            one(events.alive.clone()),
+        ),
         "Nodes alive at each moment, from events.jsonl: a node is alive from its alloc_ip, \
          down after fail_node or leave, up again at revive (after a failure) or at its next \
          spawn (after a leave)."
@@ -211,7 +229,8 @@ fn plan(
             label: format!("all {} processes", events.lifetimes.len()),
             points: series::cdf(&events.lifetimes),
         }];
-        if !events.completions.is_empty() {
+        // When every process exited on its own, or none did, the second line would add nothing.
+        if !events.completions.is_empty() && events.completions.len() < events.lifetimes.len() {
             lines.push(Line {
                 label: format!("{} that exited on their own", events.completions.len()),
                 points: series::cdf(&events.completions),

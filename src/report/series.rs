@@ -404,7 +404,10 @@ mod tests {
             "traffic.csv:2: recv_bytes is not a number: \"lots\""
         );
         let err = read_traffic("t,ip\n".as_bytes(), "traffic.csv", &[], 1.0).unwrap_err();
-        assert!(err.to_string().starts_with("traffic.csv:1: expected the header"));
+        assert!(
+            err.to_string()
+                .starts_with("traffic.csv:1: expected the header")
+        );
     }
 
     #[test]
