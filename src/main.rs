@@ -12,6 +12,7 @@ Examples:
   p2plab script scripts/churn.rhai --dry-run        print the timeline, touch nothing
   p2plab script scripts/churn.rhai --seed 7 --set peers=50
   p2plab check my-experiment.rhai                   find mistakes before running
+  p2plab report results/churn-20261125-203337       plots and index.html of a run
 
 Many machines: `p2plab token lab.token` once, copy the file to every machine, start
 `sudo p2plab worker --listen 0.0.0.0:7000 --token-file lab.token` on each, list them in a

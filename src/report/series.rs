@@ -171,18 +171,10 @@ pub const MAX_LINES: usize = 12;
 /// [`MAX_LINES`], else every k-th from the first, k a round number (1, 2, 5, 10, 20, 50...)
 /// so that the legend reads "node 0, 50, 100".
 pub fn sampled(nodes: usize) -> Vec<usize> {
-    let mut step = 1;
-    let mut next = [2, 5, 10].into_iter().cycle();
-    let mut decade = 1;
-    while nodes.div_ceil(step) > MAX_LINES {
-        let m = next.next().unwrap_or(10);
-        if m == 10 {
-            decade *= 10;
-            step = decade;
-        } else {
-            step = m * decade;
-        }
-    }
+    let step = (0..)
+        .flat_map(|k| [1, 2, 5].map(|m| m * 10usize.pow(k)))
+        .find(|&step| nodes.div_ceil(step) <= MAX_LINES)
+        .expect("some power of ten exceeds any node count");
     (0..nodes).step_by(step).collect()
 }
 
