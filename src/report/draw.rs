@@ -80,6 +80,8 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, plot: &Plot) -> Result
     let mut chart = ChartBuilder::on(&root)
         .caption(&plot.title, ("sans-serif", 26))
         .margin(16)
+        // The last x label is centred on the axis' end: room for its right half.
+        .margin_right(32)
         .x_label_area_size(50)
         .y_label_area_size(80)
         .build_cartesian_2d(0.0..x_max, y_min..y_max)
