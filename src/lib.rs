@@ -9,7 +9,8 @@
 //! Each module uses only the layers below it (`tests/layers.rs` keeps this true):
 //!
 //! ```text
-//!  run                   one run as the command line asks for it; wires the embedded worker
+//!  run report            one run as the command line asks for it (wires the embedded
+//!                        worker); plots and a page from a results folder
 //!  script                Rhai: the primitives, units in scripts, at/every timers, errors
 //!  controller            Lab (state + executor + event log), the Workers executor, RealClock
 //!  worker                a machine's lab (LocalWorker), sessions, the worker daemon
@@ -105,6 +106,7 @@ pub mod experiment;
 pub mod interrupt;
 pub mod netns;
 pub mod proto;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod script;

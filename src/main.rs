@@ -12,6 +12,7 @@ Examples:
   p2plab script scripts/churn.rhai --dry-run        print the timeline, touch nothing
   p2plab script scripts/churn.rhai --seed 7 --set peers=50
   p2plab check my-experiment.rhai                   find mistakes before running
+  p2plab report results/churn-20261125-203337       plots and index.html of a run
 
 Many machines: `p2plab token lab.token` once, copy the file to every machine, start
 `sudo p2plab worker --listen 0.0.0.0:7000 --token-file lab.token` on each, list them in a
@@ -41,6 +42,17 @@ file:line:col, exit code 1; a real run still removes its lab.
   max_map_size     1,000,000 entries in one map            fixed
   max_callbacks    1,000,000 at()/every() pending          fixed
   max_call_levels  64 nested function calls                fixed";
+
+/// What `p2plab report --help` adds: the plots and their inputs.
+const REPORT_HELP: &str = "\
+Plots, each as SVG and PNG, from the folder's events.jsonl and traffic.csv:
+  received     bytes received so far per node (at most 12 nodes, evenly spaced)  traffic.csv
+  throughput   all nodes' received bytes per second, in Mbit/s                   traffic.csv
+  alive        nodes alive over time (churn)                                     events.jsonl
+  completion   CDF of the time from spawn to exit of each process                events.jsonl
+  metric-...   one per metric() name: its values over time                       events.jsonl
+index.html shows them with summary.json, and says which plots were skipped and why (a
+dry-run has no traffic.csv). Exit code 2 if a file is missing or malformed (file:line).";
 
 /// p2plab: run real programs on emulated peer-to-peer networks, driven by a Rhai script.
 #[derive(Parser)]
@@ -112,6 +124,12 @@ enum Command {
     Token { file: PathBuf },
     /// Remove what a crashed or killed run left behind (lab namespaces, their processes).
     Cleanup,
+    /// Plot a results folder: SVG and PNG plots and an index.html, written into DIR/report/.
+    #[command(after_help = REPORT_HELP)]
+    Report {
+        /// The results folder of a run (dry-run or real), e.g. results/churn-20261125-203337.
+        dir: PathBuf,
+    },
     /// Compile and check a script, then run it on a virtual clock without keeping anything.
     Check {
         file: PathBuf,
@@ -208,6 +226,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Cleanup => cleanup(),
+        Command::Report { dir } => return write_report(&dir),
         Command::Worker {
             listen,
             token_file,
@@ -239,6 +258,28 @@ fn main() -> ExitCode {
                 return ExitCode::from(130);
             }
             ExitCode::from(err.exit_code() as u8)
+        }
+    }
+}
+
+/// `p2plab report DIR`: says where the page is, or why there is none (exit code 2).
+fn write_report(dir: &std::path::Path) -> ExitCode {
+    match p2plab::report::write(dir) {
+        Ok(report) => {
+            eprintln!(
+                "{} plots in {}; open {}",
+                report.shown.len(),
+                report.dir.display(),
+                report.dir.join("index.html").display()
+            );
+            for s in &report.skipped {
+                eprintln!("skipped {}: {}", s.title, s.why);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
         }
     }
 }

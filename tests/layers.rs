@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["worker"],
     &["controller"],
     &["script"],
-    &["run"],
+    &["run", "report"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

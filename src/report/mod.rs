@@ -1,0 +1,280 @@
+//! `p2plab report DIR`: plots (SVG and PNG) and an `index.html` from a results folder, written
+//! into `DIR/report/`. It owns reading a finished (or killed) run's files back; writing them
+//! during a run is `results`' job. `series` turns the files into numbers, `draw` draws one
+//! plot, `html` writes the page.
+//!
+//! ```no_run
+//! let report = p2plab::report::write(std::path::Path::new("results/churn-20261125-203337"))?;
+//! println!("{} plots in {}", report.shown.len(), report.dir.display());
+//! # Ok::<(), p2plab::report::ReportError>(())
+//! ```
+
+pub mod draw;
+pub mod html;
+pub mod series;
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use draw::{Line, Plot};
+use html::{Shown, Skipped};
+use series::{EventSeries, TrafficSeries};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0}: no such results folder")]
+    NoFolder(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}")]
+    Line {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("cannot draw {0}")]
+    Draw(String),
+}
+
+/// What `write` made.
+pub struct Report {
+    /// `DIR/report/`.
+    pub dir: PathBuf,
+    pub shown: Vec<Shown>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Reads `events.jsonl`, `traffic.csv` (when there is one) and `summary.json` (when there is
+/// one) in `results`, and writes the plots and `index.html` into `results/report/`.
+pub fn write(results: &Path) -> Result<Report, ReportError> {
+    if !results.is_dir() {
+        return Err(ReportError::NoFolder(results.to_path_buf()));
+    }
+    let events_path = results.join("events.jsonl");
+    let events = series::read_events(open(&events_path)?, &events_path.display().to_string())?;
+    let traffic_path = results.join("traffic.csv");
+    let traffic = if traffic_path.exists() {
+        let file = traffic_path.display().to_string();
+        let input = open(&traffic_path)?;
+        Some(series::read_traffic(
+            input,
+            &file,
+            &events.nodes,
+            events.end,
+        )?)
+    } else {
+        None
+    };
+    let summary_path = results.join("summary.json");
+    let summary = if summary_path.exists() {
+        let text = std::fs::read_to_string(&summary_path).map_err(|source| ReportError::Io {
+            path: summary_path.clone(),
+            source,
+        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ReportError::Line {
+                file: summary_path.display().to_string(),
+                line: e.line(),
+                message: e.to_string(),
+            })?;
+        Some(value)
+    } else {
+        None
+    };
+
+    let dir = results.join("report");
+    std::fs::create_dir_all(&dir).map_err(|source| ReportError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let (plots, skipped) = plan(&events, traffic.as_ref());
+    let mut shown = Vec::new();
+    for (plot, about) in plots {
+        draw::write(&plot, &dir).map_err(ReportError::Draw)?;
+        shown.push(Shown {
+            stem: plot.stem,
+            title: plot.title,
+            about,
+        });
+    }
+    let index = dir.join("index.html");
+    std::fs::write(&index, html::page(summary.as_ref(), &shown, &skipped)).map_err(|source| {
+        ReportError::Io {
+            path: index,
+            source,
+        }
+    })?;
+    Ok(Report {
+        dir,
+        shown,
+        skipped,
+    })
+}
+
+fn open(path: &Path) -> Result<BufReader<File>, ReportError> {
+    File::open(path)
+        .map(|f| BufReader::with_capacity(1 << 20, f))
+        .map_err(|source| ReportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn plot(stem: &str, title: &str, x_label: &str, y_label: &str, lines: Vec<Line>) -> Plot {
+    Plot {
+        stem: stem.into(),
+        title: title.into(),
+        x_label: x_label.into(),
+        y_label: y_label.into(),
+        lines,
+        marks: false,
+    }
+}
+
+fn one(points: Vec<series::Point>) -> Vec<Line> {
+    vec![Line {
+        label: String::new(),
+        points,
+    }]
+}
+
+const TIME: &str = "experiment time (s)";
+
+/// The plots the inputs allow, each with a sentence for the page, and those they do not.
+fn plan(
+    events: &EventSeries,
+    traffic: Option<&TrafficSeries>,
+) -> (Vec<(Plot, String)>, Vec<Skipped>) {
+    let mut plots = Vec::new();
+    let mut skipped = Vec::new();
+    let no_traffic = "no traffic.csv in the folder (a dry-run has no traffic)";
+    match traffic {
+        Some(t) => {
+            let lines = t
+                .cumulative
+                .iter()
+                .map(|(ip, points)| {
+                    let node = events.nodes.iter().position(|n| n == ip);
+                    Line {
+                        label: node.map_or(ip.clone(), |i| format!("node {i} ({ip})")),
+                        points: points.iter().map(|&(x, b)| (x, b / 1e6)).collect(),
+                    }
+                })
+                .collect();
+            let sample = if t.cumulative.len() < events.nodes.len() {
+                format!(
+                    "; {} of the {} nodes, evenly spaced in allocation order",
+                    t.cumulative.len(),
+                    events.nodes.len()
+                )
+            } else {
+                String::new()
+            };
+            plots.push((
+                plot(
+                    "received",
+                    "Bytes received per node",
+                    TIME,
+                    "received (MB)",
+                    lines,
+                ),
+                format!("Each node's received bytes so far, from traffic.csv{sample}."),
+            ));
+            plots.push((
+                plot(
+                    "throughput",
+                    "Aggregate throughput",
+                    TIME,
+                    "received by all nodes (Mbit/s)",
+                    one(t.throughput.clone()),
+                ),
+                "The bytes that all nodes received in each second, from traffic.csv.".into(),
+            ));
+        }
+        None => {
+            skipped.push(Skipped {
+                title: "Bytes received per node".into(),
+                why: no_traffic.into(),
+            });
+            skipped.push(Skipped {
+                title: "Aggregate throughput".into(),
+                why: no_traffic.into(),
+            });
+        }
+    }
+    plots.push((
+        plot(
+            "alive",
+            "Nodes alive",
+            TIME,
+            "nodes",
+            one(events.alive.clone()),
+        ),
+        "Nodes alive at each moment, from events.jsonl: a node is alive from its alloc_ip, \
+         down after fail_node or leave, up again at revive (after a failure) or at its next \
+         spawn (after a leave)."
+            .into(),
+    ));
+    if events.lifetimes.is_empty() {
+        skipped.push(Skipped {
+            title: "Process completion times".into(),
+            why: "no process ended (events.jsonl has no exit of a spawned process)".into(),
+        });
+    } else {
+        let mut lines = vec![Line {
+            label: format!("all {} processes", events.lifetimes.len()),
+            points: series::cdf(&events.lifetimes),
+        }];
+        // When every process exited on its own, or none did, the second line would add nothing.
+        if !events.completions.is_empty() && events.completions.len() < events.lifetimes.len() {
+            lines.push(Line {
+                label: format!("{} that exited on their own", events.completions.len()),
+                points: series::cdf(&events.completions),
+            });
+        }
+        plots.push((
+            plot(
+                "completion",
+                "Process completion times (CDF)",
+                "time from spawn to exit (s)",
+                "fraction of processes",
+                lines,
+            ),
+            "For each time, the fraction of processes that ended within it of their spawn, \
+             from events.jsonl: all processes, including those ended by a signal (fail_node, \
+             kill, leave, the end of the script), and those that exited on their own with an \
+             exit code (a dry-run has none of these)."
+                .into(),
+        ));
+    }
+    if events.metrics.is_empty() {
+        skipped.push(Skipped {
+            title: "Metrics".into(),
+            why: "the script recorded no metric()".into(),
+        });
+    }
+    for (i, (name, points)) in events.metrics.iter().enumerate() {
+        let safe: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let mut p = plot(
+            // The index keeps two names that differ only in punctuation apart.
+            &format!("metric-{}-{safe}", i + 1),
+            &format!("Metric {name}"),
+            TIME,
+            name,
+            one(points.clone()),
+        );
+        p.marks = true;
+        plots.push((
+            p,
+            format!("The values the script recorded with metric(\"{name}\", value)."),
+        ));
+    }
+    (plots, skipped)
+}
