@@ -181,15 +181,25 @@ fn without_traffic_the_event_plots_remain_and_the_page_says_why() {
     );
     let index = check_report(&s.out(), EVENT_PLOTS);
     assert!(index.contains("<h2>Skipped</h2>"), "{index}");
+    // A dry-run's traffic.csv has its header line only.
     for title in ["Bytes received per node", "Aggregate throughput"] {
         assert!(
-            index.contains(&format!("<li><b>{title}</b>: no traffic.csv")),
+            index.contains(&format!("<li><b>{title}</b>: no traffic in traffic.csv")),
             "{index}"
         );
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("4 plots in"), "{stderr}");
     assert!(stderr.contains("skipped Aggregate throughput"), "{stderr}");
+    // Without the file at all, the page says that instead.
+    std::fs::remove_file(s.out().join("traffic.csv")).unwrap();
+    let out = report(&s.out());
+    assert!(out.status.success());
+    let index = check_report(&s.out(), EVENT_PLOTS);
+    assert!(
+        index.contains("<li><b>Aggregate throughput</b>: no traffic.csv in the folder"),
+        "{index}"
+    );
 }
 
 #[test]

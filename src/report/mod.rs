@@ -151,8 +151,12 @@ fn plan(
 ) -> (Vec<(Plot, String)>, Vec<Skipped>) {
     let mut plots = Vec::new();
     let mut skipped = Vec::new();
-    let no_traffic = "no traffic.csv in the folder (a dry-run has no traffic)";
-    match traffic {
+    let no_traffic = match traffic {
+        None => "no traffic.csv in the folder",
+        // A dry-run writes the header line only.
+        Some(_) => "no traffic in traffic.csv (a dry-run has none)",
+    };
+    match traffic.filter(|t| !t.throughput.is_empty()) {
         Some(t) => {
             let lines = t
                 .cumulative
