@@ -241,3 +241,45 @@ fn failed_nodes_drop_traffic_until_revived() {
     );
     assert!(out.report.traffic.iter().any(|(_, c)| c.dropped_loss >= 14));
 }
+
+/// A light run is timed in full: every delivered packet leaves well within 1 ms of its
+/// deadline, and the data-plane thread used less CPU than the run took.
+#[test]
+fn a_light_run_reports_its_lateness_and_cpu_time() {
+    if !can_run_real_mode_with("a_light_run_reports_its_lateness_and_cpu_time", &["ping"]) {
+        return;
+    }
+    let s = Scenario::new(
+        r#"
+        let n = alloc_ip(2);
+        shape(n, #{ latency: "5ms" });
+        spawn(n[0], `ping -c 20 -i 0.05 -I {ip} ${n[1].ip}`).wait();
+        "#,
+    );
+    let started = std::time::Instant::now();
+    let out = real_run(&s);
+    let wall_ns = started.elapsed().as_nanos() as u64;
+    let replies = ping_rtts(&node_file(&s, "10.0.0.1", "stdout.log")).len() as u64;
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.out().join("summary.json")).unwrap())
+            .unwrap();
+    let dp = &summary["dataplane"][0];
+    let field = |name: &str| {
+        dp[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} in {dp}"))
+    };
+    let delivered: u64 = out.report.traffic.iter().map(|(_, c)| c.recv_packets).sum();
+    assert_eq!(field("timed_packets"), delivered, "{dp}");
+    assert!(
+        delivered >= 2 * replies && replies > 0,
+        "{delivered} delivered, {replies} replies"
+    );
+    // Tolerances, not timers: a healthy loop is some µs late; 1 ms at p99 means a stall.
+    assert!(field("late_p50_ns") <= field("late_p99_ns"), "{dp}");
+    assert!(field("late_p99_ns") < 1_000_000, "{dp}");
+    assert!(field("late_max_ns") < 20_000_000, "{dp}");
+    let cpu = field("cpu_ns");
+    assert!(cpu > 0 && cpu < wall_ns, "cpu {cpu} ns, wall {wall_ns} ns");
+    eprintln!("lateness and CPU: {dp}, wall {wall_ns} ns");
+}

@@ -2,10 +2,12 @@
 //! model (`model`) is pure logic; `forwarder` runs it on a dedicated thread between the lab's
 //! TUN device (`tun`) and the kernel, on the lab's monotonic clock (`clock`). Packets for
 //! other workers travel in authenticated datagrams (`encap`); `peers` keeps the keys,
-//! counters and replay windows (`replay`) of the other workers.
+//! counters and replay windows (`replay`) of the other workers. `lateness` is the
+//! histogram of how late the forwarder wrote what the model delivered.
 
 pub mod encap;
 pub mod forwarder;
+mod lateness;
 pub mod model;
 pub mod packet;
 mod peers;

@@ -1,13 +1,15 @@
 //! The forwarding loop: apply the commands that came in, read what the TUN device (and the
 //! other workers) have, run each packet through the link model, write back what is due, arm
 //! the timer at the next deadline, sleep. Packets that do not go from one node to another
-//! pass through unshaped.
+//! pass through unshaped. Each packet the model delivers is timed: how long after its
+//! deadline it was written (`lateness`), and at the end, the thread's own CPU time.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::mpsc;
 
+use nix::time::{ClockId, clock_gettime};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -17,9 +19,11 @@ use super::remote::{Remote, RemoteLinks};
 use super::wakeup::Wakeups;
 use super::{Command, ForwarderStats};
 use crate::clock::MonotonicClock;
+use crate::dataplane::lateness::Histogram;
 use crate::dataplane::model::{Fabric, GroupIdx, NodeIdx};
 use crate::dataplane::packet::{VNET_HDR_LEN, ipv4_endpoints, wire_len};
 use crate::dataplane::tun::TunDevice;
+use crate::units::Nanos;
 
 /// Packets (or datagrams) read per wake-up before delivering what is due, so that a flood
 /// cannot starve timers.
@@ -43,6 +47,8 @@ pub(super) struct Forwarder {
     ips: Vec<Ipv4Addr>,
     rng: ChaCha8Rng,
     pub(super) stats: ForwarderStats,
+    /// Per packet the model delivered: nanoseconds from its deadline to its write.
+    lateness: Histogram,
 }
 
 impl Forwarder {
@@ -70,6 +76,7 @@ impl Forwarder {
             ips: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             stats: ForwarderStats::default(),
+            lateness: Histogram::default(),
         }
     }
 
@@ -81,13 +88,13 @@ impl Forwarder {
         loop {
             while let Ok(cmd) = commands.try_recv() {
                 if !self.apply(cmd) {
-                    return Ok(self.stats);
+                    return Ok(self.final_stats());
                 }
             }
             let full_batch = self.read_batch()? | self.read_remote_batch();
             self.fabric.poll(self.clock.now(), &mut due);
-            for (_, packet) in due.drain(..) {
-                self.emit(packet);
+            for (deadline, _, packet) in due.drain(..) {
+                self.emit_due(deadline, packet);
             }
             // What this pass shipped leaves before the thread may sleep.
             self.flush_remote();
@@ -196,6 +203,33 @@ impl Forwarder {
                 }
                 self.buffers.recycle(packet);
             }
+        }
+    }
+
+    /// `emit`, timed: the clock is read per packet, so that the writes before it in the
+    /// same pass count in its lateness.
+    fn emit_due(&mut self, deadline: Nanos, packet: Packet) {
+        self.lateness
+            .record(self.clock.now().saturating_sub(deadline));
+        self.emit(packet);
+    }
+
+    /// The counters, with the lateness figures and the CPU time this thread used so far;
+    /// called on the data-plane thread itself, as its CPU clock is its own.
+    fn final_stats(&self) -> ForwarderStats {
+        // The clock exists since Linux 2.6.12; without it, 0 says "not measured".
+        let cpu_ns = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
+            (t.tv_sec() as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(t.tv_nsec() as u64)
+        });
+        ForwarderStats {
+            timed_packets: self.lateness.count(),
+            late_p50_ns: self.lateness.quantile(0.5),
+            late_p99_ns: self.lateness.quantile(0.99),
+            late_max_ns: self.lateness.max(),
+            cpu_ns,
+            ..self.stats
         }
     }
 

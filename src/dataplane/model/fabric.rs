@@ -282,8 +282,10 @@ impl<P> Fabric<P> {
     }
 
     /// Processes every event due at or before `now`, in time order, and appends the delivered
-    /// packets to `out` in delivery order. Returns how many were appended.
-    pub fn poll(&mut self, now: Nanos, out: &mut Vec<(NodeIdx, P)>) -> usize {
+    /// packets to `out` in delivery order, each with the time the model delivers it at (at
+    /// or before `now`: how late the caller polled is its own to measure). Returns how many
+    /// were appended.
+    pub fn poll(&mut self, now: Nanos, out: &mut Vec<(Nanos, NodeIdx, P)>) -> usize {
         let before = out.len();
         self.clock = self.clock.max(now);
         while let Some(&event) = self.events.peek() {
@@ -293,14 +295,14 @@ impl<P> Fabric<P> {
             self.events.pop();
             match event.stage {
                 Stage::Arrive => self.arrive(event, now, out),
-                Stage::Deliver => self.deliver(event.slot, out),
+                Stage::Deliver => self.deliver(event.slot, event.time, out),
             }
         }
         out.len() - before
     }
 
     /// Step 6: offer the packet to the destination's downlink at its arrival time.
-    fn arrive(&mut self, event: Event, now: Nanos, out: &mut Vec<(NodeIdx, P)>) {
+    fn arrive(&mut self, event: Event, now: Nanos, out: &mut Vec<(Nanos, NodeIdx, P)>) {
         let Some(packet) = self.slots.get(event.slot as usize).and_then(Option::as_ref) else {
             return;
         };
@@ -318,14 +320,14 @@ impl<P> Fabric<P> {
             // Deliver at once when the delivery event would be the next one popped anyway:
             // same order, one heap round trip less (the common case of an unshaped downlink).
             Ok(t) if t <= now && self.events.peek().is_none_or(|next| next.time > t) => {
-                self.deliver(event.slot, out);
+                self.deliver(event.slot, t, out);
             }
             Ok(t) => self.schedule(t, event.slot, Stage::Deliver),
         }
     }
 
     /// Step 7: hand the packet over, unless its destination failed meanwhile.
-    fn deliver(&mut self, slot: u32, out: &mut Vec<(NodeIdx, P)>) {
+    fn deliver(&mut self, slot: u32, due: Nanos, out: &mut Vec<(Nanos, NodeIdx, P)>) {
         let Some(packet) = self.unpark(slot) else {
             return;
         };
@@ -334,7 +336,7 @@ impl<P> Fabric<P> {
             node.counters.on_loss();
         } else {
             node.counters.on_received(packet.len);
-            out.push((packet.dst, packet.payload));
+            out.push((due, packet.dst, packet.payload));
         }
     }
 

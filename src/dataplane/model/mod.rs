@@ -38,7 +38,7 @@
 //! assert_eq!(fabric.next_deadline(), Some(60 * MS));
 //! let mut out = Vec::new();
 //! fabric.poll(60 * MS, &mut out);
-//! assert_eq!(out, vec![(b, "hello")]);
+//! assert_eq!(out, vec![(60 * MS, b, "hello")]);
 //! ```
 
 mod delay;
