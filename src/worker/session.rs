@@ -202,10 +202,6 @@ fn lab_thread<B: LabBuilder>(
                 tracing::debug!(id, "{}", request.kind());
                 let stop = request == Request::Stop;
                 let result = match request {
-                    // The reply says the lab is gone, so it goes first.
-                    Request::Stop => Ok(Reply::Stopped {
-                        dataplane: lab.take().map(|l| builder.close(l)).unwrap_or_default(),
-                    }),
                     Request::Collect if opts.collect => collect(&opts.dir, &outbox),
                     request => handle(&mut builder, &mut lab, request),
                 };
@@ -250,7 +246,12 @@ fn handle<B: LabBuilder>(
             *lab = Some(built);
             Ok(Reply::Lab { namespace })
         }
-        Request::Stop | Request::Collect => Ok(Reply::Done),
+        // The reply says the lab is gone, so it goes first.
+        Request::Stop => Ok(Reply::Stopped {
+            dataplane: lab.take().map(|l| builder.close(l)).unwrap_or_default(),
+        }),
+        // The embedded worker writes node folders straight into the results.
+        Request::Collect => Ok(Reply::Done),
         Request::Act { action } => {
             let worker = lab.as_mut().ok_or(Failure::NoLab)?;
             worker
