@@ -5,6 +5,7 @@
 
 mod clock;
 mod proc_limit;
+mod watch;
 pub mod workers;
 
 use std::io;
@@ -21,6 +22,7 @@ use crate::units::{self, Nanos};
 pub use clock::RealClock;
 pub use proc_limit::DEFAULT_MAX_PROCS;
 use proc_limit::ProcLimit;
+pub use watch::{Pulse, Watch};
 pub use workers::{
     DataplaneCounters, LostWorker, RunSetup, WorkerCounters, WorkerSpec, Workers, WorkersError,
 };
@@ -61,6 +63,8 @@ pub struct Lab {
     procs: ProcLimit,
     /// `traffic.csv`, fed once per second of experiment time while time passes.
     traffic_csv: Option<TrafficCsv>,
+    /// A live display, told about every second written to `traffic.csv`.
+    watch: Option<Watch>,
 }
 
 impl Lab {
@@ -80,12 +84,19 @@ impl Lab {
             lost: false,
             procs: ProcLimit::new(DEFAULT_MAX_PROCS),
             traffic_csv: None,
+            watch: None,
         }
     }
 
     /// Writes per-second traffic to `csv` as the run goes.
     pub fn with_traffic_csv(mut self, csv: TrafficCsv) -> Self {
         self.traffic_csv = Some(csv);
+        self
+    }
+
+    /// Calls `watch` once per second of experiment time, after the second's traffic row.
+    pub fn with_watch(mut self, watch: Watch) -> Self {
+        self.watch = Some(watch);
         self
     }
 
@@ -144,8 +155,29 @@ impl Lab {
             if let Some(csv) = self.traffic_csv.as_mut() {
                 csv.second(now, &reading).map_err(LabError::Traffic)?;
             }
+            self.pulse(now, &reading);
         }
         Ok(())
+    }
+
+    fn pulse(&mut self, now: Nanos, reading: &[(std::net::Ipv4Addr, NodeCounters)]) {
+        let Some(watch) = self.watch.as_mut() else {
+            return;
+        };
+        let mut totals = NodeCounters::default();
+        for (_, c) in reading {
+            totals.add(c);
+        }
+        let nodes = self.state.nodes();
+        watch(&Pulse {
+            now,
+            nodes: nodes.len(),
+            failed: nodes.iter().filter(|n| n.failed).count(),
+            procs_running: self.state.running(),
+            totals,
+            late_p99_ns: 0,
+            late_max_ns: 0,
+        });
     }
 
     /// Per-node totals so far, in allocation order (one request per worker).

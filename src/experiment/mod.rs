@@ -241,6 +241,11 @@ impl Experiment {
         self.running.get(worker as usize).copied().unwrap_or(0)
     }
 
+    /// How many processes run on all workers.
+    pub fn running(&self) -> usize {
+        self.running.iter().sum()
+    }
+
     pub fn any_running(&self) -> bool {
         self.procs.iter().any(|p| p.status == ProcStatus::Running)
     }

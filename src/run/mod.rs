@@ -139,6 +139,8 @@ pub struct RunOutcome {
     pub seed: u64,
     pub results: Option<PathBuf>,
     pub report: ScriptReport,
+    /// The fidelity verdict in a few lines for the terminal (real mode).
+    pub verdict: Vec<String>,
 }
 
 fn load(cfg: &RunConfig) -> Result<Scenario, RunError> {
@@ -193,6 +195,7 @@ pub fn check(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
         seed,
         results: None,
         report,
+        verdict: Vec::new(),
     })
 }
 
@@ -213,6 +216,7 @@ pub fn dry_run(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         seed,
         results: Some(dir.path().to_path_buf()),
         report: result?,
+        verdict: Vec::new(),
     })
 }
 
@@ -295,6 +299,7 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         seed,
         results: Some(dir.path().to_path_buf()),
         report: result?,
+        verdict: Vec::new(),
     })
 }
 
