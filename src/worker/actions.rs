@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use super::{LocalWorker, procs, shim};
 use crate::dataplane::Command;
 use crate::experiment::{
-    Action, ExecError, Executor, ExitStatus, GroupId, GroupLink, LinkShape, NodeCounters, NodeId,
-    NodeRecord, Outcome, ProcExit, ProcId, SpawnSpec,
+    Action, ExecError, Executor, ExitStatus, GroupId, GroupLink, LinkShape, NodeId, NodeRecord,
+    Outcome, ProcExit, ProcId, SpawnSpec, TrafficReading,
 };
 use crate::units::Nanos;
 
@@ -55,8 +55,8 @@ impl Executor for LocalWorker {
         Ok(exits)
     }
 
-    fn traffic(&mut self) -> Vec<(std::net::Ipv4Addr, NodeCounters)> {
-        LocalWorker::traffic(self)
+    fn traffic(&mut self, interval: bool) -> TrafficReading {
+        LocalWorker::traffic(self, interval)
     }
 }
 
