@@ -120,7 +120,8 @@ impl Progress {
             return Progress::Plain;
         }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
-        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
+        // Cut to the terminal's width: a wrapped bar would leave copies of itself behind.
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {wide_msg}") {
             bar.set_style(style);
         }
         bar.set_message("starting the lab");
