@@ -87,7 +87,8 @@ enum Command {
         /// Results folder (default: results/<script>-<UTC time>/).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
-        /// Do not print the timeline (events.jsonl is still written).
+        /// Do not print the timeline, nor a real run's status bar (or, when stdout is not a
+        /// terminal, its status line every 10 s). The end summary still comes.
         #[arg(long, short)]
         quiet: bool,
         /// Operations a script may run without sleeping before it is stopped as a runaway.

@@ -196,7 +196,7 @@ impl Drop for AboveBar {
     fn drop(&mut self) {
         if !self.pending.is_empty() {
             self.bar
-                .println(String::from_utf8_lossy(&self.pending).into_owned());
+                .println(String::from_utf8_lossy(&self.pending));
         }
     }
 }
