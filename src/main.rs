@@ -169,7 +169,8 @@ fn init_logging(verbose: u8, daemon: bool) {
         .unwrap_or_else(|_| EnvFilter::new(format!("p2plab={level}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Through the status bar of a real run, which shares the terminal.
+        .with_writer(|| p2plab::run::progress::LogLines)
         .with_ansi(std::io::stderr().is_terminal())
         // A closed stderr (`2>&1 | head`) must not make logging itself print, and so panic,
         // in whatever thread logs next: a lab thread must always get to remove its lab.

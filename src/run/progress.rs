@@ -4,6 +4,7 @@
 //! `Progress` touches the terminal.
 
 use std::io::{self, Write};
+use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -104,6 +105,28 @@ impl Periodic {
     }
 }
 
+/// The bar on the terminal, if one is shown, so that log lines (stderr, the same terminal)
+/// can take it away while they are written.
+static SHOWN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Standard error for log lines: a bar on the terminal is cleared while a line is written,
+/// then drawn again below it, instead of being cut by it.
+pub struct LogLines;
+
+impl Write for LogLines {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let shown = SHOWN.lock().ok().and_then(|bar| bar.clone());
+        match shown {
+            Some(bar) => bar.suspend(|| io::stderr().write(buf)),
+            None => io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
 /// The live display of one real run on stdout.
 pub enum Progress {
     /// A terminal: the bar redrawn with every pulse, the timeline printed above it.
@@ -127,6 +150,9 @@ impl Progress {
         bar.set_message("starting the lab");
         // The spinner turns while the script is busy between pulses.
         bar.enable_steady_tick(std::time::Duration::from_millis(250));
+        if let Ok(mut shown) = SHOWN.lock() {
+            *shown = Some(bar.clone());
+        }
         Progress::Bar(bar)
     }
 
@@ -167,6 +193,9 @@ impl Progress {
     /// Removes the bar, before the end summary or an error is printed.
     pub fn finish(&self) {
         if let Progress::Bar(bar) = self {
+            if let Ok(mut shown) = SHOWN.lock() {
+                *shown = None;
+            }
             bar.finish_and_clear();
         }
     }
@@ -195,8 +224,7 @@ impl Write for AboveBar {
 impl Drop for AboveBar {
     fn drop(&mut self) {
         if !self.pending.is_empty() {
-            self.bar
-                .println(String::from_utf8_lossy(&self.pending));
+            self.bar.println(String::from_utf8_lossy(&self.pending));
         }
     }
 }
