@@ -129,7 +129,8 @@ fn a_piped_real_run_prints_status_lines_and_a_summary() {
         .collect();
     assert_eq!(status.len(), 1, "one status line in 12 s: {lines:#?}");
     let (at, st) = &status[0];
-    assert!((10.0..11.0).contains(&st.t), "{st:?}");
+    // The pulse of second 10, or a later one if the lab fell behind; the script ends at 12 s.
+    assert!((10.0..12.0).contains(&st.t), "{st:?}");
     assert_eq!((st.nodes, st.failed, st.procs), (2, 0, 1), "{st:?}");
     // 5 pings a second, each 84 bytes there and back: some 8 kB moved at some 6.7 kbit/s.
     assert!((4e3..2e4).contains(&st.moved_bytes), "{st:?}");
