@@ -1,7 +1,7 @@
 //! The run on the terminal while it goes: a one-line status bar above which the timeline
 //! scrolls (stdout is a terminal), or a plain status line every few seconds of experiment time
 //! among the timeline (a pipe or a file). The text comes from `status_line`, free of I/O; only
-//! `Progress` touches the terminal.
+//! `Progress` and `LogLines` touch the terminal.
 
 use std::io::{self, Write};
 use std::sync::Mutex;
