@@ -4,6 +4,7 @@
 //! and real mode differ only in the `Executor` and `Clock` given to `Lab::new`.
 
 mod clock;
+mod live;
 mod proc_limit;
 mod watch;
 pub mod workers;
@@ -20,6 +21,7 @@ use crate::experiment::{
 use crate::results::{Event, EventLog, TrafficCsv};
 use crate::units::{self, Nanos};
 pub use clock::RealClock;
+use live::LiveCounters;
 pub use proc_limit::DEFAULT_MAX_PROCS;
 use proc_limit::ProcLimit;
 pub use watch::{Pulse, Watch};
@@ -61,6 +63,8 @@ pub struct Lab {
     /// A worker was lost: the run stops without grace.
     lost: bool,
     procs: ProcLimit,
+    /// The counters scripts read live, one reading for many nodes.
+    live: LiveCounters,
     /// `traffic.csv`, fed once per second of experiment time while time passes.
     traffic_csv: Option<TrafficCsv>,
     /// A live display, told about every second written to `traffic.csv`.
@@ -83,6 +87,7 @@ impl Lab {
             rng,
             lost: false,
             procs: ProcLimit::new(DEFAULT_MAX_PROCS),
+            live: LiveCounters::default(),
             traffic_csv: None,
             watch: None,
         }
@@ -410,6 +415,24 @@ impl Lab {
 
     pub fn is_running(&self, proc: ProcId) -> bool {
         self.state.proc(proc).status == ProcStatus::Running
+    }
+
+    /// The processes of `node` still running, in spawn order, after collecting exits.
+    pub fn running_procs(&mut self, node: NodeId) -> Result<Vec<ProcId>, LabError> {
+        self.collect_exits()?;
+        Ok(self.state.running_procs(node))
+    }
+
+    /// One node's traffic counters so far, live from the data plane; zero in a dry-run, which
+    /// moves no packets. One reading of every worker serves all nodes for `live::FRESH_FOR`
+    /// of experiment time.
+    pub fn node_counters(&mut self, node: NodeId) -> NodeCounters {
+        let now = self.now();
+        if !self.live.is_fresh(now) {
+            let reading = self.traffic_reading();
+            self.live.store(now, reading);
+        }
+        self.live.of(self.state.node(node).ip)
     }
 
     /// Waits for a process to end and returns how it ended.
