@@ -210,6 +210,12 @@ fn wait_until(
         ));
     }
     let deadline = s.lab().now().saturating_add(timeout);
+    // As for `sleep`: a dry-run condition is often never true, so the whole timeout counts.
+    if let Some(horizon) = s.horizon
+        && deadline > horizon
+    {
+        return Err(past_horizon(ctx, horizon));
+    }
     loop {
         let value = cond.call_within_context::<Dynamic>(ctx, ())?;
         match value.as_bool() {
@@ -230,11 +236,6 @@ fn wait_until(
             return Ok(false);
         }
         let next = now.saturating_add(POLL).min(deadline);
-        if let Some(horizon) = s.horizon
-            && next > horizon
-        {
-            return Err(past_horizon(ctx, horizon));
-        }
         s.sleeps.fetch_add(1, Ordering::Relaxed);
         run_callbacks_until(ctx, s, next)?;
         advance(ctx, s, next)?;
