@@ -141,9 +141,12 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     );
 }
 
+/// One of a node's traffic counters.
+type Count = fn(&NodeCounters) -> u64;
+
 /// The live traffic counters of a node, as properties (`node.rx_bytes`); zero in a dry-run.
 fn register_counters(engine: &mut Engine, state: &Arc<ScriptState>) {
-    let counters: [(&str, fn(&NodeCounters) -> u64); 5] = [
+    let counters: [(&str, Count); 5] = [
         ("rx_bytes", |c| c.recv_bytes),
         ("tx_bytes", |c| c.sent_bytes),
         ("rx_packets", |c| c.recv_packets),
