@@ -65,6 +65,11 @@ const CASES: &[(&str, &str, &str)] = &[
         "2:1",
         "\"soon\" is not a duration",
     ),
+    (
+        "alloc_ip(1);\nwait_until(|| true, \"soon\");\n",
+        "2:1",
+        "wait_until: timeout: \"soon\" is not a duration",
+    ),
     ("print(y);\n", "1:7", "Undefined variable: y"),
     (
         "sleep(10);\nshape(\"nobody\", #{ up: \"1mbit\" });\n",

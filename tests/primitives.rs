@@ -132,6 +132,165 @@ fn spawn_errors() {
 }
 
 #[test]
+fn spawn_on_an_array_or_a_group_is_one_spawn_per_node() {
+    let events = Scenario::new(
+        r#"
+        let a = alloc_ip(2, #{ group: "a" });
+        let b = alloc_ip(2, #{ group: "b" });
+        let on_a = spawn(a, "sleep {id}");
+        let on_b = spawn("b", "echo {ip}", #{ shell: true, env: #{ ME: "{id}" } });
+        let none = spawn([], "true");
+        if type_of(spawn(a[0], "true")) != "Proc" { throw "a single Node gives one Proc"; }
+        if on_a.len() != 2 || on_b.len() != 2 || none.len() != 0 { throw "lengths"; }
+        if on_a[1].node != a[1] || on_b[0].node != b[0] || on_b[1].cmd != "echo 10.0.0.4" {
+            throw `order ${on_a} ${on_b}`;
+        }
+        "#,
+    )
+    .run_ok();
+    let spawns = of(&events, "spawn");
+    let cmds: Vec<_> = spawns.iter().map(|e| e["cmd"].as_str().unwrap()).collect();
+    assert_eq!(
+        cmds,
+        [
+            "sleep 0",
+            "sleep 1",
+            "echo 10.0.0.3",
+            "echo 10.0.0.4",
+            "true"
+        ]
+    );
+    assert_eq!(
+        *spawns[3],
+        json!({"t": 0.0, "event": "spawn", "node": 3, "ip": "10.0.0.4", "pid": 100003,
+               "cmd": "echo 10.0.0.4", "shell": true, "env": {"ME": "3"}})
+    );
+}
+
+#[test]
+fn spawn_on_a_target_stops_at_the_first_error_like_single_spawns() {
+    let s = Scenario::new(r#"let n = alloc_ip(3); fail_node(n[1]); spawn(n, "sleep 9");"#);
+    let err = s.run_err();
+    assert!(
+        err.contains("main.rhai:1:39: spawn: node 1 (10.0.0.2) is failed"),
+        "{err}"
+    );
+    assert_eq!(
+        of(&s.events(), "spawn").len(),
+        1,
+        "node 0 started, node 2 not"
+    );
+    let err = Scenario::new(r#"alloc_ip(2); spawn([nodes()[0], 5], "true");"#).run_err();
+    assert!(
+        err.contains("element 1 of the array is a i64, expected a Node"),
+        "{err}"
+    );
+    let err = Scenario::new(r#"alloc_ip(2); spawn("nobody", "true");"#).run_err();
+    assert!(err.contains("unknown group \"nobody\""), "{err}");
+    let err = Scenario::new(r#"alloc_ip(2); spawn(nodes(), "true", #{ shel: true });"#).run_err();
+    assert!(err.contains("unknown option \"shel\""), "{err}");
+    let err = Scenario::new(r#"spawn(7, "true");"#).run_err();
+    assert!(
+        err.contains("spawn: expected a Node, an array of Nodes or a group name, got i64 7"),
+        "{err}"
+    );
+}
+
+#[test]
+fn procs_lists_running_processes_and_how_they_ended() {
+    let events = Scenario::new(
+        r#"
+        let n = alloc_ip(2, #{ group: "g" });
+        let p = spawn(n[0], "sleep 100");
+        let q = spawn(n[0], "sleep 200");
+        spawn(n[1], "sleep 300");
+        let mine = procs(n[0]);
+        if mine.len() != 2 || mine[0].pid != p.pid || mine[1].cmd != "sleep 200" { throw `${mine}`; }
+        if procs("g").len() != 3 || procs([n[1]])[0].node != n[1] { throw "targets"; }
+        if p.signal != () || p.exit_code != () || !p.running { throw "running"; }
+        p.kill();
+        if p.signal != "SIGKILL" || p.exit_code != () || p.running { throw "killed"; }
+        if q.wait() != 0 || q.exit_code != 0 || q.signal != () { throw "waited"; }
+        if procs(n[0]).len() != 0 { throw `left ${procs(n[0])}`; }
+        leave(n[1]);
+        if procs("g").len() != 0 { throw "leave"; }
+        "#,
+    )
+    .run_ok();
+    assert!(of(&events, "procs").is_empty(), "reading records nothing");
+}
+
+#[test]
+fn node_counters_are_zero_in_a_dry_run() {
+    Scenario::new(
+        r#"
+        let n = alloc_ip(2);
+        spawn(n[0], `ping -c 3 ${n[1].ip}`);
+        sleep(5);
+        for x in n {
+            let all = [x.rx_bytes, x.tx_bytes, x.rx_packets, x.tx_packets, x.dropped];
+            if all != [0, 0, 0, 0, 0] { throw `${x}: ${all}`; }
+        }
+        "#,
+    )
+    .run_ok();
+}
+
+#[test]
+fn wait_until_polls_while_callbacks_run_and_times_out() {
+    let events = Scenario::new(
+        r#"
+        let done = false;
+        at(2.25, || { done = true; log("done"); });
+        let ticks = 0;
+        every("1s", || ticks += 1);
+        let calls = 0;
+        let met = wait_until(|| { calls += 1; done }, "10s");
+        log(`${met} ${now()} ${ticks} ${calls}`);
+        let never = wait_until(|| false, 3);
+        log(`${never} ${now()}`);
+        if wait_until(|| true, "0s") != true { throw "already true"; }
+        if wait_until(|| false, "0s") != false || now() != 5.3 { throw "zero timeout"; }
+        "#,
+    )
+    .run_ok();
+    let logs: Vec<String> = of(&events, "log")
+        .iter()
+        .map(|e| format!("{} {}", e["t"], e["msg"].as_str().unwrap()))
+        .collect();
+    // Evaluated at 0, 0.1, ... 2.3: the callback at 2.25 runs in the step to 2.3.
+    assert_eq!(logs, ["2.25 done", "2.3 true 2.3 2 24", "5.3 false 5.3"]);
+}
+
+#[test]
+fn wait_until_errors() {
+    let err = Scenario::new("wait_until(|| false, \"10 parsecs\");").run_err();
+    assert!(
+        err.contains("main.rhai:1:1: wait_until: timeout: \"10 parsecs\" is not a duration"),
+        "{err}"
+    );
+    let err = Scenario::new("let x = 1;\nwait_until(|| x, \"1s\");").run_err();
+    assert!(
+        err.contains(
+            "main.rhai:2:1: wait_until: the condition returned i64 1, expected true or false"
+        ),
+        "{err}"
+    );
+    let err = Scenario::new("wait_until(true, \"1s\");").run_err();
+    assert!(
+        err.contains("wait_until: expected a condition as a closure"),
+        "{err}"
+    );
+    let err = Scenario::new("at(1, || wait_until(|| true, 1)); sleep(2);").run_err();
+    assert!(
+        err.contains("main.rhai:1:10: wait_until: cannot wait inside an at()/every() callback"),
+        "{err}"
+    );
+    let err = Scenario::new("wait_until(|| false, 11 * 86400);").run_err();
+    assert!(err.contains("reached its horizon"), "{err}");
+}
+
+#[test]
 fn fail_revive_leave_are_idempotent_and_kill_processes() {
     let events = Scenario::new(
         r#"

@@ -4,6 +4,7 @@
 //! and real mode differ only in the `Executor` and `Clock` given to `Lab::new`.
 
 mod clock;
+mod live;
 mod proc_limit;
 mod readings;
 mod watch;
@@ -22,6 +23,7 @@ use crate::experiment::{
 use crate::results::{Conformance, Event, EventLog, HealthCsv, TrafficCsv};
 use crate::units::{self, Nanos};
 pub use clock::RealClock;
+use live::LiveCounters;
 pub use proc_limit::DEFAULT_MAX_PROCS;
 use proc_limit::ProcLimit;
 use readings::Readings;
@@ -66,6 +68,8 @@ pub struct Lab {
     /// A worker was lost: the run stops without grace.
     lost: bool,
     procs: ProcLimit,
+    /// The counters scripts read live, one reading for many nodes.
+    live: LiveCounters,
     /// `traffic.csv`, `dataplane.csv`, the verdict and a live display, fed once per second
     /// of experiment time while time passes.
     readings: Readings,
@@ -87,6 +91,7 @@ impl Lab {
             rng,
             lost: false,
             procs: ProcLimit::new(DEFAULT_MAX_PROCS),
+            live: LiveCounters::default(),
             readings: Readings::default(),
         }
     }
@@ -386,6 +391,25 @@ impl Lab {
 
     pub fn is_running(&self, proc: ProcId) -> bool {
         self.state.proc(proc).status == ProcStatus::Running
+    }
+
+    /// The processes of `node` still running, in spawn order, after collecting exits.
+    pub fn running_procs(&mut self, node: NodeId) -> Result<Vec<ProcId>, LabError> {
+        self.collect_exits()?;
+        Ok(self.state.running_procs(node))
+    }
+
+    /// One node's traffic counters so far, live from the data plane; zero in a dry-run, which
+    /// moves no packets. One reading of every worker serves all nodes for `live::FRESH_FOR`
+    /// of experiment time.
+    pub fn node_counters(&mut self, node: NodeId) -> NodeCounters {
+        let now = self.now();
+        if !self.live.is_fresh(now) {
+            // Not an interval reading: the per-second files keep their own intervals.
+            let reading = self.executor.traffic(false);
+            self.live.store(now, reading.nodes);
+        }
+        self.live.of(self.state.node(node).ip)
     }
 
     /// Waits for a process to end and returns how it ended.

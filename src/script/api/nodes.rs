@@ -1,12 +1,12 @@
-//! Virtual nodes: `alloc_ip`, the `Node` handle, `nodes()`, and the node life cycle
-//! (`fail_node`, `revive`, `leave`).
+//! Virtual nodes: `alloc_ip`, the `Node` handle and its live traffic counters, `nodes()`,
+//! and the node life cycle (`fail_node`, `revive`, `leave`).
 
 use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, ImmutableString, Map, NativeCallContext};
 
 use super::{RhaiResult, ScriptState, check_keys, duration, expected, lab_err, targets};
-use crate::experiment::{NodeId, NodeRecord};
+use crate::experiment::{Experiment, NodeCounters, NodeId, NodeRecord};
 use crate::script::error::at_call;
 use crate::units::SEC;
 
@@ -35,6 +35,12 @@ impl Node {
             worker: r.worker,
         }
     }
+
+    /// The handle on node `id` of the experiment.
+    pub fn of(st: &Experiment, id: NodeId) -> Self {
+        let r = st.node(id);
+        Node::from_record(r, st.group_name(r.group))
+    }
 }
 
 pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
@@ -57,6 +63,8 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     engine.register_get("failed", move |n: &mut Node| {
         s.lab().state().node(n.id).failed
     });
+
+    register_counters(engine, state);
 
     let s = state.clone();
     engine.register_fn("alloc_ip", move |ctx: NativeCallContext, n: i64| {
@@ -131,6 +139,27 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
             s.lab().leave(&ids, grace).map_err(|e| lab_err(&ctx, e))
         },
     );
+}
+
+/// One of a node's traffic counters.
+type Count = fn(&NodeCounters) -> u64;
+
+/// The live traffic counters of a node, as properties (`node.rx_bytes`); zero in a dry-run.
+fn register_counters(engine: &mut Engine, state: &Arc<ScriptState>) {
+    let counters: [(&str, Count); 5] = [
+        ("rx_bytes", |c| c.recv_bytes),
+        ("tx_bytes", |c| c.sent_bytes),
+        ("rx_packets", |c| c.recv_packets),
+        ("tx_packets", |c| c.sent_packets),
+        ("dropped", NodeCounters::dropped),
+    ];
+    for (name, count) in counters {
+        let s = state.clone();
+        engine.register_get(name, move |n: &mut Node| -> i64 {
+            let c = s.lab().node_counters(n.id);
+            i64::try_from(count(&c)).unwrap_or(i64::MAX)
+        });
+    }
 }
 
 fn alloc(ctx: &NativeCallContext, state: &ScriptState, n: i64, opts: &Map) -> RhaiResult<Array> {

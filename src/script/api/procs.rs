@@ -1,12 +1,15 @@
-//! Real programs on nodes: `spawn` and the `Proc` handle (`wait`, `kill`, `running`, `pid`).
+//! Real programs on nodes: `spawn` (on one node or a target), `procs` (the running ones) and
+//! the `Proc` handle (`wait`, `kill`, `running`, `exit_code`, `signal`, `pid`).
 
 use std::sync::Arc;
 
-use rhai::{Dynamic, Engine, ImmutableString, Map, NativeCallContext};
+use rhai::{Array, Dynamic, Engine, ImmutableString, Map, NativeCallContext};
 
 use super::nodes::Node;
-use super::{RhaiResult, ScriptState, check_keys, expected, lab_err};
-use crate::experiment::{ExitStatus, ProcId, ProcStatus, SpawnSpec};
+use super::{RhaiResult, ScriptState, check_keys, expected, lab_err, targets};
+use crate::experiment::{
+    ExitStatus, Experiment, NodeId, ProcId, ProcStatus, SpawnSpec, signal_name,
+};
 use crate::script::error::at_call;
 
 /// How often `wait()` looks whether its process ended (real mode).
@@ -43,6 +46,32 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
             _ => Dynamic::UNIT,
         }
     });
+    let s = state.clone();
+    engine.register_get("signal", move |p: &mut Proc| -> Dynamic {
+        match s.lab().state().proc(p.id).status {
+            ProcStatus::Exited(ExitStatus::Signal(sig)) => Dynamic::from(signal_name(sig)),
+            _ => Dynamic::UNIT,
+        }
+    });
+    let s = state.clone();
+    engine.register_fn(
+        "procs",
+        move |ctx: NativeCallContext, target: Dynamic| -> RhaiResult<Array> {
+            let ids = targets(&ctx, &s, &target)?;
+            let mut lab = s.lab();
+            let mut procs = Array::new();
+            for node in ids {
+                let running = lab.running_procs(node).map_err(|e| lab_err(&ctx, e))?;
+                let st = lab.state();
+                procs.extend(
+                    running
+                        .into_iter()
+                        .map(|id| Dynamic::from(handle(st, node, id))),
+                );
+            }
+            Ok(procs)
+        },
+    );
     let s = state.clone();
     engine.register_fn(
         "wait",
@@ -88,6 +117,53 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
             spawn(&ctx, &s, node, cmd, &opts)
         },
     );
+    // An array of Nodes or a group name: one spawn per node, in order. (A single Node takes
+    // the typed registrations above and gets one Proc.)
+    let s = state.clone();
+    engine.register_fn(
+        "spawn",
+        move |ctx: NativeCallContext, target: Dynamic, cmd: &str| {
+            spawn_each(&ctx, &s, &target, cmd, &Map::new())
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "spawn",
+        move |ctx: NativeCallContext, target: Dynamic, cmd: &str, opts: Map| {
+            spawn_each(&ctx, &s, &target, cmd, &opts)
+        },
+    );
+}
+
+/// A handle on process `id` of `node`, from the experiment state.
+fn handle(st: &Experiment, node: NodeId, id: ProcId) -> Proc {
+    let proc = st.proc(id);
+    Proc {
+        id,
+        pid: proc.pid,
+        node: Node::of(st, node),
+        cmd: proc.cmd.as_str().into(),
+    }
+}
+
+/// `spawn` on every node of a target, each exactly as a single `spawn`; the Procs in order.
+fn spawn_each(
+    ctx: &NativeCallContext,
+    state: &ScriptState,
+    target: &Dynamic,
+    cmd: &str,
+    opts: &Map,
+) -> RhaiResult<Dynamic> {
+    if let Some(node) = target.read_lock::<Node>().map(|n| n.clone()) {
+        return spawn(ctx, state, node, cmd, opts).map(Dynamic::from);
+    }
+    let ids = targets(ctx, state, target)?;
+    let mut procs = Array::with_capacity(ids.len());
+    for id in ids {
+        let node = Node::of(state.lab().state(), id);
+        procs.push(Dynamic::from(spawn(ctx, state, node, cmd, opts)?));
+    }
+    Ok(Dynamic::from(procs))
 }
 
 /// Replaces `{ip}` and `{id}` with the node's values.

@@ -1,5 +1,6 @@
-//! The experiment clock in scripts: `now`, `sleep`, and `at`/`every` callbacks, which run in
-//! time order on the script thread while the script sleeps (cooperative, never concurrent).
+//! The experiment clock in scripts: `now`, `sleep`, `wait_until`, and `at`/`every` callbacks,
+//! which run in time order on the script thread while the script sleeps or waits (cooperative,
+//! never concurrent).
 
 // Rhai marks its context-store API "volatile" through `deprecated`; callbacks need it.
 #![allow(deprecated)]
@@ -56,6 +57,9 @@ impl Callback {
     }
 }
 
+/// How often `wait_until` evaluates its condition, in experiment time.
+const POLL: Nanos = 100_000_000;
+
 /// A script's handle on an `at`/`every` callback, to cancel it.
 #[derive(Debug, Clone)]
 pub struct Timer {
@@ -80,6 +84,25 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     engine.register_fn(
         "sleep",
         move |ctx: NativeCallContext, d: ImmutableString| sleep(&ctx, &s, &Dynamic::from(d)),
+    );
+
+    let s = state.clone();
+    engine.register_fn(
+        "wait_until",
+        move |ctx: NativeCallContext, cond: FnPtr, timeout: Dynamic| {
+            wait_until(&ctx, &s, &cond, &timeout)
+        },
+    );
+    engine.register_fn(
+        "wait_until",
+        |ctx: NativeCallContext, cond: Dynamic, _: Dynamic| -> RhaiResult<bool> {
+            Err(super::expected(
+                &ctx,
+                "",
+                "a condition as a closure, like || node.rx_bytes > 1000",
+                &cond,
+            ))
+        },
     );
 
     engine
@@ -161,17 +184,72 @@ fn sleep(ctx: &NativeCallContext, s: &ScriptState, d: &Dynamic) -> RhaiResult<()
     if let Some(horizon) = s.horizon
         && target > horizon
     {
-        return Err(at_call(
-            ctx,
-            format!(
-                "the dry-run reached its horizon of {} of experiment time: does the script end?",
-                units::Duration(horizon)
-            ),
-        ));
+        return Err(past_horizon(ctx, horizon));
     }
     s.sleeps.fetch_add(1, Ordering::Relaxed);
     run_callbacks_until(ctx, s, target)?;
     advance(ctx, s, target)
+}
+
+/// Evaluates `cond` every `POLL` of experiment time, letting time pass in between like
+/// `sleep`, until it is true (returns true) or `timeout` has passed (false). In a dry-run the
+/// clock jumps from one evaluation to the next, so only callbacks can make it true there.
+fn wait_until(
+    ctx: &NativeCallContext,
+    s: &ScriptState,
+    cond: &FnPtr,
+    timeout: &Dynamic,
+) -> RhaiResult<bool> {
+    let timeout = duration(ctx, "timeout", timeout)?;
+    if in_callback(s) {
+        return Err(at_call(
+            ctx,
+            "cannot wait inside an at()/every() callback: callbacks run while the script \
+             sleeps or waits; check the condition in the callback itself, or schedule a \
+             later check with at(now() + delay, || ...)",
+        ));
+    }
+    let deadline = s.lab().now().saturating_add(timeout);
+    // As for `sleep`: a dry-run condition is often never true, so the whole timeout counts.
+    if let Some(horizon) = s.horizon
+        && deadline > horizon
+    {
+        return Err(past_horizon(ctx, horizon));
+    }
+    loop {
+        let value = cond.call_within_context::<Dynamic>(ctx, ())?;
+        match value.as_bool() {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(_) => {
+                return Err(at_call(
+                    ctx,
+                    format!(
+                        "the condition returned {} {value}, expected true or false",
+                        value.type_name()
+                    ),
+                ));
+            }
+        }
+        let now = s.lab().now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        let next = now.saturating_add(POLL).min(deadline);
+        s.sleeps.fetch_add(1, Ordering::Relaxed);
+        run_callbacks_until(ctx, s, next)?;
+        advance(ctx, s, next)?;
+    }
+}
+
+fn past_horizon(ctx: &NativeCallContext, horizon: Nanos) -> Box<EvalAltResult> {
+    at_call(
+        ctx,
+        format!(
+            "the dry-run reached its horizon of {} of experiment time: does the script end?",
+            units::Duration(horizon)
+        ),
+    )
 }
 
 pub fn in_callback(s: &ScriptState) -> bool {
