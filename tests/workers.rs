@@ -492,6 +492,21 @@ fn a_scenario_gives_the_same_results_on_one_machine_and_on_three() {
     ] {
         assert_eq!(total(refused), 0, "{refused}: {dataplane:?}");
     }
+    // Every worker's data plane has its per-second health, and the verdict judges all three.
+    let health = std::fs::read_to_string(three.join("dataplane.csv")).unwrap();
+    for w in 0..3 {
+        let rows = health
+            .lines()
+            .skip(1)
+            .filter(|l| l.split(',').nth(1) == Some(&w.to_string()))
+            .count();
+        assert!(
+            rows >= 2,
+            "worker {w} has {rows} rows in dataplane.csv:\n{health}"
+        );
+    }
+    let judged = summary["conformance"]["workers"].as_array().unwrap();
+    assert_eq!(judged.len(), 3, "{:#}", summary["conformance"]);
     eprintln!(
         "one machine: RTT {rtt1:.2} ms, goodput {rates1:?}; three: RTT {rtt3:.2} ms, {rates3:?}"
     );
