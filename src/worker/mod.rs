@@ -231,12 +231,13 @@ impl LocalWorker {
     }
 
     /// Per-node counters of the data plane; with `interval`, also its health since the last
-    /// such reading, overruns included (a device whose statistics cannot be read counts none).
+    /// such reading, with the TUN device's overruns added to the socket's (a device whose
+    /// statistics cannot be read counts none).
     pub fn traffic(&mut self, interval: bool) -> TrafficReading {
         let (nodes, health) = self.dataplane().counters(interval);
         let health = health.map(|mut h| {
             if let Ok(dropped) = self.lab().tx_dropped(TUN_NAME) {
-                h.overruns = dropped.saturating_sub(self.tun_dropped);
+                h.overruns += dropped.saturating_sub(self.tun_dropped);
                 self.tun_dropped = dropped;
             }
             (self.index, h)

@@ -54,6 +54,8 @@ pub(super) struct Forwarder {
     interval_lateness: Histogram,
     interval_cpu_ns: u64,
     interval_write_errors: u64,
+    /// Drops at the socket to the other workers, as of the last interval reading.
+    interval_socket_drops: u64,
 }
 
 impl Forwarder {
@@ -85,6 +87,7 @@ impl Forwarder {
             interval_lateness: Histogram::default(),
             interval_cpu_ns: 0,
             interval_write_errors: 0,
+            interval_socket_drops: 0,
         }
     }
 
@@ -224,9 +227,16 @@ impl Forwarder {
         self.emit(packet);
     }
 
-    /// The health since the last interval reading, which starts a new interval.
+    /// The health since the last interval reading, which starts a new interval. Its overruns
+    /// are the datagrams from other workers dropped at a full socket; the worker adds the
+    /// TUN device's.
     fn end_interval(&mut self) -> DataplaneHealth {
         let cpu_ns = thread_cpu_ns();
+        let socket_drops = self
+            .remote
+            .as_ref()
+            .and_then(|r| r.receive_drops())
+            .unwrap_or(self.interval_socket_drops);
         let h = &self.interval_lateness;
         let health = DataplaneHealth {
             timed_packets: h.count(),
@@ -234,12 +244,13 @@ impl Forwarder {
             late_p99_ns: h.quantile(0.99),
             late_max_ns: h.max(),
             cpu_ns: cpu_ns.saturating_sub(self.interval_cpu_ns),
-            overruns: 0,
+            overruns: socket_drops.saturating_sub(self.interval_socket_drops),
             write_errors: self.stats.write_errors - self.interval_write_errors,
         };
         self.interval_lateness.clear();
         self.interval_cpu_ns = cpu_ns;
         self.interval_write_errors = self.stats.write_errors;
+        self.interval_socket_drops = socket_drops;
         health
     }
 

@@ -49,6 +49,28 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// Datagrams the kernel dropped because the socket's receive buffer was full: the data
+    /// plane did not read them in time. Read from the socket table of the thread's network
+    /// namespace (the machine's, where the socket lives); `None` where it cannot be found.
+    pub(super) fn receive_drops(&self) -> Option<u64> {
+        let inode = nix::sys::stat::fstat(&self.socket).ok()?.st_ino;
+        ["/proc/thread-self/net/udp", "/proc/thread-self/net/udp6"]
+            .iter()
+            .filter_map(|table| std::fs::read_to_string(table).ok())
+            .find_map(|text| socket_drops(&text, inode))
+    }
+}
+
+/// The `drops` column of the socket with `inode` in a `/proc/net/udp` table.
+fn socket_drops(table: &str, inode: u64) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+        (fields.get(9)?.parse::<u64>().ok()? == inode).then(|| fields.get(12)?.parse().ok())?
+    })
+}
+
 fn count_refused(stats: &mut ForwarderStats, refused: Refused) {
     let count = match refused {
         Refused::Stranger => &mut stats.remote_stranger,
@@ -143,5 +165,31 @@ impl Forwarder {
         let len = wire_len(vnet, ip.len());
         let arrival = self.clock.now().saturating_add(remaining);
         let _ = self.fabric.receive_from_remote(arrival, dst, len, packet);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+ 4075: 0100007F:9E3B 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1223345 2 00000000b3087198 0
+ 4076: 00000000:1F90 00000000:0000 07 00000000:00034000 00:00000000 00000000     0        0 998877 2 00000000b3087199 4242
+";
+
+    #[test]
+    fn drops_are_those_of_the_socket_with_the_inode() {
+        assert_eq!(socket_drops(TABLE, 998877), Some(4242));
+        assert_eq!(socket_drops(TABLE, 1223345), Some(0));
+        assert_eq!(socket_drops(TABLE, 5), None);
+        assert_eq!(socket_drops("header only\n", 5), None);
+    }
+
+    #[test]
+    fn a_socket_of_this_process_is_found_in_the_table() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let inode = nix::sys::stat::fstat(&socket).unwrap().st_ino;
+        let table = std::fs::read_to_string("/proc/thread-self/net/udp").unwrap();
+        assert_eq!(socket_drops(&table, inode), Some(0));
     }
 }
