@@ -69,6 +69,16 @@ fn a_light_run_is_clean_and_a_flood_is_flagged() {
     }
     let light = Scenario::new(LIGHT);
     let outcome = real_run(&light);
+    for file in [
+        "events.jsonl",
+        "traffic.csv",
+        "dataplane.csv",
+        "summary.json",
+        "nodes/10.0.0.1/stdout.log",
+        "nodes/10.0.0.1/stderr.log",
+    ] {
+        assert!(light.out().join(file).is_file(), "a real run writes {file}");
+    }
     let verdict = conformance(&light);
     assert_eq!(verdict["verdict"], "clean", "{verdict:#}");
     assert!(
