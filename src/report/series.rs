@@ -268,7 +268,7 @@ pub fn read_traffic(
     })
 }
 
-fn parse(text: &str, what: &str) -> Result<f64, String> {
+pub(super) fn parse(text: &str, what: &str) -> Result<f64, String> {
     text.trim()
         .parse()
         .map_err(|_| format!("{what} is not a number: {text:?}"))
