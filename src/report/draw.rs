@@ -29,6 +29,9 @@ pub struct Plot {
     pub marks: bool,
     /// A logarithmic y axis, for values over decades (lateness); values must be above 0.
     pub y_log: bool,
+    /// The legend in the lower left corner, not the upper left; on a log axis, in an empty
+    /// decade below the values (above them otherwise), so that it hides none.
+    pub legend_below: bool,
 }
 
 pub struct Line {
@@ -103,7 +106,8 @@ fn ranges(plot: &Plot) -> (f64, f64, f64) {
 }
 
 /// The axes' ranges of a log y axis: whole decades around the values, so at least one label
-/// shows. Values at or below 0 have no place on it and are left out.
+/// shows, and an empty one on the legend's side. Values at or below 0 have no place on it and
+/// are left out.
 fn log_ranges(plot: &Plot) -> (f64, f64, f64) {
     let points = plot.lines.iter().flat_map(|l| l.points.iter());
     let (mut x_max, mut y_min, mut y_max) = (0.0f64, f64::INFINITY, 0.0f64);
@@ -118,11 +122,16 @@ fn log_ranges(plot: &Plot) -> (f64, f64, f64) {
         x_max = 1.0;
     }
     if y_max == 0.0 {
-        return (x_max, 1.0, 10.0);
+        (y_min, y_max) = (1.0, 1.0);
     }
-    let low = 10f64.powf(y_min.log10().floor());
-    let high = 10f64.powf(y_max.log10().ceil());
-    (x_max, low, if high > low { high } else { low * 10.0 })
+    let low = y_min.log10().floor() as i32;
+    let high = (y_max.log10().ceil() as i32).max(low + 1);
+    let (low, high) = if plot.legend_below {
+        (low - 1, high)
+    } else {
+        (low, high + 1)
+    };
+    (x_max, 10f64.powi(low), 10f64.powi(high))
 }
 
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, plot: &Plot) -> Result<(), String> {
@@ -223,7 +232,11 @@ where
     if plot.lines.len() > 1 {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(if plot.legend_below {
+                SeriesLabelPosition::LowerLeft
+            } else {
+                SeriesLabelPosition::UpperLeft
+            })
             .label_font(("sans-serif", 14))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
@@ -246,6 +259,7 @@ mod tests {
             lines: vec![Line::new("", points, 0)],
             marks: false,
             y_log: false,
+            legend_below: false,
         }
     }
 
@@ -261,12 +275,13 @@ mod tests {
 
     #[test]
     fn a_log_axis_spans_whole_decades_of_the_positive_values() {
-        assert_eq!(
-            log_ranges(&plot(vec![(0.0, 0.0), (5.0, 0.02), (10.0, 3.0)])),
-            (10.0, 0.01, 10.0)
-        );
-        // A single value, a power of ten, still gets a decade.
-        assert_eq!(log_ranges(&plot(vec![(2.0, 1.0)])), (2.0, 1.0, 10.0));
-        assert_eq!(log_ranges(&plot(vec![(2.0, 0.0)])), (2.0, 1.0, 10.0));
+        // 0.02 to 3, and a decade above for the legend.
+        let mut p = plot(vec![(0.0, 0.0), (5.0, 0.02), (10.0, 3.0)]);
+        assert_eq!(log_ranges(&p), (10.0, 0.01, 100.0));
+        p.legend_below = true;
+        assert_eq!(log_ranges(&p), (10.0, 0.001, 10.0));
+        // A single value, a power of ten, still gets a decade of its own.
+        assert_eq!(log_ranges(&plot(vec![(2.0, 1.0)])), (2.0, 1.0, 100.0));
+        assert_eq!(log_ranges(&plot(vec![(2.0, 0.0)])), (2.0, 1.0, 100.0));
     }
 }

@@ -152,6 +152,7 @@ fn plot(stem: &str, title: &str, x_label: &str, y_label: &str, lines: Vec<Line>)
         lines,
         marks: false,
         y_log: false,
+        legend_below: false,
     }
 }
 
@@ -386,14 +387,18 @@ fn plan_dataplane(
         format!("bound: {:.0} %", bounds.cpu_share * 100.0),
         bounds.cpu_share * 100.0,
     ));
+    let mut p = plot(
+        "cpu",
+        CPU,
+        TIME,
+        "data-plane thread CPU (% of a core, log scale)",
+        lines,
+    );
+    // A log axis: an idle thread's 1 % and the bound's 90 % both show, the legend below them.
+    p.y_log = true;
+    p.legend_below = true;
     plots.push((
-        plot(
-            "cpu",
-            CPU,
-            TIME,
-            "data-plane thread CPU (% of a core)",
-            lines,
-        ),
+        p,
         "The CPU time the data-plane thread of each worker used in each interval, over the \
          interval's length, from dataplane.csv: near 100 % it cannot keep up, and lateness \
          grows."

@@ -168,7 +168,7 @@ fn workers_table(workers: &[WorkerFidelity]) -> String {
         return String::new();
     }
     let mut html = String::from(
-        "<table id=\"workers\" class=\"fidelity\">\n<tr><th>worker</th><th>seconds</th>\
+        "<h3>Workers' data planes</h3>\n<table id=\"workers\" class=\"fidelity\">\n<tr><th>worker</th><th>seconds</th>\
          <th>worst p99 lateness</th><th>max lateness</th><th>late seconds</th>\
          <th>max CPU share</th><th>overruns</th><th>write errors</th></tr>\n",
     );
@@ -195,9 +195,14 @@ fn nodes_table(nodes: &[NodeFidelity]) -> String {
     // The nodes that broke a bound first: past the cut they would be hidden.
     let mut order: Vec<&NodeFidelity> = nodes.iter().collect();
     order.sort_by_key(|n| n.ok != Some(false));
-    let mut html = String::from(
-        "<table id=\"nodes\" class=\"fidelity\">\n<tr><th>node</th><th>up</th>\
+    let bad = nodes.iter().filter(|n| n.ok == Some(false)).count();
+    // Folded when every node is fine: a thousand rows of "yes" would bury the plots.
+    let open = if bad > 0 { " open" } else { "" };
+    let mut html = format!(
+        "<details id=\"nodes-list\"{open}><summary>Nodes' links: {} nodes, {bad} not ok\
+         </summary>\n<table id=\"nodes\" class=\"fidelity\">\n<tr><th>node</th><th>up</th>\
          <th>up, busiest second</th><th>down</th><th>down, busiest second</th><th>ok</th></tr>\n",
+        nodes.len()
     );
     for n in order.iter().take(NODE_ROWS) {
         let set = |bps: Option<f64>| bps.map_or("unlimited".into(), rate);
@@ -218,7 +223,6 @@ fn nodes_table(nodes: &[NodeFidelity]) -> String {
     }
     html += "</table>\n";
     if nodes.len() > NODE_ROWS {
-        let bad = nodes.iter().filter(|n| n.ok == Some(false)).count();
         html += &format!(
             "<p id=\"nodes-more\">{} more nodes not listed ({bad} of all {} not ok, listed \
              first); every node is in summary.json.</p>\n",
@@ -226,7 +230,7 @@ fn nodes_table(nodes: &[NodeFidelity]) -> String {
             nodes.len()
         );
     }
-    html
+    html + "</details>\n"
 }
 
 fn row(cells: &[String], bad: bool) -> String {
@@ -363,6 +367,9 @@ mod tests {
              <td>8.5 Mbit/s</td><td>yes</td></tr>"
         ));
         assert!(!html.contains("nodes-more"));
+        assert!(
+            html.contains("<details id=\"nodes-list\"><summary>Nodes' links: 2 nodes, 0 not ok")
+        );
         let html = section(&Verdict::NotMeasured {
             why: "dry <run>".into(),
         });
@@ -383,6 +390,9 @@ mod tests {
             .expect("node 7 listed");
         assert!(first < html.find("<td>10.0.0.1</td>").expect("node 0 listed"));
         assert!(html.contains("70 more nodes not listed (1 of all 120 not ok, listed first)"));
+        assert!(html.contains(
+            "<details id=\"nodes-list\" open><summary>Nodes' links: 120 nodes, 1 not ok"
+        ));
     }
 
     #[test]
