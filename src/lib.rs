@@ -81,8 +81,10 @@
 //! `tracing`, with spans per worker, session and node; `-v`/`RUST_LOG` choose what is shown
 //! (on stderr; the timeline of a run is on stdout).
 //!
-//! ## Not yet
-//! `p2plab report`.
+//! ## Report
+//! `report` reads a finished or killed run's folder back (`events.jsonl`, `traffic.csv`,
+//! `dataplane.csv`, `summary.json`) into SVG and PNG plots and an `index.html` that opens
+//! with the run's fidelity verdict: `p2plab report DIR`.
 //!
 //! ## Example
 //! ```
