@@ -406,3 +406,40 @@ fn plan_dataplane(
     ));
     (plots, skipped)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        /// Whatever a data plane counts, its rows read and both plots draw (plotters panics on
+        /// some ranges; a log axis has none for 0).
+        #[test]
+        fn any_dataplane_rows_draw(
+            rows in proptest::collection::vec(
+                (0u64..3, 0u64..3, 0u64..1 << 40, 0u64..1 << 40, 0u64..1 << 40, 0.01f64..5.0),
+                0..30,
+            ),
+            bound in 1u64..1 << 40,
+        ) {
+            let mut csv = format!("{}\n", lateness::HEADER);
+            // Steps of 0.01 s or more stay apart at three decimals.
+            let mut t = [0.0f64; 3];
+            for (worker, timed, p99, max, cpu, dt) in rows {
+                let w = worker as usize;
+                t[w] += dt;
+                csv += &format!("{:.3},{worker},{timed},0,{p99},{max},{cpu},0,0\n", t[w]);
+            }
+            let dp = lateness::read_dataplane(csv.as_bytes(), "dataplane.csv").unwrap();
+            let bounds = Bounds { late_p99_ns: bound as f64, ..Bounds::default() };
+            let (plots, _) = plan_dataplane(Some(&dp), &bounds, 0.0);
+            let dir = tempfile::tempdir().unwrap();
+            for (plot, _) in &plots {
+                prop_assert!(draw::write(plot, dir.path()).is_ok(), "{}", plot.stem);
+            }
+        }
+    }
+}
