@@ -279,6 +279,7 @@ fn write_report(dir: &std::path::Path) -> ExitCode {
             for s in &report.skipped {
                 eprintln!("skipped {}: {}", s.title, s.why);
             }
+            eprintln!("fidelity: {}", report.verdict.word());
             ExitCode::SUCCESS
         }
         Err(err) => {

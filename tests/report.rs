@@ -149,6 +149,8 @@ fn a_dry_run_with_traffic_gets_every_plot() {
     assert!(!index.contains("Skipped"), "{index}");
     assert!(index.contains("<b>flagged</b>"), "{index}");
     assert!(index.contains("worker 0: p99 lateness 2.5 ms"), "{index}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.ends_with("fidelity: flagged\n"), "{stderr}");
     // The axes say their units, and the legend names the nodes.
     let texts = svg_texts(&s.out().join("report/received.svg"));
     for label in ["received (MB)", "experiment time (s)", "node 0 (10.0.0.1)"] {

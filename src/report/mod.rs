@@ -23,7 +23,7 @@ use draw::{Line, Plot, Stroke};
 use html::{Shown, Skipped};
 use lateness::DataplaneSeries;
 use series::{EventSeries, TrafficSeries};
-use verdict::Bounds;
+use verdict::{Bounds, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -50,6 +50,8 @@ pub struct Report {
     pub dir: PathBuf,
     pub shown: Vec<Shown>,
     pub skipped: Vec<Skipped>,
+    /// What `summary.json` says of the run's fidelity.
+    pub verdict: Verdict,
 }
 
 /// Reads `events.jsonl`, and `traffic.csv`, `dataplane.csv` and `summary.json` when they are
@@ -131,6 +133,7 @@ pub fn write(results: &Path) -> Result<Report, ReportError> {
         dir,
         shown,
         skipped,
+        verdict,
     })
 }
 

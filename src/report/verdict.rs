@@ -101,6 +101,16 @@ pub fn read(summary: Option<&Value>) -> Verdict {
 }
 
 impl Verdict {
+    /// The verdict in a few words: `clean`, `flagged`, `not measured`, `no verdict recorded`.
+    pub fn word(&self) -> &str {
+        match self {
+            Verdict::NotRecorded => "no verdict recorded",
+            Verdict::NotMeasured { .. } => "not measured",
+            Verdict::Unreadable(_) => "unreadable",
+            Verdict::Measured(c) => &c.verdict,
+        }
+    }
+
     /// The bounds to draw on the plots: the run's, or the defaults.
     pub fn bounds(&self) -> Bounds {
         match self {
@@ -113,18 +123,16 @@ impl Verdict {
 /// The page's "Fidelity" section.
 pub fn section(verdict: &Verdict) -> String {
     let mut html = String::from("<section id=\"fidelity\">\n<h2>Fidelity</h2>\n");
-    let (class, word, text) = match verdict {
+    let (class, text) = match verdict {
         Verdict::NotRecorded => (
             "none",
-            "no verdict recorded".to_string(),
             "summary.json has no conformance: a run of an older p2plab, or one that did not \
              finish."
                 .to_string(),
         ),
-        Verdict::NotMeasured { why } => ("not-measured", "not measured".into(), why.clone()),
+        Verdict::NotMeasured { why } => ("not-measured", why.clone()),
         Verdict::Unreadable(why) => (
             "none",
-            "unreadable".into(),
             format!("summary.json's conformance is not in the expected shape: {why}"),
         ),
         Verdict::Measured(c) => {
@@ -141,12 +149,12 @@ pub fn section(verdict: &Verdict) -> String {
                 percent(b.cpu_share),
                 percent(b.rate_tolerance)
             );
-            (class, c.verdict.clone(), text)
+            (class, text)
         }
     };
     html += &format!(
         "<p id=\"verdict\" class=\"verdict {class}\"><b>{}</b>: {}</p>\n",
-        escape(&word),
+        escape(verdict.word()),
         escape(&text)
     );
     if let Verdict::Measured(c) = verdict {
