@@ -82,8 +82,10 @@
 //! (on stderr; the timeline of a run is on stdout, under a status bar on a terminal, then
 //! an end summary: `run::progress`, `run::recap`).
 //!
-//! ## Not yet
-//! `p2plab report`.
+//! ## Report
+//! `report` reads a finished or killed run's folder back (`events.jsonl`, `traffic.csv`,
+//! `dataplane.csv`, `summary.json`) into SVG and PNG plots and an `index.html` that opens
+//! with the run's fidelity verdict: `p2plab report DIR`.
 //!
 //! ## Example
 //! ```

@@ -53,14 +53,18 @@ file:line:col, exit code 1; a real run still removes its lab.
 
 /// What `p2plab report --help` adds: the plots and their inputs.
 const REPORT_HELP: &str = "\
-Plots, each as SVG and PNG, from the folder's events.jsonl and traffic.csv:
+Plots, each as SVG and PNG, from the folder's events.jsonl, traffic.csv and dataplane.csv:
   received     bytes received so far per node (at most 12 nodes, evenly spaced)  traffic.csv
   throughput   all nodes' received bytes per second, in Mbit/s                   traffic.csv
+  lateness     data-plane lateness per second and worker (p99, max; log ms)      dataplane.csv
+  cpu          data-plane thread CPU per second and worker (% of a core; log)    dataplane.csv
   alive        nodes alive over time (churn)                                     events.jsonl
   completion   CDF of the time from spawn to exit of each process                events.jsonl
   metric-...   one per metric() name: its values over time                       events.jsonl
-index.html shows them with summary.json, and says which plots were skipped and why (a
-dry-run has no traffic.csv). Exit code 2 if a file is missing or malformed (file:line).";
+index.html opens with the run's fidelity verdict (summary.json conformance: clean, flagged
+or not measured, its problems, workers and nodes), then shows summary.json and the plots,
+and says which plots were skipped and why (a dry-run has no traffic and no data plane).
+Exit code 2 if a file is missing or malformed (file:line).";
 
 /// p2plab: run real programs on emulated peer-to-peer networks, driven by a Rhai script.
 #[derive(Parser)]
@@ -295,6 +299,7 @@ fn write_report(dir: &std::path::Path) -> ExitCode {
             for s in &report.skipped {
                 eprintln!("skipped {}: {}", s.title, s.why);
             }
+            eprintln!("fidelity: {}", report.verdict.word());
             ExitCode::SUCCESS
         }
         Err(err) => {

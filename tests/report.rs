@@ -1,5 +1,5 @@
-//! `p2plab report DIR`, run as the binary on the folder of a dry-run: with a `traffic.csv`
-//! written here in the format a real run writes, and without one. Each plot's SVG must parse
+//! `p2plab report DIR`, run as the binary on the folder of a dry-run: with a `traffic.csv`, a
+//! `dataplane.csv` and a verdict written here in the formats a real run writes, and without. Each plot's SVG must parse
 //! with its title in it, each PNG must decode at the plot's size, and `index.html` must show
 //! every image it has and only images that exist.
 
@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::Scenario;
+use common::results_folder::{self, DATAPLANE_HEADER};
 
 const SCRIPT: &str = r#"
 let nodes = alloc_ip(3, #{ group: "peers" });
@@ -27,23 +28,6 @@ sleep(5.0);
 metric("peers", 3.0);
 metric("rate", 2.5);
 "#;
-
-/// One-second deltas for the three nodes; silent rows are left out, as a real run does.
-fn traffic_csv() -> String {
-    let mut csv = String::from(
-        "t,ip,sent_bytes,sent_packets,recv_bytes,recv_packets,dropped_queue,dropped_loss\n",
-    );
-    for t in 1..=9 {
-        csv += &format!("{t},10.0.0.1,{},10,2000,20,0,0\n", 125_000 * t);
-        if t % 2 == 1 {
-            csv += &format!("{t},10.0.0.2,1000,2,{},90,1,0\n", 125_000 * t);
-        }
-        csv += &format!("{t},10.0.0.3,500,1,500,1,0,0\n");
-    }
-    // The last, partial interval.
-    csv += "9.5,10.0.0.1,100,1,250000,200,0,0\n";
-    csv
-}
 
 fn report(dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_p2plab"))
@@ -149,7 +133,7 @@ const EVENT_PLOTS: &[(&str, &str)] = &[
 #[test]
 fn a_dry_run_with_traffic_gets_every_plot() {
     let s = dry_run();
-    std::fs::write(s.out().join("traffic.csv"), traffic_csv()).expect("write traffic.csv");
+    results_folder::add_real_files(&s.out());
     let out = report(&s.out());
     assert!(
         out.status.success(),
@@ -159,8 +143,14 @@ fn a_dry_run_with_traffic_gets_every_plot() {
     let mut titles = EVENT_PLOTS.to_vec();
     titles.push(("received", "Bytes received per node"));
     titles.push(("throughput", "Aggregate throughput"));
+    titles.push(("lateness", "Data-plane lateness"));
+    titles.push(("cpu", "Data-plane CPU share"));
     let index = check_report(&s.out(), &titles);
     assert!(!index.contains("Skipped"), "{index}");
+    assert!(index.contains("<b>flagged</b>"), "{index}");
+    assert!(index.contains("worker 0: p99 lateness 2.5 ms"), "{index}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.ends_with("fidelity: flagged\n"), "{stderr}");
     // The axes say their units, and the legend names the nodes.
     let texts = svg_texts(&s.out().join("report/received.svg"));
     for label in ["received (MB)", "experiment time (s)", "node 0 (10.0.0.1)"] {
@@ -168,11 +158,27 @@ fn a_dry_run_with_traffic_gets_every_plot() {
     }
     let texts = svg_texts(&s.out().join("report/throughput.svg"));
     assert!(texts.iter().any(|t| t == "received by all nodes (Mbit/s)"));
+    // One pair of lines per worker, and the bound from the verdict.
+    let texts = svg_texts(&s.out().join("report/lateness.svg"));
+    for label in [
+        "lateness (ms, log scale)",
+        "worker 0 p99",
+        "worker 1 max",
+        "bound: p99 1 ms",
+    ] {
+        assert!(texts.iter().any(|t| t == label), "no {label:?}: {texts:?}");
+    }
+    let texts = svg_texts(&s.out().join("report/cpu.svg"));
+    for label in ["worker 1", "bound: 90 %"] {
+        assert!(texts.iter().any(|t| t == label), "no {label:?}: {texts:?}");
+    }
 }
 
 #[test]
 fn without_traffic_the_event_plots_remain_and_the_page_says_why() {
     let s = dry_run();
+    // What a dry-run writes: header lines only.
+    std::fs::write(s.out().join("dataplane.csv"), DATAPLANE_HEADER).expect("write");
     let out = report(&s.out());
     assert!(
         out.status.success(),
@@ -188,16 +194,31 @@ fn without_traffic_the_event_plots_remain_and_the_page_says_why() {
             "{index}"
         );
     }
+    assert!(
+        index.contains("<li><b>Data-plane lateness</b>: no rows in dataplane.csv"),
+        "{index}"
+    );
+    // A dry-run's summary says its fidelity was not measured, or (older) says nothing.
+    assert!(
+        index.contains("<b>not measured</b>") || index.contains("<b>no verdict recorded</b>"),
+        "{index}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("4 plots in"), "{stderr}");
     assert!(stderr.contains("skipped Aggregate throughput"), "{stderr}");
-    // Without the file at all, the page says that instead.
+    assert!(stderr.contains("skipped Data-plane CPU share"), "{stderr}");
+    // Without the files at all, the page says that instead.
     std::fs::remove_file(s.out().join("traffic.csv")).unwrap();
+    std::fs::remove_file(s.out().join("dataplane.csv")).unwrap();
     let out = report(&s.out());
     assert!(out.status.success());
     let index = check_report(&s.out(), EVENT_PLOTS);
     assert!(
         index.contains("<li><b>Aggregate throughput</b>: no traffic.csv in the folder"),
+        "{index}"
+    );
+    assert!(
+        index.contains("<li><b>Data-plane CPU share</b>: no dataplane.csv in the folder"),
         "{index}"
     );
 }
@@ -230,6 +251,17 @@ fn errors_name_the_folder_or_the_file_and_line() {
     let stderr = String::from_utf8_lossy(&report(&s.out()).stderr).into_owned();
     assert!(
         stderr.contains("traffic.csv:1: expected the header"),
+        "{stderr}"
+    );
+
+    let s = dry_run();
+    let csv = format!("{DATAPLANE_HEADER}1,0,5,1,2,3,late,0,0\n");
+    std::fs::write(s.out().join("dataplane.csv"), csv).expect("write");
+    let broken = report(&s.out());
+    assert_eq!(broken.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(
+        stderr.contains("dataplane.csv:2: cpu_ns is not a number: \"late\""),
         "{stderr}"
     );
 }

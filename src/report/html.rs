@@ -1,7 +1,10 @@
-//! The report's `index.html`: the run's summary, each plot (its SVG, with a link to the PNG and a
-//! line on what it shows), and the plots that were skipped with the reason. Pure: text out.
+//! The report's `index.html`: the run's fidelity verdict, its summary, each plot (its SVG, with a
+//! link to the PNG and a line on what it shows), and the plots that were skipped with the reason.
+//! Pure: text out.
 
 use serde_json::Value;
+
+use super::verdict::{self, Verdict};
 
 /// A plot the page shows.
 pub struct Shown {
@@ -30,20 +33,56 @@ const SUMMARY_FIELDS: &[&str] = &[
     "events",
 ];
 
-/// The page. `summary` is `summary.json`, or `None` when the run left none (it was killed).
-pub fn page(summary: Option<&Value>, shown: &[Shown], skipped: &[Skipped]) -> String {
+/// Marks each image, once the page has loaded, with whether it did (`data-loaded="yes"` or
+/// `"no"`): a browser test reads it back, and a reader sees a broken one said in words.
+const IMAGE_CHECK: &str = "<script>\n\
+window.addEventListener('load', () => {\n\
+  for (const img of document.images) {\n\
+    const ok = img.complete && img.naturalWidth > 0;\n\
+    img.dataset.loaded = ok ? 'yes' : 'no';\n\
+    if (!ok) broken(img);\n\
+  }\n\
+});\n\
+function broken(img) {\n\
+  img.dataset.loaded = 'no';\n\
+  if (img.nextElementSibling && img.nextElementSibling.className === 'broken') return;\n\
+  const note = document.createElement('p');\n\
+  note.className = 'broken';\n\
+  note.textContent = 'This image failed to load: ' + img.getAttribute('src');\n\
+  img.after(note);\n\
+}\n\
+</script>\n";
+
+/// The page. `summary` is `summary.json`, or `None` when the run left none (it was killed);
+/// `verdict` is what it says of the run's fidelity.
+pub fn page(
+    summary: Option<&Value>,
+    verdict: &Verdict,
+    shown: &[Shown],
+    skipped: &[Skipped],
+) -> String {
     let mut html = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <title>p2plab report</title>\n<style>\n\
          body { font-family: sans-serif; max-width: 1000px; margin: 2em auto; }\n\
          img { width: 100%; border: 1px solid #ddd; }\n\
          td, th { text-align: left; padding: 0.2em 1em 0.2em 0; vertical-align: top; }\n\
-         </style>\n</head>\n<body>\n",
+         .verdict { padding: 0.5em 1em; border-left: 0.5em solid #999; background: #f4f4f4; }\n\
+         .verdict.clean { border-color: #2a2; background: #eefbee; }\n\
+         .verdict.flagged { border-color: #d22; background: #fdeeee; }\n\
+         table.fidelity { border-collapse: collapse; font-size: 90%; }\n\
+         table.fidelity td, table.fidelity th { border-bottom: 1px solid #ddd; }\n\
+         tr.bad td { color: #b00; }\n\
+         .broken { color: #b00; font-weight: bold; }\n\
+         </style>\n",
     );
+    html += IMAGE_CHECK;
+    html += "</head>\n<body>\n";
     let script = summary
         .and_then(|s| s["script"].as_str())
         .unwrap_or("a run");
     html += &format!("<h1>p2plab report: {}</h1>\n", escape(script));
+    html += &verdict::section(verdict);
     html += "<h2>Summary</h2>\n";
     match summary {
         Some(s) => {
@@ -66,7 +105,8 @@ pub fn page(summary: Option<&Value>, shown: &[Shown], skipped: &[Skipped]) -> St
     for plot in shown {
         html += &format!(
             "<h2>{title}</h2>\n<p>{about} (<a href=\"{stem}.png\">PNG</a>, \
-             <a href=\"{stem}.svg\">SVG</a>)</p>\n<img src=\"{stem}.svg\" alt=\"{title}\">\n",
+             <a href=\"{stem}.svg\">SVG</a>)</p>\n<img id=\"plot-{stem}\" class=\"plot\" \
+             src=\"{stem}.svg\" alt=\"{title} (image failed to load)\" onerror=\"broken(this)\">\n",
             title = escape(&plot.title),
             about = escape(&plot.about),
             stem = escape(&plot.stem),
@@ -84,7 +124,7 @@ pub fn page(summary: Option<&Value>, shown: &[Shown], skipped: &[Skipped]) -> St
 }
 
 /// Text made safe for HTML, inside elements and inside quoted attributes.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -114,11 +154,17 @@ mod tests {
             title: "Throughput".into(),
             why: "no traffic.csv".into(),
         }];
-        let html = page(Some(&summary), &shown, &skipped);
+        let html = page(Some(&summary), &Verdict::NotRecorded, &shown, &skipped);
         assert!(html.contains("<h1>p2plab report: a&lt;b&gt;.rhai</h1>"));
         assert!(html.contains("<tr><th>seed</th><td>3</td></tr>"));
         assert!(html.contains("<tr><th>error</th><td>none</td></tr>"));
-        assert!(html.contains("<img src=\"alive.svg\" alt=\"Nodes alive\">"));
+        assert!(html.contains(
+            "<img id=\"plot-alive\" class=\"plot\" src=\"alive.svg\" \
+             alt=\"Nodes alive (image failed to load)\" onerror=\"broken(this)\">"
+        ));
+        assert!(html.contains("<b>no verdict recorded</b>"));
+        // The verdict comes before the summary.
+        assert!(html.find("id=\"verdict\"") < html.find("<h2>Summary</h2>"));
         assert!(html.contains("<a href=\"alive.png\">PNG</a>"));
         assert!(html.contains("Nodes &amp; churn."));
         assert!(html.contains("<li><b>Throughput</b>: no traffic.csv</li>"));
@@ -126,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_run_without_summary_says_so() {
-        let html = page(None, &[], &[]);
+        let html = page(None, &Verdict::NotRecorded, &[], &[]);
         assert!(html.contains("No <code>summary.json</code>"));
         assert!(!html.contains("Skipped"));
     }

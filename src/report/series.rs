@@ -268,10 +268,13 @@ pub fn read_traffic(
     })
 }
 
-fn parse(text: &str, what: &str) -> Result<f64, String> {
+/// A finite number: Rust reads "NaN" and "inf" as floats, which no axis can place.
+pub(super) fn parse(text: &str, what: &str) -> Result<f64, String> {
     text.trim()
         .parse()
-        .map_err(|_| format!("{what} is not a number: {text:?}"))
+        .ok()
+        .filter(|x: &f64| x.is_finite())
+        .ok_or_else(|| format!("{what} is not a number: {text:?}"))
 }
 
 /// The empirical CDF of sorted values: the fraction of values at most x, as steps.
@@ -395,6 +398,9 @@ mod tests {
             err.to_string(),
             "traffic.csv:2: recv_bytes is not a number: \"lots\""
         );
+        let text = format!("{HEADER}NaN,10.0.0.1,0,0,1,1,0,0\n");
+        let err = read_traffic(text.as_bytes(), "traffic.csv", &[], 1.0).unwrap_err();
+        assert_eq!(err.to_string(), "traffic.csv:2: t is not a number: \"NaN\"");
         let err = read_traffic("t,ip\n".as_bytes(), "traffic.csv", &[], 1.0).unwrap_err();
         assert!(
             err.to_string()

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod machines;
+pub mod results_folder;
 pub mod swarm;
 
 use std::path::{Path, PathBuf};
