@@ -230,7 +230,10 @@ fn bad_capture_options_are_errors_at_the_call() {
             "#{ max_size: \"big\" }",
             "capture: max_size: \"big\" is not a size (try \"64kb\" or \"1500b\")",
         ),
-        ("#{ max_size: 10 }", "capture: max_size: expected at least 40 bytes"),
+        (
+            "#{ max_size: 10 }",
+            "capture: max_size: expected at least 40 bytes",
+        ),
         (
             "#{ snap: 96 }",
             "capture: unknown option \"snap\" (expected one of: snaplen, max_size)",
@@ -247,4 +250,64 @@ fn bad_capture_options_are_errors_at_the_call() {
         err.contains("main.rhai:1:1: capture: expected a Node, an array of Nodes or a group name"),
         "{err}"
     );
+}
+
+/// With two workers each captures its own node; the files reach the controller whole.
+#[test]
+fn each_worker_captures_its_own_nodes_and_the_files_are_collected() {
+    if !can_run_real_mode_with(
+        "each_worker_captures_its_own_nodes_and_the_files_are_collected",
+        &["ping", "tcpdump", "ip"],
+    ) {
+        return;
+    }
+    let cluster = common::machines::Cluster::start("capture", 2);
+    let path = cluster.dir.path().join("capture.rhai");
+    std::fs::write(
+        &path,
+        r#"
+        let a = alloc_ip(1, #{ worker: 0 })[0];
+        let b = alloc_ip(1, #{ worker: 1 })[0];
+        capture([a, b]);
+        spawn(a, `ping -c 5 -i 0.2 -I {ip} ${b.ip}`).wait();
+        "#,
+    )
+    .unwrap();
+    let out = cluster.dir.path().join("out");
+    let (code, stderr) = cluster.run_script(&path, &out, &[]);
+    assert_eq!(code, 0, "controller failed: {stderr}");
+    let (a, b) = ("10.0.0.1", "10.1.0.1");
+    for ip in [a, b] {
+        let lines = tcpdump(&out.join("nodes").join(ip).join("capture.pcap"));
+        let requests = lines
+            .iter()
+            .filter(|l| {
+                split_time(l)
+                    .1
+                    .starts_with(&format!("IP {a} > {b}: ICMP echo request"))
+            })
+            .count();
+        let replies = lines
+            .iter()
+            .filter(|l| {
+                split_time(l)
+                    .1
+                    .starts_with(&format!("IP {b} > {a}: ICMP echo reply"))
+            })
+            .count();
+        assert_eq!(
+            (lines.len(), requests, replies),
+            (10, 5, 5),
+            "{ip}: {lines:#?}"
+        );
+    }
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let captured: Vec<&Value> = summary["dataplane"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| &w["captured_packets"])
+        .collect();
+    assert_eq!(captured, [10, 10], "{}", summary["dataplane"]);
 }

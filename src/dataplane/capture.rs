@@ -357,7 +357,11 @@ mod tests {
         assert_eq!(set.flush_deadline(), None, "flushed");
         set.received(&ping(b, a, 84), || 2);
         assert_eq!(set.packets, 2);
-        assert_eq!(set.flush_deadline(), Some(6 * SEC), "a second after the last flush");
+        assert_eq!(
+            set.flush_deadline(),
+            Some(6 * SEC),
+            "a second after the last flush"
+        );
         set.flush_due(6 * SEC - 1);
         assert!(set.flush_deadline().is_some(), "not due yet");
         set.flush_due(6 * SEC);
