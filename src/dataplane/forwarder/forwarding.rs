@@ -102,7 +102,9 @@ impl Forwarder {
             }
             // What this pass shipped leaves before the thread may sleep.
             self.flush_remote();
-            self.captures.flush_due(self.clock.now());
+            if self.captures.flush_deadline().is_some() {
+                self.captures.flush_due(self.clock.now());
+            }
             let wake = match (self.fabric.next_deadline(), self.captures.flush_deadline()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
