@@ -479,7 +479,7 @@ fn bench_throughput() {
         let tun_drops = tun_tx_dropped(setup.lab()) - drops_before[k];
         let (read, errors) = match setup {
             Setup::P2plab(d) => {
-                let c = d.dp().counters();
+                let c = d.dp().counters(false).0;
                 let read = c.iter().fold((0, 0), |(p, b), (_, c)| {
                     (p + c.sent_packets, b + c.sent_bytes)
                 });
@@ -801,9 +801,9 @@ fn senders_once(n: usize, rep: usize, python: &str, dir: &Path) -> SendersResult
     }
     let tun_before = tun_tx_dropped(&lab.lab);
     sleep_until(start + WARMUP);
-    let (c0, t0) = (lab.dp().counters(), monotonic_secs());
+    let (c0, t0) = (lab.dp().counters(false).0, monotonic_secs());
     sleep_until(start + WARMUP + WINDOW);
-    let (c1, t1) = (lab.dp().counters(), monotonic_secs());
+    let (c1, t1) = (lab.dp().counters(false).0, monotonic_secs());
     let mut errors = SendersErrors {
         tun_drops: tun_tx_dropped(&lab.lab) - tun_before,
         ..SendersErrors::default()
@@ -838,7 +838,7 @@ fn senders_once(n: usize, rep: usize, python: &str, dir: &Path) -> SendersResult
         .collect();
     // Drops over the whole run, the warm-up included: none is expected anywhere but the
     // uplink queues.
-    let end = lab.dp().counters();
+    let end = lab.dp().counters(false).0;
     errors.queue_drops = end.iter().map(|(_, c)| c.dropped_queue).sum();
     errors.loss_drops = end.iter().map(|(_, c)| c.dropped_loss).sum();
     let stats = lab.finish();

@@ -328,7 +328,7 @@ fn malformed_frames_reach_a_live_worker_before_and_after_the_handshake() {
         ToWorker::Heartbeat,
         ToWorker::Request {
             id: 7,
-            body: Request::Traffic,
+            body: Request::Traffic { interval: false },
         },
         ToWorker::Request {
             id: 8,

@@ -5,11 +5,13 @@
 
 mod clock;
 mod proc_limit;
+mod readings;
 mod watch;
 pub mod workers;
 
 use std::collections::BTreeSet;
 use std::io;
+use std::sync::{Arc, Mutex};
 
 use rand_chacha::ChaCha8Rng;
 
@@ -18,11 +20,12 @@ use crate::experiment::{
     NodeId, NodeRecord, Outcome, ProcExit, ProcId, ProcStatus, ShapeUpdate, SpawnSpec, StateError,
     signal_name,
 };
-use crate::results::{Event, EventLog, TrafficCsv};
+use crate::results::{Conformance, Event, EventLog, HealthCsv, TrafficCsv};
 use crate::units::{self, Nanos};
 pub use clock::RealClock;
 pub use proc_limit::DEFAULT_MAX_PROCS;
 use proc_limit::ProcLimit;
+use readings::Readings;
 pub use watch::{Pulse, Watch};
 pub use workers::{
     DataplaneCounters, LostWorker, RunSetup, WorkerCounters, WorkerSpec, Workers, WorkersError,
@@ -48,6 +51,8 @@ pub enum LabError {
     Log(#[from] io::Error),
     #[error("writing traffic.csv: {0}")]
     Traffic(#[source] io::Error),
+    #[error("writing dataplane.csv: {0}")]
+    Health(#[source] io::Error),
 }
 
 /// How long `stop_all` waits after the SIGKILL deadline for the last exits.
@@ -62,10 +67,9 @@ pub struct Lab {
     /// A worker was lost: the run stops without grace.
     lost: bool,
     procs: ProcLimit,
-    /// `traffic.csv`, fed once per second of experiment time while time passes.
-    traffic_csv: Option<TrafficCsv>,
-    /// A live display, told about every second written to `traffic.csv`.
-    watch: Option<Watch>,
+    /// `traffic.csv`, `dataplane.csv`, the verdict and a live display, fed once per second
+    /// of experiment time while time passes.
+    readings: Readings,
     /// Nodes whose packets are captured.
     captured: BTreeSet<NodeId>,
 }
@@ -86,21 +90,28 @@ impl Lab {
             rng,
             lost: false,
             procs: ProcLimit::new(DEFAULT_MAX_PROCS),
-            traffic_csv: None,
-            watch: None,
+            readings: Readings::default(),
             captured: BTreeSet::new(),
         }
     }
 
     /// Writes per-second traffic to `csv` as the run goes.
     pub fn with_traffic_csv(mut self, csv: TrafficCsv) -> Self {
-        self.traffic_csv = Some(csv);
+        self.readings.traffic = Some(csv);
+        self
+    }
+
+    /// Writes each data plane's health per second to `csv`, and gives every interval to the
+    /// fidelity verdict.
+    pub fn with_health(mut self, csv: HealthCsv, conformance: Arc<Mutex<Conformance>>) -> Self {
+        self.readings.health = Some(csv);
+        self.readings.conformance = Some(conformance);
         self
     }
 
     /// Calls `watch` once per second of experiment time, after the second's traffic row.
     pub fn with_watch(mut self, watch: Watch) -> Self {
-        self.watch = Some(watch);
+        self.readings.watch = Some(watch);
         self
     }
 
@@ -154,55 +165,19 @@ impl Lab {
         self.clock.sleep_until(t);
         self.collect_exits()?;
         let now = self.now();
-        if self.traffic_csv.as_ref().is_some_and(|csv| csv.due(now)) {
-            let reading = self.traffic_reading();
-            if let Some(csv) = self.traffic_csv.as_mut() {
-                csv.second(now, &reading).map_err(LabError::Traffic)?;
-            }
-            self.pulse(now, &reading);
+        if self.readings.due(now) {
+            let reading = self.executor.traffic(true);
+            self.readings.interval(now, &self.state, reading, false)?;
         }
         Ok(())
-    }
-
-    fn pulse(&mut self, now: Nanos, reading: &[(std::net::Ipv4Addr, NodeCounters)]) {
-        let Some(watch) = self.watch.as_mut() else {
-            return;
-        };
-        let mut totals = NodeCounters::default();
-        for (_, c) in reading {
-            totals.add(c);
-        }
-        let nodes = self.state.nodes();
-        watch(&Pulse {
-            now,
-            nodes: nodes.len(),
-            failed: nodes.iter().filter(|n| n.failed).count(),
-            procs_running: self.state.running(),
-            totals,
-            late_p99_ns: 0,
-            late_max_ns: 0,
-        });
-    }
-
-    /// Per-node totals so far, in allocation order (one request per worker).
-    fn traffic_reading(&mut self) -> Vec<(std::net::Ipv4Addr, NodeCounters)> {
-        let by_ip: std::collections::HashMap<_, _> = self.executor.traffic().into_iter().collect();
-        self.state
-            .nodes()
-            .iter()
-            .filter_map(|n| by_ip.get(&n.ip).map(|c| (n.ip, *c)))
-            .collect()
     }
 
     /// Per-node traffic totals at the end of the run, in allocation order; they also make the
     /// last, partial interval of `traffic.csv`, so its columns sum to these totals.
     pub fn traffic(&mut self) -> Result<Vec<(std::net::Ipv4Addr, NodeCounters)>, LabError> {
         let now = self.now();
-        let reading = self.traffic_reading();
-        if let Some(csv) = self.traffic_csv.as_mut() {
-            csv.last(now, &reading).map_err(LabError::Traffic)?;
-        }
-        Ok(reading)
+        let reading = self.executor.traffic(true);
+        self.readings.interval(now, &self.state, reading, true)
     }
 
     /// Ends the run on the workers: node folders collected, labs removed.
@@ -292,6 +267,7 @@ impl Lab {
             let shape = self.state.node(node).shape.apply(update);
             self.execute(&Action::Shape { node, shape })?;
             self.state.set_shape(node, shape);
+            self.readings.reshaped(node);
             let event = self
                 .node_event("shape", node)
                 .with_opt("up", update.up)

@@ -38,6 +38,13 @@ impl Histogram {
         self.max = self.max.max(value);
     }
 
+    /// Forgets every value, keeping the memory.
+    pub fn clear(&mut self) {
+        self.counts.fill(0);
+        self.count = 0;
+        self.max = 0;
+    }
+
     pub fn count(&self) -> u64 {
         self.count
     }
@@ -102,6 +109,15 @@ mod tests {
             (h.count(), h.max(), h.quantile(0.5), h.quantile(0.99)),
             (0, 0, 0, 0)
         );
+    }
+
+    #[test]
+    fn a_cleared_histogram_starts_over() {
+        let mut h = Histogram::default();
+        h.record(5_000_000);
+        h.clear();
+        h.record(7);
+        assert_eq!((h.count(), h.max(), h.quantile(0.99)), (1, 7, 7));
     }
 
     #[test]

@@ -3,9 +3,7 @@
 //! embedded one too) and a worker's `LocalWorker` carries actions out on its machine. Also the
 //! experiment clock, the other thing a mode swaps.
 
-use std::net::Ipv4Addr;
-
-use super::{Action, ExitStatus, NodeCounters, ProcExit, ProcId};
+use super::{Action, ExitStatus, ProcExit, ProcId, TrafficReading};
 use crate::units::Nanos;
 
 /// Why an executor could not carry out an action. The embedded worker and remote workers
@@ -79,9 +77,10 @@ pub trait Executor: Send {
     /// error when a worker was lost.
     fn drain_exits(&mut self) -> Result<Vec<(Nanos, ProcExit)>, ExecError>;
 
-    /// Per-node traffic counters so far (none without a data plane).
-    fn traffic(&mut self) -> Vec<(Ipv4Addr, NodeCounters)> {
-        Vec::new()
+    /// Per-node traffic counters so far (none without a data plane); with `interval`, also
+    /// how each data plane kept up since the last such reading, which this one ends.
+    fn traffic(&mut self, _interval: bool) -> TrafficReading {
+        TrafficReading::default()
     }
 
     /// After the last action: gathers what the run left on other machines and ends it there.

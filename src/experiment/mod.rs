@@ -14,7 +14,7 @@ pub use action::{Action, ExitStatus, ProcExit, SpawnSpec};
 pub use executor::{Clock, DryRun, ExecError, Executor, Outcome, VirtualClock, signal_name};
 pub use link::{GroupLink, LinkShape, ShapeUpdate, default_queue_limit};
 pub use placement::{AddressPlan, MAX_WORKERS, NODES_PER_WORKER, Placement};
-pub use traffic::NodeCounters;
+pub use traffic::{DataplaneHealth, NodeCounters, TrafficReading};
 
 /// Most groups an experiment may have: the link model keeps a dense matrix of group pairs.
 pub const MAX_GROUPS: u32 = 1024;

@@ -89,3 +89,29 @@ impl NodeCounters {
         self.dropped_loss = self.dropped_loss.saturating_add(other.dropped_loss);
     }
 }
+
+/// How one worker's data plane kept up during an interval between two readings: how late it
+/// delivered the packets the link model timed, its thread's CPU time, packets the kernel
+/// dropped because the data plane did not read them in time (the TUN device's queue
+/// overflowed), and writes back to the kernel that failed. Lateness is of that interval's
+/// packets only; the rest are counts during it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataplaneHealth {
+    pub timed_packets: u64,
+    /// Median and 99th percentile (< 0.8 % above the true value) and exact maximum.
+    pub late_p50_ns: u64,
+    pub late_p99_ns: u64,
+    pub late_max_ns: u64,
+    pub cpu_ns: u64,
+    pub overruns: u64,
+    pub write_errors: u64,
+}
+
+/// One reading of the data planes: every node's running totals and, for a reading that ends
+/// an interval, each worker's health since the previous one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrafficReading {
+    pub nodes: Vec<(std::net::Ipv4Addr, NodeCounters)>,
+    /// By worker number; empty unless the reading was asked to end an interval.
+    pub health: Vec<(u32, DataplaneHealth)>,
+}

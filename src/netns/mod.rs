@@ -273,6 +273,11 @@ impl LabNamespace {
         }
     }
 
+    /// Packets the kernel dropped on their way out of `ifname` (see `Netlink::tx_dropped`).
+    pub fn tx_dropped(&self, ifname: &str) -> Result<u64, NetnsError> {
+        self.with_netlink(|nl| nl.tx_dropped(ifname))
+    }
+
     /// Runs `f` with the lab's netlink client, opening it on first use. A client that failed
     /// on the socket level (not a refused request) is replaced next time.
     fn with_netlink<T>(

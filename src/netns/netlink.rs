@@ -33,6 +33,9 @@ const RTM_DELRULE: u16 = 33;
 
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
+const IFLA_STATS64: u16 = 23;
+/// `rtnl_link_stats64.tx_dropped`: the eighth u64.
+const STATS64_TX_DROPPED: usize = 7;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_TABLE: u16 = 15;
@@ -128,6 +131,20 @@ impl Netlink {
             .ok_or_else(|| NetnsError::NetlinkReply {
                 op: "get link",
                 detail: "no link in the reply".into(),
+            })
+    }
+
+    /// Packets the kernel dropped on their way out of interface `name` (`tx_dropped` of
+    /// `ip -s link`); for a TUN device, those its reader left in a full queue.
+    pub fn tx_dropped(&mut self, name: &str) -> Result<u64, NetnsError> {
+        let replies = self.request("get link", |buf, seq| encode_get_link(buf, seq, name))?;
+        replies
+            .iter()
+            .filter(|(ty, _)| *ty == RTM_NEWLINK)
+            .find_map(|(_, payload)| link_tx_dropped(payload))
+            .ok_or_else(|| NetnsError::NetlinkReply {
+                op: "get link",
+                detail: "no 64-bit statistics in the reply".into(),
             })
     }
 
@@ -443,6 +460,26 @@ impl<'a> Iterator for Messages<'a> {
 fn ack_errno(payload: &[u8]) -> Option<i32> {
     let bytes: [u8; 4] = payload.get(..4)?.try_into().ok()?;
     Some(-i32::from_ne_bytes(bytes))
+}
+
+/// `tx_dropped` from the `IFLA_STATS64` attribute of an `RTM_NEWLINK` payload (an
+/// `ifinfomsg`, then attributes, each padded to 4 bytes).
+fn link_tx_dropped(payload: &[u8]) -> Option<u64> {
+    let mut at = 16;
+    while at + 4 <= payload.len() {
+        let len = usize::from(u16::from_ne_bytes([payload[at], payload[at + 1]]));
+        let ty = u16::from_ne_bytes([payload[at + 2], payload[at + 3]]);
+        if len < 4 || at + len > payload.len() {
+            return None;
+        }
+        if ty == IFLA_STATS64 {
+            let field = at + 4 + STATS64_TX_DROPPED * 8;
+            let bytes = payload.get(field..field + 8)?;
+            return Some(u64::from_ne_bytes(bytes.try_into().ok()?));
+        }
+        at += (len + 3) & !3;
+    }
+    None
 }
 
 fn read_u32(buf: &[u8], at: usize) -> u32 {

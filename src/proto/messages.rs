@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use super::wire::{Counters, Exit, Failure, WireAction, WireOutcome};
+use super::wire::{Counters, Exit, Failure, Health, WireAction, WireOutcome};
 
 /// The handshake, in order: Hello and Noise (controller, in the clear), Noise (worker, in the
 /// clear), then sealed: Claim (controller), Welcome (worker). Either side may end it with
@@ -51,7 +51,11 @@ pub enum Request {
     Act {
         action: WireAction,
     },
-    Traffic,
+    /// Every node's totals; with `interval`, also the data plane's health since the last
+    /// such request, which this one ends.
+    Traffic {
+        interval: bool,
+    },
     /// Sends every file of the nodes' folders as `File` events, then replies.
     Collect,
     /// Ends the session: processes killed, lab removed, then the reply.
@@ -64,7 +68,7 @@ impl Request {
         match self {
             Request::Setup(_) => "setup",
             Request::Act { action } => action.kind(),
-            Request::Traffic => "traffic",
+            Request::Traffic { .. } => "traffic",
             Request::Collect => "collect",
             Request::Stop => "stop",
         }
@@ -134,6 +138,8 @@ pub enum Reply {
     },
     Traffic {
         nodes: Vec<(Ipv4Addr, Counters)>,
+        /// Asked with `interval` only.
+        health: Option<Health>,
     },
     /// Stop: the lab is gone; its data plane's counters by name (packets passed through,
     /// datagrams sent, received, and dropped for each reason), for `summary.json`.

@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::{
-    Action, ExecError, ExitStatus, GroupId, GroupLink, LinkShape, NodeCounters, NodeId, NodeRecord,
-    Outcome, ProcExit, ProcId, SpawnSpec,
+    Action, DataplaneHealth, ExecError, ExitStatus, GroupId, GroupLink, LinkShape, NodeCounters,
+    NodeId, NodeRecord, Outcome, ProcExit, ProcId, SpawnSpec,
 };
 use crate::units::Nanos;
 
@@ -102,6 +102,18 @@ pub struct Counters {
     pub recv_packets: u64,
     pub dropped_queue: u64,
     pub dropped_loss: u64,
+}
+
+/// How a worker's data plane kept up during an interval (`experiment::DataplaneHealth`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub timed_packets: u64,
+    pub late_p50_ns: u64,
+    pub late_p99_ns: u64,
+    pub late_max_ns: u64,
+    pub cpu_ns: u64,
+    pub overruns: u64,
+    pub write_errors: u64,
 }
 
 /// Why a worker did not carry out a request.
@@ -378,6 +390,34 @@ impl From<&NodeCounters> for Counters {
             recv_packets: c.recv_packets,
             dropped_queue: c.dropped_queue,
             dropped_loss: c.dropped_loss,
+        }
+    }
+}
+
+impl From<&DataplaneHealth> for Health {
+    fn from(h: &DataplaneHealth) -> Health {
+        Health {
+            timed_packets: h.timed_packets,
+            late_p50_ns: h.late_p50_ns,
+            late_p99_ns: h.late_p99_ns,
+            late_max_ns: h.late_max_ns,
+            cpu_ns: h.cpu_ns,
+            overruns: h.overruns,
+            write_errors: h.write_errors,
+        }
+    }
+}
+
+impl From<Health> for DataplaneHealth {
+    fn from(h: Health) -> DataplaneHealth {
+        DataplaneHealth {
+            timed_packets: h.timed_packets,
+            late_p50_ns: h.late_p50_ns,
+            late_p99_ns: h.late_p99_ns,
+            late_max_ns: h.late_max_ns,
+            cpu_ns: h.cpu_ns,
+            overruns: h.overruns,
+            write_errors: h.write_errors,
         }
     }
 }

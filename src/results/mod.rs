@@ -1,8 +1,11 @@
 //! The results folder of one run: where it is, `events.jsonl` (see `events`), `traffic.csv`
-//! (see `traffic`), per-node folders and `summary.json`. Plots and the HTML report come
-//! later, from `p2plab report`.
+//! (see `traffic`), `dataplane.csv` (see `health`), per-node folders and `summary.json` with
+//! the fidelity verdict (see `conformance`). Plots and the HTML report come later, from
+//! `p2plab report`.
 
+pub mod conformance;
 pub mod events;
+pub mod health;
 pub mod traffic;
 
 use std::fs;
@@ -10,7 +13,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use conformance::{Conformance, Verdict};
 pub use events::{Event, EventLog};
+pub use health::HealthCsv;
 pub use traffic::TrafficCsv;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +62,10 @@ impl ResultsDir {
 
     pub fn events_path(&self) -> PathBuf {
         self.path.join("events.jsonl")
+    }
+
+    pub fn dataplane_path(&self) -> PathBuf {
+        self.path.join("dataplane.csv")
     }
 
     pub fn traffic_path(&self) -> PathBuf {

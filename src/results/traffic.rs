@@ -53,29 +53,42 @@ impl TrafficCsv {
     /// Writes the interval that ends at the last whole second `now` passed, from a reading
     /// taken at `now`. A reading taken late (the controller was busy for seconds) covers
     /// every second since the previous row and is written at the last of them.
-    pub fn second(&mut self, now: Nanos, reading: &[(Ipv4Addr, NodeCounters)]) -> io::Result<()> {
-        let second = now / SEC;
-        self.next_second = second + 1;
-        self.write(&second.to_string(), reading)
+    /// Returns the interval's non-zero counts, as written.
+    pub fn second(
+        &mut self,
+        now: Nanos,
+        reading: &[(Ipv4Addr, NodeCounters)],
+    ) -> io::Result<Vec<(Ipv4Addr, NodeCounters)>> {
+        self.next_second = now / SEC + 1;
+        self.write(&second_label(now), reading)
     }
 
     /// Writes the run's last interval, which ends at `now` (the final reading), rounded to
     /// the millisecond like the run's end time printed at the end.
-    pub fn last(&mut self, now: Nanos, reading: &[(Ipv4Addr, NodeCounters)]) -> io::Result<()> {
-        let ms = now.saturating_add(500_000) / 1_000_000;
-        self.write(&format!("{}.{:03}", ms / 1000, ms % 1000), reading)
+    pub fn last(
+        &mut self,
+        now: Nanos,
+        reading: &[(Ipv4Addr, NodeCounters)],
+    ) -> io::Result<Vec<(Ipv4Addr, NodeCounters)>> {
+        self.write(&last_label(now), reading)
     }
 
     /// One interval's rows, in the reading's order, as a single write of whole lines: a
     /// process killed between two writes leaves a file that ends with a complete line.
-    fn write(&mut self, t: &str, reading: &[(Ipv4Addr, NodeCounters)]) -> io::Result<()> {
+    fn write(
+        &mut self,
+        t: &str,
+        reading: &[(Ipv4Addr, NodeCounters)],
+    ) -> io::Result<Vec<(Ipv4Addr, NodeCounters)>> {
         let mut text = String::new();
+        let mut counted = Vec::new();
         for (ip, now) in reading {
             let before = self.previous.insert(*ip, *now).unwrap_or_default();
             let d = now.since(&before);
             if d == NodeCounters::ZERO {
                 continue;
             }
+            counted.push((*ip, d));
             let _ = writeln!(
                 text,
                 "{t},{ip},{},{},{},{},{},{}",
@@ -91,8 +104,20 @@ impl TrafficCsv {
             self.out.write_all(text.as_bytes())?;
             self.out.flush()?;
         }
-        Ok(())
+        Ok(counted)
     }
+}
+
+/// The `t` of an interval that ends at the last whole second `now` passed.
+pub fn second_label(now: Nanos) -> String {
+    (now / SEC).to_string()
+}
+
+/// The `t` of the run's last interval, ending at `now`: seconds with three decimals, rounded
+/// to the millisecond like the run's end time printed at the end.
+pub fn last_label(now: Nanos) -> String {
+    let ms = now.saturating_add(500_000) / 1_000_000;
+    format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
 #[cfg(test)]
@@ -172,8 +197,10 @@ mod tests {
         csv.second(SEC, &[(A, sent(10, 1))]).unwrap();
         // Building nodes held the controller from 1.0 s to 4.2 s.
         assert!(csv.due(4 * SEC + 200_000_000));
-        csv.second(4 * SEC + 200_000_000, &[(A, sent(50, 5))])
+        let counted = csv
+            .second(4 * SEC + 200_000_000, &[(A, sent(50, 5))])
             .unwrap();
+        assert_eq!(counted, [(A, sent(40, 4))], "what was written, returned");
         assert!(!csv.due(4 * SEC + 900_000_000));
         assert!(csv.due(5 * SEC));
         // A node that appears later starts from zero; the last interval may be under 1 ms.

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use rand_chacha::ChaCha8Rng;
@@ -21,7 +22,10 @@ use crate::controller::{
 use crate::experiment::{DryRun, Experiment, Placement, VirtualClock};
 use crate::netns::NetnsError;
 use crate::proto::{Connection, Token, TokenError};
-use crate::results::{EventLog, ResultsDir, ResultsError, TrafficCsv};
+use crate::results::conformance::Bounds;
+use crate::results::{
+    Conformance, EventLog, HealthCsv, ResultsDir, ResultsError, TrafficCsv, Verdict,
+};
 use crate::script::{self, Scenario, ScriptError, ScriptOptions, ScriptReport};
 use crate::units::{Nanos, SEC};
 use crate::worker::MachineLabs;
@@ -209,6 +213,7 @@ pub fn dry_run(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     // No data plane, so the header only: a folder reused with `--out` keeps no stale rows,
     // and readers find the same files as after a real run.
     let lab = dry_lab(&cfg, seed, log).with_traffic_csv(traffic_csv(&dir)?);
+    health_csv(&dir)?;
     let started = SystemTime::now();
     let result = script::run(&scenario, lab, &options(&cfg, seed));
     write_summary(&dir, &scenario, &cfg, seed, started, None, &result)?;
@@ -250,6 +255,8 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         })?;
     let log = events_log(&dir, &mut cfg)?.write_through();
     let traffic_csv = traffic_csv(&dir)?;
+    let health_csv = health_csv(&dir)?;
+    let conformance = Arc::new(Mutex::new(Conformance::new(Bounds::default())));
     let started = SystemTime::now();
     let clock = MonotonicClock::start();
     let setup = RunSetup {
@@ -280,13 +287,18 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         ChaCha8Rng::seed_from_u64(seed),
     )
     .with_max_procs(cfg.max_procs)
-    .with_traffic_csv(traffic_csv);
+    .with_traffic_csv(traffic_csv)
+    .with_health(health_csv, Arc::clone(&conformance));
     let mut opts = options(&cfg, seed);
     opts.horizon = None;
     let result = script::run(&scenario, lab, &opts);
+    let dataplane = dataplane.get();
+    let verdict = verdict(&conformance, &dataplane);
+    let lines = verdict.lines();
     let real = RealSummary {
         labs: &labs,
-        dataplane: dataplane.get(),
+        dataplane,
+        verdict,
     };
     write_summary(&dir, &scenario, &cfg, seed, started, Some(real), &result)?;
     if let Some(what) = lost.get() {
@@ -299,8 +311,25 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         seed,
         results: Some(dir.path().to_path_buf()),
         report: result?,
-        verdict: Vec::new(),
+        verdict: lines,
     })
+}
+
+/// The verdict of a real run, judging lateness over the run by what each data plane said
+/// when it stopped.
+fn verdict(conformance: &Mutex<Conformance>, dataplane: &[WorkerCounters]) -> Verdict {
+    let run_p99: BTreeMap<u32, u64> = dataplane
+        .iter()
+        .filter_map(|w| Some((w.worker, *w.counters.get("late_p99_ns")?)))
+        .collect();
+    let verdict = conformance
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .verdict(&run_p99);
+    if verdict.workers.is_empty() {
+        return Verdict::not_measured("the run ended before its data plane was read");
+    }
+    verdict
 }
 
 /// The one worker of a single-machine run, in this process: a session served over an
@@ -347,6 +376,11 @@ fn events_log(dir: &ResultsDir, cfg: &mut RunConfig) -> Result<EventLog, SetupEr
         .map_err(|source| SetupError::WriteEvents { path, source })
 }
 
+fn health_csv(dir: &ResultsDir) -> Result<HealthCsv, SetupError> {
+    let path = dir.dataplane_path();
+    HealthCsv::create(&path).map_err(|source| SetupError::WriteTraffic { path, source })
+}
+
 fn traffic_csv(dir: &ResultsDir) -> Result<TrafficCsv, SetupError> {
     let path = dir.traffic_path();
     TrafficCsv::create(&path).map_err(|source| SetupError::WriteTraffic { path, source })
@@ -377,11 +411,12 @@ fn lab_hint(cfg: &RunConfig) -> String {
     format!("{clean}{n}")
 }
 
-/// What only a real run adds to its summary: the workers' labs (address, namespace), and
-/// their data planes' counters once they stopped.
+/// What only a real run adds to its summary: the workers' labs (address, namespace), their
+/// data planes' counters once they stopped, and the fidelity verdict.
 struct RealSummary<'a> {
     labs: &'a [(String, String)],
     dataplane: Vec<WorkerCounters>,
+    verdict: Verdict,
 }
 
 /// The kernel release of this machine (`uname -r`), or `null` where /proc has none.
@@ -401,6 +436,10 @@ fn write_summary(
     result: &Result<ScriptReport, ScriptError>,
 ) -> Result<(), RunError> {
     let labs = real.as_ref().map(|r| r.labs).unwrap_or_default();
+    let verdict = real.as_ref().map_or_else(
+        || Verdict::not_measured("a dry-run moves no packets"),
+        |r| r.verdict.clone(),
+    );
     let namespace = labs.first().map(|(_, ns)| ns.as_str());
     let dataplane: Vec<_> = real
         .map(|r| r.dataplane)
@@ -455,6 +494,7 @@ fn write_summary(
         "events": result.as_ref().ok().map(|r| r.events),
         "traffic": traffic,
         "dataplane": dataplane,
+        "conformance": verdict,
     });
     dir.write_summary(&summary)
         .map_err(|e| SetupError::from(e).into())

@@ -11,8 +11,8 @@ use super::{LocalWorker, procs, shim};
 use crate::dataplane::Command;
 use crate::dataplane::capture::Capture;
 use crate::experiment::{
-    Action, ExecError, Executor, ExitStatus, GroupId, GroupLink, LinkShape, NodeCounters, NodeId,
-    NodeRecord, Outcome, ProcExit, ProcId, SpawnSpec,
+    Action, ExecError, Executor, ExitStatus, GroupId, GroupLink, LinkShape, NodeId, NodeRecord,
+    Outcome, ProcExit, ProcId, SpawnSpec, TrafficReading,
 };
 use crate::units::Nanos;
 
@@ -77,8 +77,8 @@ impl Executor for LocalWorker {
         Ok(exits)
     }
 
-    fn traffic(&mut self) -> Vec<(std::net::Ipv4Addr, NodeCounters)> {
-        LocalWorker::traffic(self)
+    fn traffic(&mut self, interval: bool) -> TrafficReading {
+        LocalWorker::traffic(self, interval)
     }
 
     /// The end of the run: the packet captures are written out, before node folders are

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use crate::clock::MonotonicClock;
 use crate::dataplane::{Dataplane, ForwarderStats, RemoteLinks, TunDevice};
-use crate::experiment::{AddressPlan, ExecError, NodeCounters, NodeId, ProcExit, ProcId};
+use crate::experiment::{AddressPlan, ExecError, NodeId, ProcExit, ProcId, TrafficReading};
 use crate::netns::{LabNamespace, NetnsError};
 use crate::proto::{Failure, Setup};
 use crate::units::Nanos;
@@ -95,6 +95,8 @@ pub struct LocalWorker {
     /// Every process group started on each node: members of a group can outlive its leader
     /// (a shell's background job), and crashing or leaving the node must reach them too.
     node_groups: HashMap<NodeId, Vec<i32>>,
+    /// The TUN device's `tx_dropped` at the last interval reading.
+    tun_dropped: u64,
 }
 
 impl LocalWorker {
@@ -167,6 +169,7 @@ impl LocalWorker {
             clock,
             pending_kills: Vec::new(),
             node_groups: HashMap::new(),
+            tun_dropped: 0,
         })
     }
 
@@ -227,9 +230,21 @@ impl LocalWorker {
         }
     }
 
-    /// Per-node counters of the data plane.
-    pub fn traffic(&self) -> Vec<(Ipv4Addr, NodeCounters)> {
-        self.dataplane().counters()
+    /// Per-node counters of the data plane; with `interval`, also its health since the last
+    /// such reading, overruns included (a device whose statistics cannot be read counts none).
+    pub fn traffic(&mut self, interval: bool) -> TrafficReading {
+        let (nodes, health) = self.dataplane().counters(interval);
+        let health = health.map(|mut h| {
+            if let Ok(dropped) = self.lab().tx_dropped(TUN_NAME) {
+                h.overruns = dropped.saturating_sub(self.tun_dropped);
+                self.tun_dropped = dropped;
+            }
+            (self.index, h)
+        });
+        TrafficReading {
+            nodes,
+            health: health.into_iter().collect(),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::experiment::Executor;
 use crate::proto::frame::FrameWriter;
-use crate::proto::wire::{Counters, Exit, WireOutcome};
+use crate::proto::wire::{Counters, Exit, Health, WireOutcome};
 use crate::proto::{
     Connection, Failure, HEARTBEAT, ProtoError, Reply, Request, SILENCE, SILENCE_CHECK, Setup,
     ToController, ToWorker,
@@ -270,14 +270,16 @@ fn handle<B: LabBuilder>(
                 })
                 .map_err(|e| Failure::from(&e))
         }
-        Request::Traffic => {
+        Request::Traffic { interval } => {
             let worker = lab.as_mut().ok_or(Failure::NoLab)?;
+            let reading = worker.traffic(interval);
             Ok(Reply::Traffic {
-                nodes: worker
-                    .traffic()
+                nodes: reading
+                    .nodes
                     .iter()
                     .map(|(ip, c)| (*ip, Counters::from(c)))
                     .collect(),
+                health: reading.health.first().map(|(_, h)| Health::from(h)),
             })
         }
     }

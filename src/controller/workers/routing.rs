@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use super::{SETUP_TIMEOUT, STOP_TIMEOUT, WAIT_STEP, WorkerCounters, Workers};
 use crate::experiment::{
-    Action, ExecError, Executor, NodeCounters, NodeId, Outcome, ProcExit, ProcId,
+    Action, ExecError, Executor, NodeCounters, NodeId, Outcome, ProcExit, ProcId, TrafficReading,
 };
 use crate::proto::{Reply, Request, WireAction};
 use crate::units::Nanos;
@@ -155,8 +155,9 @@ impl Executor for Workers {
         Ok(exits)
     }
 
-    fn traffic(&mut self) -> Vec<(Ipv4Addr, NodeCounters)> {
+    fn traffic(&mut self, interval: bool) -> TrafficReading {
         let mut all: HashMap<Ipv4Addr, NodeCounters> = HashMap::new();
+        let mut health = Vec::new();
         for link in 0..self.links.len() {
             if self.is_lost(link) {
                 continue;
@@ -165,20 +166,23 @@ impl Executor for Workers {
             // noticed here, stay for `finish` to report.
             let stored = self.links[link].state.lock().error.take();
             let reported = self.links[link].reported;
-            let reply = self.request(link, Request::Traffic, Some(SETUP_TIMEOUT));
+            let reply = self.request(link, Request::Traffic { interval }, Some(SETUP_TIMEOUT));
             self.links[link].reported = reported;
             if let Some(e) = stored {
                 self.links[link].state.lock().error.get_or_insert(e);
             }
-            if let Ok(Reply::Traffic { nodes }) = reply {
+            if let Ok(Reply::Traffic { nodes, health: h }) = reply {
                 for (ip, c) in nodes {
                     all.entry(ip).or_default().add(&c.into());
                 }
+                if let Some(h) = h {
+                    health.push((self.links[link].index, h.into()));
+                }
             }
         }
-        let mut all: Vec<_> = all.into_iter().collect();
-        all.sort_by_key(|(ip, _)| *ip);
-        all
+        let mut nodes: Vec<_> = all.into_iter().collect();
+        nodes.sort_by_key(|(ip, _)| *ip);
+        TrafficReading { nodes, health }
     }
 
     fn finish(&mut self) -> Result<(), ExecError> {

@@ -25,6 +25,7 @@ use crate::dataplane::lateness::Histogram;
 use crate::dataplane::model::{Fabric, GroupIdx, NodeIdx};
 use crate::dataplane::packet::{VNET_HDR_LEN, ipv4_endpoints, wire_len};
 use crate::dataplane::tun::TunDevice;
+use crate::experiment::DataplaneHealth;
 use crate::units::Nanos;
 
 /// Packets (or datagrams) read per wake-up before delivering what is due, so that a flood
@@ -51,6 +52,10 @@ pub(super) struct Forwarder {
     pub(super) stats: ForwarderStats,
     /// Per packet the model delivered: nanoseconds from its deadline to its write.
     lateness: Histogram,
+    /// The same, since the last interval reading; and the CPU time and write errors then.
+    interval_lateness: Histogram,
+    interval_cpu_ns: u64,
+    interval_write_errors: u64,
     captures: Captures,
 }
 
@@ -80,6 +85,9 @@ impl Forwarder {
             rng: ChaCha8Rng::seed_from_u64(seed),
             stats: ForwarderStats::default(),
             lateness: Histogram::default(),
+            interval_lateness: Histogram::default(),
+            interval_cpu_ns: 0,
+            interval_write_errors: 0,
             captures: Captures::default(),
         }
     }
@@ -157,7 +165,7 @@ impl Forwarder {
                 self.captures_changed();
                 let _ = reply.send(());
             }
-            Command::Counters(reply) => {
+            Command::Counters { interval, reply } => {
                 // Only this worker's nodes: the counts of the others are on their machines.
                 let all = self
                     .ips
@@ -166,7 +174,8 @@ impl Forwarder {
                     .filter(|(_, home)| home.is_none())
                     .map(|(ip, _)| (*ip, *self.fabric.counters(self.nodes[ip])))
                     .collect();
-                let _ = reply.send(all);
+                let health = interval.then(|| self.end_interval());
+                let _ = reply.send((all, health));
             }
             Command::Barrier(reply) => {
                 let _ = reply.send(());
@@ -239,21 +248,36 @@ impl Forwarder {
     /// `emit`, timed: the clock is read per packet, so that the writes before it in the
     /// same pass count in its lateness.
     fn emit_due(&mut self, deadline: Nanos, packet: Packet) {
-        self.lateness
-            .record(self.clock.now().saturating_sub(deadline));
+        let late = self.clock.now().saturating_sub(deadline);
+        self.lateness.record(late);
+        self.interval_lateness.record(late);
         self.emit(packet);
+    }
+
+    /// The health since the last interval reading, which starts a new interval.
+    fn end_interval(&mut self) -> DataplaneHealth {
+        let cpu_ns = thread_cpu_ns();
+        let h = &self.interval_lateness;
+        let health = DataplaneHealth {
+            timed_packets: h.count(),
+            late_p50_ns: h.quantile(0.5),
+            late_p99_ns: h.quantile(0.99),
+            late_max_ns: h.max(),
+            cpu_ns: cpu_ns.saturating_sub(self.interval_cpu_ns),
+            overruns: 0,
+            write_errors: self.stats.write_errors - self.interval_write_errors,
+        };
+        self.interval_lateness.clear();
+        self.interval_cpu_ns = cpu_ns;
+        self.interval_write_errors = self.stats.write_errors;
+        health
     }
 
     /// The counters, with the lateness figures and the CPU time this thread used so far;
     /// called on the data-plane thread itself, as its CPU clock is its own.
     fn final_stats(&mut self) -> ForwarderStats {
         self.captures.stop_all();
-        // The clock exists since Linux 2.6.12; without it, 0 says "not measured".
-        let cpu_ns = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
-            (t.tv_sec() as u64)
-                .saturating_mul(1_000_000_000)
-                .saturating_add(t.tv_nsec() as u64)
-        });
+        let cpu_ns = thread_cpu_ns();
         ForwarderStats {
             timed_packets: self.lateness.count(),
             late_p50_ns: self.lateness.quantile(0.5),
@@ -277,6 +301,16 @@ impl Forwarder {
         }
         self.buffers.recycle(packet);
     }
+}
+
+/// CPU time of the calling thread, user and system. The clock exists since Linux 2.6.12;
+/// without it, 0 says "not measured".
+fn thread_cpu_ns() -> u64 {
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
+        (t.tv_sec() as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(t.tv_nsec() as u64)
+    })
 }
 
 /// Now on the wall clock, in ns since the Unix epoch: the time a capture gives a packet.

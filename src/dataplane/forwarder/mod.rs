@@ -12,6 +12,7 @@ mod batch;
 mod buffers;
 mod forwarding;
 mod offload;
+mod priority;
 mod remote;
 mod wakeup;
 
@@ -22,7 +23,7 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use crate::clock::MonotonicClock;
-use crate::experiment::{GroupLink, LinkShape, NodeCounters};
+use crate::experiment::{DataplaneHealth, GroupLink, LinkShape, NodeCounters};
 
 use super::capture::Capture;
 use super::tun::TunDevice;
@@ -61,11 +62,19 @@ pub enum Command {
     },
     /// Ends every capture, its file written out, before the reply.
     StopCaptures(mpsc::Sender<()>),
-    Counters(mpsc::Sender<Vec<(Ipv4Addr, NodeCounters)>>),
+    /// This worker's nodes' totals; with `interval`, also the health since the last such
+    /// reading (its overruns are the worker's to count: 0 here).
+    Counters {
+        interval: bool,
+        reply: mpsc::Sender<Counted>,
+    },
     /// Answered once every command sent before it is in force.
     Barrier(mpsc::Sender<()>),
     Stop,
 }
+
+/// What `Command::Counters` returns.
+pub type Counted = (Vec<(Ipv4Addr, NodeCounters)>, Option<DataplaneHealth>);
 
 /// Packets that did not belong to two nodes (passed through unshaped), write errors, and
 /// the datagrams exchanged with other workers: each refused one under the first check it
@@ -132,7 +141,11 @@ impl Dataplane {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("p2plab-dataplane".into())
-            .spawn(move || Forwarder::new(tun, wakeups, clock, seed, remote).run(rx))?;
+            .spawn(move || {
+                let scheduling = priority::raise();
+                tracing::debug!(?scheduling, "data-plane thread");
+                Forwarder::new(tun, wakeups, clock, seed, remote).run(rx)
+            })?;
         Ok(Dataplane {
             commands: tx,
             waker,
@@ -148,10 +161,14 @@ impl Dataplane {
         }
     }
 
-    /// Per-node counters, read from the running thread.
-    pub fn counters(&self) -> Vec<(Ipv4Addr, NodeCounters)> {
+    /// Per-node counters, read from the running thread; with `interval`, also the health
+    /// of the interval this reading ends.
+    pub fn counters(&self, interval: bool) -> Counted {
         let (tx, rx) = mpsc::channel();
-        self.send(Command::Counters(tx));
+        self.send(Command::Counters {
+            interval,
+            reply: tx,
+        });
         rx.recv().unwrap_or_default()
     }
 
@@ -251,8 +268,15 @@ mod tests {
             },
         });
         dp.barrier();
-        let ips: Vec<Ipv4Addr> = dp.counters().into_iter().map(|(ip, _)| ip).collect();
+        let (nodes, health) = dp.counters(true);
+        let ips: Vec<Ipv4Addr> = nodes.into_iter().map(|(ip, _)| ip).collect();
         assert_eq!(ips, [a, b], "each node once, in the order added");
+        let health = health.expect("an interval reading has the health");
+        assert_eq!((health.timed_packets, health.write_errors), (0, 0));
+        assert!(
+            dp.counters(false).1.is_none(),
+            "only an interval reading has it"
+        );
         dp.check().unwrap();
         let stats = dp.stop().unwrap();
         assert_eq!(stats.write_errors, 0);

@@ -195,3 +195,17 @@ fn truncated_datagram_stops_parsing() {
     buf.truncate(buf.len() - 4);
     assert_eq!(Messages::new(&buf).count(), 0);
 }
+
+#[test]
+fn tx_dropped_is_read_from_the_stats64_attribute() {
+    // ifinfomsg, an IFLA_MTU attribute, then IFLA_STATS64 with tx_dropped = 4242.
+    let mut payload = vec![0u8; 16];
+    payload.extend(rta(IFLA_MTU, &1500u32.to_ne_bytes()));
+    let stats: Vec<u8> = (0..24u64)
+        .flat_map(|i| if i == 7 { 4242u64 } else { i }.to_ne_bytes())
+        .collect();
+    payload.extend(rta(IFLA_STATS64, &stats));
+    assert_eq!(link_tx_dropped(&payload), Some(4242));
+    assert_eq!(link_tx_dropped(&payload[..16 + 8]), None, "no statistics");
+    assert_eq!(link_tx_dropped(&payload[..40]), None, "cut short");
+}

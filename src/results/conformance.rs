@@ -1,0 +1,537 @@
+//! The fidelity verdict of a run: did the emulator keep up? Fed once per interval with each
+//! node's traffic and each data plane's health (`observe`), it judges, against stated bounds,
+//! how late packets left, how busy the data-plane thread was, whether the kernel dropped
+//! packets it did not read in time or refused its writes, and whether a node received faster
+//! than its downlink allows. Pure logic: the controller feeds it, `summary.json` stores it.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::experiment::{DataplaneHealth, NodeCounters};
+use crate::units::{Nanos, SEC};
+
+/// What a clean run stays within.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Bounds {
+    /// Packet lateness at the 99th percentile, over the run, per worker.
+    pub late_p99_ns: u64,
+    /// Share of one core the data-plane thread may use in any second.
+    pub cpu_share: f64,
+    /// How far above its configured rate a link may seem to carry (timing of the readings).
+    pub rate_tolerance: f64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            late_p99_ns: 1_000_000,
+            cpu_share: 0.9,
+            rate_tolerance: 0.05,
+        }
+    }
+}
+
+/// Below this many timed packets a worker's 99th percentile is its few largest values, noise
+/// of the machine rather than a property of the data plane: it is shown, not judged.
+pub const MIN_TIMED_PACKETS: u64 = 100;
+
+/// Intervals shorter than this (the run's last, partial one) are too short to judge a rate
+/// or a CPU share.
+const MIN_INTERVAL: Nanos = SEC / 2;
+
+/// How many of a node's busiest intervals its throughput is averaged over.
+const BUSIEST: usize = 3;
+
+/// One node's traffic during an interval, with the rates in force throughout it (`None`:
+/// unlimited, or changed during the interval, so not judged).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NodeInterval {
+    pub ip: Ipv4Addr,
+    pub counts: NodeCounters,
+    pub up_bps: Option<u64>,
+    pub down_bps: Option<u64>,
+}
+
+/// Collects the observations of one run.
+#[derive(Debug, Default)]
+pub struct Conformance {
+    bounds: Bounds,
+    workers: BTreeMap<u32, WorkerRecord>,
+    nodes: BTreeMap<Ipv4Addr, NodeRecord>,
+}
+
+#[derive(Debug, Default)]
+struct WorkerRecord {
+    seconds: f64,
+    timed_packets: u64,
+    worst_late_p99_ns: u64,
+    late_max_ns: u64,
+    /// Intervals whose p99 was above the bound.
+    late_intervals: u64,
+    max_cpu_share: f64,
+    /// Intervals at or above the CPU bound.
+    busy_intervals: u64,
+    overruns: u64,
+    write_errors: u64,
+}
+
+#[derive(Debug, Default)]
+struct NodeRecord {
+    /// Offered load of the uplink, bits/s, with the rate in force.
+    up: Busiest,
+    /// Delivered to the node, bits/s, with its downlink rate.
+    down: Busiest,
+}
+
+/// The busiest intervals of one direction: (achieved bits/s, configured bits/s), highest first.
+#[derive(Debug, Default)]
+struct Busiest(Vec<(f64, Option<u64>)>);
+
+impl Busiest {
+    fn offer(&mut self, bps: f64, rate: Option<u64>) {
+        if bps <= 0.0 {
+            return;
+        }
+        let at = self.0.partition_point(|(b, _)| *b >= bps);
+        if at < BUSIEST {
+            self.0.insert(at, (bps, rate));
+            self.0.truncate(BUSIEST);
+        }
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (!self.0.is_empty())
+            .then(|| self.0.iter().map(|(b, _)| b).sum::<f64>() / self.0.len() as f64)
+    }
+
+    /// The rate of the busiest interval, if one was configured then.
+    fn rate(&self) -> Option<u64> {
+        self.0.first().and_then(|(_, r)| *r)
+    }
+
+    /// The mean of achieved / configured over the busiest intervals that had a rate.
+    fn ratio(&self) -> Option<f64> {
+        let judged: Vec<f64> = self
+            .0
+            .iter()
+            .filter_map(|(b, r)| r.map(|r| b / r as f64))
+            .collect();
+        (!judged.is_empty()).then(|| judged.iter().sum::<f64>() / judged.len() as f64)
+    }
+}
+
+impl Conformance {
+    pub fn new(bounds: Bounds) -> Self {
+        Conformance {
+            bounds,
+            ..Conformance::default()
+        }
+    }
+
+    /// One interval of `len` nanoseconds: the nodes that moved traffic in it, and the health
+    /// of each worker's data plane during it.
+    pub fn observe(
+        &mut self,
+        len: Nanos,
+        nodes: &[NodeInterval],
+        health: &[(u32, DataplaneHealth)],
+    ) {
+        let whole = len >= MIN_INTERVAL;
+        let secs = len as f64 / SEC as f64;
+        for (worker, h) in health {
+            let w = self.workers.entry(*worker).or_default();
+            w.seconds += secs;
+            w.timed_packets += h.timed_packets;
+            w.worst_late_p99_ns = w.worst_late_p99_ns.max(h.late_p99_ns);
+            w.late_max_ns = w.late_max_ns.max(h.late_max_ns);
+            if h.late_p99_ns > self.bounds.late_p99_ns {
+                w.late_intervals += 1;
+            }
+            if whole {
+                let share = h.cpu_ns as f64 / len as f64;
+                w.max_cpu_share = w.max_cpu_share.max(share);
+                if share >= self.bounds.cpu_share {
+                    w.busy_intervals += 1;
+                }
+            }
+            w.overruns += h.overruns;
+            w.write_errors += h.write_errors;
+        }
+        for n in nodes {
+            let record = self.nodes.entry(n.ip).or_default();
+            if whole {
+                record
+                    .up
+                    .offer(n.counts.sent_bytes as f64 * 8.0 / secs, n.up_bps);
+                record
+                    .down
+                    .offer(n.counts.recv_bytes as f64 * 8.0 / secs, n.down_bps);
+            }
+        }
+    }
+
+    /// The verdict. `run_p99` gives each worker's lateness p99 over the whole run, as its
+    /// data plane reported it when it stopped; a worker missing there is judged by its worst
+    /// interval instead.
+    pub fn verdict(&self, run_p99: &BTreeMap<u32, u64>) -> Verdict {
+        let b = self.bounds;
+        let mut problems = Vec::new();
+        let workers: Vec<WorkerVerdict> = self
+            .workers
+            .iter()
+            .map(|(&worker, w)| {
+                let late_p99_ns = run_p99.get(&worker).copied().unwrap_or(w.worst_late_p99_ns);
+                let judged = w.timed_packets >= MIN_TIMED_PACKETS;
+                if judged && late_p99_ns > b.late_p99_ns {
+                    problems.push(format!(
+                        "worker {worker}: packets left {} late at the 99th percentile (bound {}); \
+                         {} of {:.0} s above it",
+                        ms(late_p99_ns),
+                        ms(b.late_p99_ns),
+                        w.late_intervals,
+                        w.seconds
+                    ));
+                }
+                if w.busy_intervals > 0 {
+                    problems.push(format!(
+                        "worker {worker}: the data plane used up to {:.0} % of a core, {} s at or \
+                         above {:.0} %: it was close to falling behind",
+                        w.max_cpu_share * 100.0,
+                        w.busy_intervals,
+                        b.cpu_share * 100.0
+                    ));
+                }
+                if w.overruns > 0 {
+                    problems.push(format!(
+                        "worker {worker}: the kernel dropped {} packets the data plane did not \
+                         read in time (its TUN queue was full)",
+                        w.overruns
+                    ));
+                }
+                if w.write_errors > 0 {
+                    problems.push(format!(
+                        "worker {worker}: {} packets could not be written back to the kernel",
+                        w.write_errors
+                    ));
+                }
+                WorkerVerdict {
+                    worker,
+                    seconds: w.seconds,
+                    timed_packets: w.timed_packets,
+                    late_p99_ns,
+                    late_judged: judged,
+                    worst_late_p99_ns: w.worst_late_p99_ns,
+                    late_max_ns: w.late_max_ns,
+                    late_seconds: w.late_intervals,
+                    max_cpu_share: w.max_cpu_share,
+                    overruns: w.overruns,
+                    write_errors: w.write_errors,
+                }
+            })
+            .collect();
+        let nodes: Vec<NodeVerdict> = self
+            .nodes
+            .iter()
+            .map(|(ip, n)| {
+                let down_ratio = n.down.ratio();
+                let fast = down_ratio.is_some_and(|r| r > 1.0 + b.rate_tolerance);
+                if fast {
+                    problems.push(format!(
+                        "{ip} received {} in its busiest seconds, {:+.0} % of its downlink's rate \
+                         (tolerance {:.0} %)",
+                        mbit(n.down.mean().unwrap_or(0.0)),
+                        (down_ratio.unwrap_or(1.0) - 1.0) * 100.0,
+                        b.rate_tolerance * 100.0
+                    ));
+                }
+                NodeVerdict {
+                    ip: *ip,
+                    up_bps: n.up.rate(),
+                    up_busiest_bps: n.up.mean().map(|b| b.round() as u64),
+                    down_bps: n.down.rate(),
+                    down_busiest_bps: n.down.mean().map(|b| b.round() as u64),
+                    down_ratio,
+                    ok: !fast,
+                }
+            })
+            .collect();
+        Verdict {
+            measured: true,
+            verdict: if problems.is_empty() {
+                "clean"
+            } else {
+                "flagged"
+            },
+            why: None,
+            bounds: Some(b),
+            problems,
+            workers,
+            nodes,
+        }
+    }
+}
+
+/// `conformance` in `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub measured: bool,
+    /// "clean", "flagged" or "not measured".
+    pub verdict: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bounds: Option<Bounds>,
+    pub problems: Vec<String>,
+    pub workers: Vec<WorkerVerdict>,
+    pub nodes: Vec<NodeVerdict>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkerVerdict {
+    pub worker: u32,
+    pub seconds: f64,
+    pub timed_packets: u64,
+    /// Over the whole run.
+    pub late_p99_ns: u64,
+    /// False below `MIN_TIMED_PACKETS`.
+    pub late_judged: bool,
+    pub worst_late_p99_ns: u64,
+    pub late_max_ns: u64,
+    pub late_seconds: u64,
+    pub max_cpu_share: f64,
+    pub overruns: u64,
+    pub write_errors: u64,
+}
+
+/// A node's busiest seconds: the uplink's offered load (shown, not judged: it counts packets
+/// its queue then dropped) and what the downlink delivered (judged against its rate).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeVerdict {
+    pub ip: Ipv4Addr,
+    pub up_bps: Option<u64>,
+    pub up_busiest_bps: Option<u64>,
+    pub down_bps: Option<u64>,
+    pub down_busiest_bps: Option<u64>,
+    pub down_ratio: Option<f64>,
+    pub ok: bool,
+}
+
+impl Verdict {
+    /// The verdict of a run that moved no packets.
+    pub fn not_measured(why: &str) -> Verdict {
+        Verdict {
+            measured: false,
+            verdict: "not measured",
+            why: Some(why.into()),
+            bounds: None,
+            problems: Vec::new(),
+            workers: Vec::new(),
+            nodes: Vec::new(),
+        }
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.verdict == "clean"
+    }
+
+    /// The verdict for the terminal: one line, and one per problem.
+    pub fn lines(&self) -> Vec<String> {
+        if !self.measured {
+            let why = self.why.as_deref().unwrap_or("");
+            return vec![format!("fidelity: not measured ({why})")];
+        }
+        if self.problems.is_empty() {
+            let worst = self
+                .workers
+                .iter()
+                .map(|w| w.late_p99_ns)
+                .max()
+                .unwrap_or(0);
+            let cpu = self
+                .workers
+                .iter()
+                .map(|w| w.max_cpu_share)
+                .fold(0.0, f64::max);
+            let bound = self.bounds.map_or(0, |b| b.late_p99_ns);
+            let judged = self.workers.iter().any(|w| w.late_judged);
+            let late = if judged {
+                format!("packet lateness p99 {} (bound {})", ms(worst), ms(bound))
+            } else {
+                format!("too few packets to judge lateness (p99 {})", ms(worst))
+            };
+            return vec![format!(
+                "fidelity: clean: {late}, data plane at most {:.0} % of a core, no overruns",
+                cpu * 100.0
+            )];
+        }
+        let mut lines = vec![format!(
+            "fidelity: FLAGGED, {} problem{}:",
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )];
+        lines.extend(self.problems.iter().map(|p| format!("  - {p}")));
+        lines
+    }
+}
+
+fn ms(ns: u64) -> String {
+    if ns < 1_000_000 {
+        format!("{:.3} ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.1} ms", ns as f64 / 1e6)
+    }
+}
+
+fn mbit(bps: f64) -> String {
+    format!("{:.2} Mbit/s", bps / 1e6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    fn health(timed: u64, p99: u64, cpu_ns: u64) -> DataplaneHealth {
+        DataplaneHealth {
+            timed_packets: timed,
+            late_p50_ns: p99 / 2,
+            late_p99_ns: p99,
+            late_max_ns: p99 * 2,
+            cpu_ns,
+            ..DataplaneHealth::default()
+        }
+    }
+
+    fn received(ip: Ipv4Addr, bytes: u64, down: Option<u64>) -> NodeInterval {
+        NodeInterval {
+            ip,
+            counts: NodeCounters {
+                recv_bytes: bytes,
+                ..NodeCounters::ZERO
+            },
+            up_bps: None,
+            down_bps: down,
+        }
+    }
+
+    #[test]
+    fn a_light_run_is_clean() {
+        let mut c = Conformance::new(Bounds::default());
+        for _ in 0..10 {
+            c.observe(
+                SEC,
+                &[received(B, 240_000, Some(2_000_000))],
+                &[(0, health(200, 40_000, 20_000_000))],
+            );
+        }
+        let v = c.verdict(&BTreeMap::from([(0, 45_000)]));
+        assert!(v.is_clean(), "{:?}", v.problems);
+        assert_eq!(
+            v.workers[0].late_p99_ns, 45_000,
+            "the run's p99 is the stopped data plane's"
+        );
+        assert_eq!(v.workers[0].timed_packets, 2000);
+        assert!((v.workers[0].max_cpu_share - 0.02).abs() < 1e-9);
+        assert_eq!(v.nodes[0].down_busiest_bps, Some(1_920_000));
+        assert_eq!(v.nodes[0].down_bps, Some(2_000_000));
+        assert!(v.lines()[0].starts_with("fidelity: clean: packet lateness p99 0.045 ms"));
+    }
+
+    #[test]
+    fn late_packets_a_busy_core_and_overruns_are_flagged() {
+        let mut c = Conformance::new(Bounds::default());
+        let mut overloaded = health(50_000, 4_000_000, 990_000_000);
+        overloaded.overruns = 1234;
+        overloaded.write_errors = 2;
+        c.observe(
+            SEC,
+            &[],
+            &[(0, overloaded), (1, health(500, 10_000, 1_000_000))],
+        );
+        let v = c.verdict(&BTreeMap::new());
+        assert_eq!(v.verdict, "flagged");
+        assert_eq!(v.problems.len(), 4, "{:#?}", v.problems);
+        assert!(
+            v.problems.iter().all(|p| p.starts_with("worker 0:")),
+            "worker 1 is fine"
+        );
+        assert!(v.problems[0].contains("4.0 ms late"), "{}", v.problems[0]);
+        assert!(
+            v.problems[1].contains("99 % of a core"),
+            "{}",
+            v.problems[1]
+        );
+        assert!(v.problems[2].contains("1234 packets"), "{}", v.problems[2]);
+        assert!(v.problems[3].contains("2 packets could not be written"));
+        assert_eq!(v.lines().len(), 5);
+        assert!(v.lines()[0].starts_with("fidelity: FLAGGED, 4 problems"));
+    }
+
+    #[test]
+    fn a_few_late_packets_are_shown_not_judged() {
+        let mut c = Conformance::new(Bounds::default());
+        c.observe(SEC, &[], &[(0, health(40, 3_000_000, 1_000))]);
+        let v = c.verdict(&BTreeMap::new());
+        assert!(v.is_clean());
+        assert!(!v.workers[0].late_judged);
+        assert!(v.lines()[0].contains("too few packets"), "{}", v.lines()[0]);
+    }
+
+    #[test]
+    fn receiving_faster_than_the_downlink_is_flagged_within_tolerance_not() {
+        let mut c = Conformance::new(Bounds::default());
+        // 2 Mbit/s downlink: A at +4 % (reading jitter), B at +20 %.
+        for _ in 0..3 {
+            c.observe(
+                SEC,
+                &[
+                    received(A, 260_000, Some(2_000_000)),
+                    received(B, 300_000, Some(2_000_000)),
+                ],
+                &[],
+            );
+        }
+        let v = c.verdict(&BTreeMap::new());
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(v.problems[0].starts_with("10.0.0.2 received 2.40 Mbit/s"));
+        assert!(v.problems[0].contains("+20 %"), "{}", v.problems[0]);
+        assert_eq!((v.nodes[0].ok, v.nodes[1].ok), (true, false));
+    }
+
+    #[test]
+    fn the_busiest_intervals_are_averaged_and_short_or_unlimited_ones_not_judged() {
+        let mut c = Conformance::new(Bounds::default());
+        for bytes in [10_000, 250_000, 240_000, 230_000, 20_000] {
+            c.observe(SEC, &[received(A, bytes, Some(2_000_000))], &[]);
+        }
+        // A last, partial interval that would look far too fast if it counted.
+        c.observe(SEC / 10, &[received(A, 200_000, Some(2_000_000))], &[]);
+        // Unlimited: shown, never judged.
+        c.observe(SEC, &[received(B, 10_000_000, None)], &[]);
+        let v = c.verdict(&BTreeMap::new());
+        assert!(v.is_clean(), "{:?}", v.problems);
+        assert_eq!(
+            v.nodes[0].down_busiest_bps,
+            Some(1_920_000),
+            "mean of the top three"
+        );
+        assert_eq!((v.nodes[1].down_bps, v.nodes[1].down_ratio), (None, None));
+    }
+
+    #[test]
+    fn a_dry_run_is_not_measured() {
+        let v = Verdict::not_measured("a dry-run moves no packets");
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["verdict"], "not measured");
+        assert_eq!(json["measured"], false);
+        assert!(json.get("bounds").is_none());
+        assert_eq!(
+            v.lines(),
+            ["fidelity: not measured (a dry-run moves no packets)"]
+        );
+    }
+}
