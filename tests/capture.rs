@@ -161,12 +161,13 @@ fn a_capture_stops_at_its_max_size_and_the_cap_is_counted() {
 }
 
 /// An unshaped TCP transfer would move in super-packets of up to 64 KiB; captured, it moves
-/// (and is captured) in packets of the MTU.
+/// (and is captured) in packets of the MTU, with the checksums the kernel left to the card
+/// filled in.
 #[test]
-fn a_captured_transfer_is_made_of_packets_of_the_mtu() {
+fn a_captured_transfer_is_made_of_packets_of_the_mtu_with_their_checksums() {
     if !can_run_real_mode_with(
-        "a_captured_transfer_is_made_of_packets_of_the_mtu",
-        &["python3", "curl"],
+        "a_captured_transfer_is_made_of_packets_of_the_mtu_with_their_checksums",
+        &["python3", "curl", "tcpdump"],
     ) {
         return;
     }
@@ -183,12 +184,32 @@ fn a_captured_transfer_is_made_of_packets_of_the_mtu() {
     );
     real_run(&s);
     assert_eq!(common::metric(&s.events(), "curl_exit"), 0.0);
-    let bytes = std::fs::read(s.out().join("nodes/10.0.0.1/capture.pcap")).unwrap();
+    let file = s.out().join("nodes/10.0.0.1/capture.pcap");
+    let bytes = std::fs::read(&file).unwrap();
     let (_, lens) = pcap_records(&bytes);
     let total: u64 = lens.iter().map(|&l| u64::from(l)).sum();
     assert!(total > 2_000_000, "the whole download: {total} bytes");
     let largest = lens.iter().max().copied().unwrap_or(0);
     assert!(largest <= 1500, "a packet of {largest} bytes");
+    // `-vv` checks the IP, TCP and UDP checksums of every packet.
+    let out = Command::new("tcpdump")
+        .args(["-r", &file.to_string_lossy(), "-n", "-vv"])
+        .output()
+        .expect("tcpdump");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let checked = text.matches("cksum").count();
+    assert!(
+        checked >= lens.len(),
+        "{checked} checksums in {} packets",
+        lens.len()
+    );
+    let bad: Vec<&str> = text.lines().filter(|l| l.contains("incorrect")).collect();
+    assert!(
+        bad.is_empty(),
+        "{} bad checksums: {:#?}",
+        bad.len(),
+        &bad[..bad.len().min(3)]
+    );
 }
 
 #[test]

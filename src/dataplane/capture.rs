@@ -1,14 +1,16 @@
 //! Packet captures of nodes: the packets a captured node's access link sends and receives, in
 //! a classic pcap file (libpcap format, nanosecond timestamps, raw IPv4, as tcpdump and
 //! Wireshark read it), up to a size cap. Formatting and the cap live here, free of clocks:
-//! the forwarder taps packets and passes the wall-clock time in.
+//! the forwarder taps packets and passes the wall-clock time in. A packet whose TCP or UDP
+//! checksum the kernel left to the (virtual) network card is captured with it filled in,
+//! as the card would send it.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::net::Ipv4Addr;
 
-use super::packet::ipv4_endpoints;
+use super::packet::{VNET_HDR_LEN, ipv4_endpoints};
 use crate::units::{Nanos, SEC};
 
 /// The magic number of pcap files whose timestamps are in nanoseconds.
@@ -44,6 +46,48 @@ pub fn record_header(at: Nanos, kept: u32, len: u32) -> [u8; RECORD_HEADER_LEN a
     h[8..12].copy_from_slice(&kept.to_le_bytes());
     h[12..16].copy_from_slice(&len.to_le_bytes());
     h
+}
+
+/// The virtio-net flag of a packet whose checksum is still to be made (`NEEDS_CSUM`).
+const NEEDS_CSUM: u8 = 1;
+
+/// Whether a packet framed with virtio-net header `vnet` asks for its checksum.
+pub fn needs_checksum(vnet: &[u8]) -> bool {
+    vnet.len() >= VNET_HDR_LEN && vnet[0] & NEEDS_CSUM != 0
+}
+
+/// The checksum a network card would write into a packet framed with virtio-net header
+/// `vnet` that asks for one: the ones' complement sum from `csum_start` to the end, over the
+/// pseudo-header sum the kernel left in the field, stored at `csum_start + csum_offset`.
+/// Returns false (and changes nothing) when the packet asks for none or its header does
+/// not fit it.
+pub fn complete_checksum(vnet: &[u8], packet: &mut [u8]) -> bool {
+    if !needs_checksum(vnet) {
+        return false;
+    }
+    let start = u16::from_ne_bytes([vnet[6], vnet[7]]) as usize;
+    let field = start + u16::from_ne_bytes([vnet[8], vnet[9]]) as usize;
+    if field + 2 > packet.len() {
+        return false;
+    }
+    let mut sum: u64 = 0;
+    let mut words = packet[start..].chunks_exact(2);
+    for w in &mut words {
+        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let mut checksum = !(sum as u16);
+    // UDP sends a computed 0 as 0xffff (0 means "no checksum"); the kernel does the same.
+    if checksum == 0 {
+        checksum = 0xffff;
+    }
+    packet[field..field + 2].copy_from_slice(&checksum.to_be_bytes());
+    true
 }
 
 /// What became of a tapped packet.
@@ -137,6 +181,8 @@ pub struct Captures<W: Write = BufWriter<File>> {
     /// Whether packets were written since the last flush.
     dirty: bool,
     last_flush: Nanos,
+    /// Where a packet gets the checksum the kernel left to the network card.
+    scratch: Vec<u8>,
 }
 
 impl<W: Write> Default for Captures<W> {
@@ -148,6 +194,7 @@ impl<W: Write> Default for Captures<W> {
             failed: 0,
             dirty: false,
             last_flush: 0,
+            scratch: Vec::new(),
         }
     }
 }
@@ -177,31 +224,41 @@ impl<W: Write> Captures<W> {
         self.dirty = false;
     }
 
-    /// A packet its source sent (read from the TUN device): taken by the source's capture.
-    /// `wall` (ns since the Unix epoch) is read only for a captured packet.
-    pub fn sent(&mut self, packet: &[u8], wall: impl FnOnce() -> Nanos) {
+    /// A packet its source sent (read from the TUN device, behind its virtio-net header
+    /// `vnet`, empty without offload): taken by the source's capture. `wall` (ns since the
+    /// Unix epoch) is read only for a captured packet.
+    pub fn sent(&mut self, vnet: &[u8], packet: &[u8], wall: impl FnOnce() -> Nanos) {
         if self.by_ip.is_empty() {
             return;
         }
         if let Some((src, _)) = ipv4_endpoints(packet) {
-            self.tap(src, packet, wall);
+            self.tap(src, vnet, packet, wall);
         }
     }
 
     /// A packet delivered to its destination (written to the TUN device): taken by the
     /// destination's capture.
-    pub fn received(&mut self, packet: &[u8], wall: impl FnOnce() -> Nanos) {
+    pub fn received(&mut self, vnet: &[u8], packet: &[u8], wall: impl FnOnce() -> Nanos) {
         if self.by_ip.is_empty() {
             return;
         }
         if let Some((_, dst)) = ipv4_endpoints(packet) {
-            self.tap(dst, packet, wall);
+            self.tap(dst, vnet, packet, wall);
         }
     }
 
-    fn tap(&mut self, ip: Ipv4Addr, packet: &[u8], wall: impl FnOnce() -> Nanos) {
+    fn tap(&mut self, ip: Ipv4Addr, vnet: &[u8], packet: &[u8], wall: impl FnOnce() -> Nanos) {
         let Some(capture) = self.by_ip.get_mut(&ip) else {
             return;
+        };
+        let packet = if needs_checksum(vnet) {
+            // The copy that gets its checksum, in a buffer kept for reuse.
+            self.scratch.clear();
+            self.scratch.extend_from_slice(packet);
+            complete_checksum(vnet, &mut self.scratch);
+            &self.scratch[..]
+        } else {
+            packet
         };
         match capture.packet(wall(), packet) {
             Ok(Tapped::Written) => {
@@ -342,20 +399,20 @@ mod tests {
         let (a, b, c) = ([10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 3]);
         let mut set: Captures<Vec<u8>> = Captures::default();
         let never = || -> Nanos { panic!("no capture: the clock is not read") };
-        set.sent(&ping(a, b, 84), never);
+        set.sent(&[], &ping(a, b, 84), never);
         set.start(
             Ipv4Addr::from(a),
             Capture::start(Vec::new(), 0, MAX_SNAPLEN, 1 << 20).unwrap(),
         );
-        set.sent(&ping(b, c, 84), never);
-        set.received(&ping(a, c, 84), never);
+        set.sent(&[], &ping(b, c, 84), never);
+        set.received(&[], &ping(a, c, 84), never);
         assert_eq!(set.packets, 0, "neither from nor to a");
         assert_eq!(set.flush_deadline(), None, "nothing to write out");
-        set.sent(&ping(a, b, 84), || 1);
+        set.sent(&[], &ping(a, b, 84), || 1);
         assert_eq!(set.flush_deadline(), Some(FLUSH_EVERY));
         set.flush_due(5 * SEC);
         assert_eq!(set.flush_deadline(), None, "flushed");
-        set.received(&ping(b, a, 84), || 2);
+        set.received(&[], &ping(b, a, 84), || 2);
         assert_eq!(set.packets, 2);
         assert_eq!(
             set.flush_deadline(),
@@ -370,6 +427,69 @@ mod tests {
         assert!(set.is_empty());
     }
 
+    /// A UDP datagram 10.0.0.1:1000 → 10.0.0.2:2000 with payload "abc" (odd, to cover the
+    /// last byte), its checksum as the kernel leaves it for the card: the pseudo-header sum.
+    fn udp_needing_checksum() -> ([u8; VNET_HDR_LEN], Vec<u8>) {
+        let mut p = ping([10, 0, 0, 1], [10, 0, 0, 2], 20 + 8 + 3);
+        p[9] = 17;
+        p[20..22].copy_from_slice(&1000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&2000u16.to_be_bytes());
+        p[24..26].copy_from_slice(&11u16.to_be_bytes());
+        p[28..31].copy_from_slice(b"abc");
+        // Pseudo-header: addresses 0x0a00 0x0001 0x0a00 0x0002, protocol 17, length 11:
+        // 0x141f.
+        let pseudo: u32 = 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 17 + 11;
+        p[26..28].copy_from_slice(&(pseudo as u16).to_be_bytes());
+        let mut vnet = [0u8; VNET_HDR_LEN];
+        vnet[0] = NEEDS_CSUM;
+        vnet[6..8].copy_from_slice(&20u16.to_ne_bytes());
+        vnet[8..10].copy_from_slice(&6u16.to_ne_bytes());
+        (vnet, p)
+    }
+
+    #[test]
+    fn a_checksum_left_to_the_card_is_filled_in() {
+        let (vnet, mut p) = udp_needing_checksum();
+        assert!(complete_checksum(&vnet, &mut p));
+        // The checksum of RFC 768, computed apart: ones' complement of the sum of the
+        // pseudo-header (0x141f), the ports, the length and the data.
+        assert_eq!(&p[26..28], &0x1bbbu16.to_be_bytes());
+        let untouched = udp_needing_checksum().1;
+        assert_eq!(p[..26], untouched[..26], "only the checksum changes");
+        assert_eq!(p[28..], untouched[28..]);
+
+        let mut q = untouched.clone();
+        assert!(
+            !complete_checksum(&[0; VNET_HDR_LEN], &mut q),
+            "asks for none"
+        );
+        assert!(!complete_checksum(&[], &mut q), "no offload");
+        let mut short = vnet;
+        short[8..10].copy_from_slice(&100u16.to_ne_bytes());
+        assert!(
+            !complete_checksum(&short, &mut q),
+            "the field is past the end"
+        );
+        assert_eq!(q, untouched);
+    }
+
+    #[test]
+    fn captures_write_checksums_the_card_would_have_made() {
+        let (vnet, p) = udp_needing_checksum();
+        let mut set: Captures<Vec<u8>> = Captures::default();
+        set.start(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Capture::start(Vec::new(), 0, MAX_SNAPLEN, 1 << 20).unwrap(),
+        );
+        set.sent(&vnet, &p, || 1);
+        let file = set
+            .by_ip
+            .remove(&Ipv4Addr::new(10, 0, 0, 1))
+            .unwrap()
+            .into_inner();
+        assert_eq!(&file[40 + 26..40 + 28], &0x1bbbu16.to_be_bytes());
+    }
+
     #[test]
     fn a_capped_capture_is_counted_once() {
         let a = [10, 0, 0, 1];
@@ -379,7 +499,7 @@ mod tests {
             Capture::start(Vec::new(), 0, MAX_SNAPLEN, 200).unwrap(),
         );
         for t in 0..5 {
-            set.sent(&ping(a, [10, 0, 0, 2], 84), || t);
+            set.sent(&[], &ping(a, [10, 0, 0, 2], 84), || t);
         }
         assert_eq!((set.packets, set.capped), (1, 1));
     }

@@ -218,7 +218,7 @@ impl Forwarder {
     fn ingress(&mut self, packet: Packet) {
         let bytes = packet.bytes();
         let (vnet, ip) = bytes.split_at(self.hdr.min(bytes.len()));
-        self.captures.sent(ip, wall_clock);
+        self.captures.sent(vnet, ip, wall_clock);
         let route = ipv4_endpoints(ip)
             .and_then(|(src, dst)| Some((*self.nodes.get(&src)?, *self.nodes.get(&dst)?)));
         let Some((src, dst)) = route else {
@@ -296,8 +296,8 @@ impl Forwarder {
         if self.tun.write(packet.bytes()).is_err() {
             self.stats.write_errors += 1;
         } else {
-            let ip = packet.bytes().get(self.hdr..).unwrap_or_default();
-            self.captures.received(ip, wall_clock);
+            let (vnet, ip) = packet.bytes().split_at(self.hdr.min(packet.bytes().len()));
+            self.captures.received(vnet, ip, wall_clock);
         }
         self.buffers.recycle(packet);
     }
