@@ -81,7 +81,8 @@
 //!
 //! ## Logs
 //! `tracing`, with spans per worker, session and node; `-v`/`RUST_LOG` choose what is shown
-//! (on stderr; the timeline of a run is on stdout).
+//! (on stderr; the timeline of a run is on stdout, under a status bar on a terminal, then
+//! an end summary: `run::progress`, `run::recap`).
 //!
 //! ## Not yet
 //! `p2plab report`.

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use p2plab::run::progress::Progress;
+use p2plab::run::recap::RunMode;
 use p2plab::run::{self, RunConfig, RunError, RunOutcome, SetupError};
 
 const AFTER_HELP: &str = "\
@@ -33,6 +35,12 @@ The script book (book/) documents every primitive with examples.";
 
 /// The limits that keep a script from exhausting the machine, on `p2plab script --help`.
 const SCRIPT_HELP: &str = "\
+Results (--out DIR): events.jsonl, traffic.csv (per node and second), dataplane.csv (per
+worker and second: packet lateness, CPU, overruns), nodes/<ip>/ (the programs' folders, and
+capture.pcap for nodes given to capture()) and summary.json with the fidelity verdict, also printed at the end: clean, or flagged when
+packets left over 1 ms late (p99), the data plane used 90 % of a core, the kernel dropped
+packets it did not read, or a node received faster than its downlink.
+
 Limits: a script that runs into one stops with an error naming it (max_...), at its
 file:line:col, exit code 1; a real run still removes its lab.
   max_operations   50,000,000 operations without sleep()   --max-operations N
@@ -85,7 +93,8 @@ enum Command {
         /// Results folder (default: results/<script>-<UTC time>/).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
-        /// Do not print the timeline (events.jsonl is still written).
+        /// Do not print the timeline, nor a real run's status bar (or, when stdout is not a
+        /// terminal, its status line every 10 s). The end summary still comes.
         #[arg(long, short)]
         quiet: bool,
         /// Operations a script may run without sleeping before it is stopped as a runaway.
@@ -166,7 +175,8 @@ fn init_logging(verbose: u8, daemon: bool) {
         .unwrap_or_else(|_| EnvFilter::new(format!("p2plab={level}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Through the status bar of a real run, which shares the terminal.
+        .with_writer(|| p2plab::run::progress::LogLines)
         .with_ansi(std::io::stderr().is_terminal())
         // A closed stderr (`2>&1 | head`) must not make logging itself print, and so panic,
         // in whatever thread logs next: a lab thread must always get to remove its lab.
@@ -209,11 +219,11 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            if !quiet {
-                cfg.timeline = Some(Box::new(std::io::stdout()));
-            }
             if dry_run {
-                run::dry_run(cfg).map(|o| report("dry-run", &o))
+                if !quiet {
+                    cfg.timeline = Some(Box::new(std::io::stdout()));
+                }
+                run::dry_run(cfg).map(|o| report(RunMode::DryRun, &o))
             } else {
                 // Unprivileged: try a user namespace of our own, while no thread exists yet.
                 // Not with remote workers: the controller needs the machine's own network.
@@ -222,7 +232,17 @@ fn main() -> ExitCode {
                 {
                     eprintln!("note: no rootless lab possible here ({e}); real mode needs root");
                 }
-                run::real(cfg).map(|o| report("run", &o))
+                // The bar's spinner is a thread: only now.
+                let progress = (!quiet).then(Progress::on_stdout);
+                if let Some(p) = &progress {
+                    cfg.timeline = Some(p.timeline());
+                    cfg.watch = Some(p.watch());
+                }
+                let result = run::real(cfg);
+                if let Some(p) = &progress {
+                    p.finish();
+                }
+                result.map(|o| report(RunMode::Real, &o))
             }
         }
         Command::Cleanup => cleanup(),
@@ -352,17 +372,15 @@ fn cleanup() -> Result<(), RunError> {
     Ok(())
 }
 
-fn report(mode: &str, o: &RunOutcome) {
-    if let Some(dir) = &o.results {
-        eprintln!(
-            "{mode} finished at {:.3} s: {} events in {} (seed {}; replay with --seed {})",
-            p2plab::units::secs(o.report.end_time),
-            o.report.events,
-            dir.join("events.jsonl").display(),
-            o.seed,
-            o.seed
-        );
+/// The end summary on stdout (with `-q` too), notes and warnings on stderr.
+fn report(mode: RunMode, o: &RunOutcome) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for line in p2plab::run::recap::end_summary(mode, o) {
+        // A closed stdout (`| head`) loses the summary, not the exit code.
+        let _ = writeln!(out, "{line}");
     }
+    drop(out);
     if o.report.pending_callbacks > 0 {
         eprintln!(
             "note: {} at()/every() callback(s) were still pending when the script ended",

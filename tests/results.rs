@@ -90,6 +90,27 @@ fn a_killed_run_keeps_all_but_the_last_second() {
             );
         }
     }
+    // dataplane.csv: whole lines, and worker 0's health for each second up to the fourth.
+    let health = std::fs::read_to_string(out.join("dataplane.csv")).unwrap();
+    assert!(health.ends_with('\n'), "the last line is cut: {health:?}");
+    let mut lines = health.lines();
+    assert_eq!(lines.next(), Some(p2plab::results::health::HEADER));
+    let ts: Vec<&str> = lines
+        .map(|l| {
+            assert_eq!(l.split(',').count(), 9, "{l}");
+            assert!(
+                l.split(',').skip(1).all(|v| v.parse::<u64>().is_ok()),
+                "{l}"
+            );
+            l.split(',').next().unwrap()
+        })
+        .collect();
+    for t in ["1", "2", "3", "4"] {
+        assert!(
+            ts.contains(&t),
+            "dataplane.csv has no row for t={t}: {ts:?}"
+        );
+    }
     let text = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
     assert!(text.ends_with('\n'), "the last event is cut");
     let events = read_events(&out.join("events.jsonl"));
@@ -201,6 +222,12 @@ fn a_dry_run_writes_the_header_only() {
     s.run_ok();
     let text = std::fs::read_to_string(s.out().join("traffic.csv")).unwrap();
     assert_eq!(text, format!("{HEADER}\n"));
+    let text = std::fs::read_to_string(s.out().join("dataplane.csv")).unwrap();
+    assert_eq!(text, format!("{}\n", p2plab::results::health::HEADER));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.out().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["conformance"]["verdict"], "not measured");
 }
 
 #[test]

@@ -220,6 +220,11 @@ impl Experiment {
         id
     }
 
+    /// Every process, in spawn order.
+    pub fn procs(&self) -> &[ProcRecord] {
+        &self.procs
+    }
+
     pub fn proc(&self, id: ProcId) -> &ProcRecord {
         &self.procs[id.0 as usize]
     }

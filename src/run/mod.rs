@@ -2,7 +2,11 @@
 //! keep nothing), `dry-run` (virtual clock, timeline and results folder) and real mode. Every
 //! mode goes through `script::run` with a `Lab`; they differ in executor, clock and output.
 //! Real mode drives workers over the protocol (`controller::Workers`): the embedded worker of
-//! this machine, or the `p2plab worker`s of a workers file.
+//! this machine, or the `p2plab worker`s of a workers file. What the terminal shows while a
+//! real run goes is `progress`'s, what it says at the end `recap`'s.
+
+pub mod progress;
+pub mod recap;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,7 +21,7 @@ use tracing::Instrument;
 
 use crate::clock::MonotonicClock;
 use crate::controller::{
-    Lab, RealClock, RunSetup, WorkerCounters, WorkerSpec, Workers, WorkersError,
+    Lab, RealClock, RunSetup, Watch, WorkerCounters, WorkerSpec, Workers, WorkersError,
 };
 use crate::experiment::{DryRun, Experiment, Placement, VirtualClock};
 use crate::netns::NetnsError;
@@ -112,6 +116,8 @@ pub struct RunConfig {
     pub max_procs: usize,
     /// Where the dry-run timeline goes (stdout for the CLI); `None` prints nothing.
     pub timeline: Option<Box<dyn Write + Send>>,
+    /// Told once per second of experiment time in real mode (the status bar); `None` for none.
+    pub watch: Option<Watch>,
     /// The workers of a multi-machine run (`--workers`); empty for the embedded worker.
     /// A dry-run uses only their weights, to place nodes as the real run will.
     pub workers: Vec<WorkerSpec>,
@@ -131,6 +137,7 @@ impl RunConfig {
             max_operations: script::DEFAULT_MAX_OPERATIONS,
             max_procs: crate::controller::DEFAULT_MAX_PROCS,
             timeline: None,
+            watch: None,
             workers: Vec::new(),
             token: None,
             args: Vec::new(),
@@ -289,6 +296,10 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     .with_max_procs(cfg.max_procs)
     .with_traffic_csv(traffic_csv)
     .with_health(health_csv, Arc::clone(&conformance));
+    let lab = match cfg.watch.take() {
+        Some(watch) => lab.with_watch(watch),
+        None => lab,
+    };
     let mut opts = options(&cfg, seed);
     opts.horizon = None;
     let result = script::run(&scenario, lab, &opts);

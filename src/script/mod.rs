@@ -76,6 +76,11 @@ pub struct ScriptReport {
     pub events: u64,
     pub unread_params: Vec<String>,
     pub pending_callbacks: usize,
+    /// Nodes allocated, and those failed at the end.
+    pub nodes: usize,
+    pub failed: usize,
+    /// Every process's status at the end, in spawn order.
+    pub procs: Vec<crate::experiment::ProcStatus>,
 }
 
 /// Compiles the script and runs the static checks; nothing is executed.
@@ -207,5 +212,8 @@ fn run_here(
         events: lab.events_recorded(),
         unread_params: state.params().unread(),
         pending_callbacks,
+        nodes: lab.state().nodes().len(),
+        failed: lab.state().nodes().iter().filter(|n| n.failed).count(),
+        procs: lab.state().procs().iter().map(|p| p.status).collect(),
     })
 }

@@ -1,0 +1,113 @@
+//! The fidelity verdict on real runs (needs root): a light run is clean, a run that sends far
+//! more packets than one forwarding thread can move is flagged, and `dataplane.csv`
+//! holds every interval of each, summing to the data plane's own counters. One test runs
+//! both, one after the other, so the light run never shares the machine with the flood.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Scenario, can_run_real_mode_with, real_run};
+use p2plab::results::health::HEADER;
+use serde_json::Value;
+
+/// 300 pings, 100 a second, over 10 Mbit/s links.
+const LIGHT: &str = r#"
+let n = alloc_ip(2);
+shape(n, #{ up: "10mbit", down: "10mbit", latency: "5ms" });
+spawn(n[0], "ping -c 300 -i 0.01 -q -I {ip} " + n[1].ip).wait();
+"#;
+
+/// Two UDP floods of 60 kB datagrams: the senders' kernels cut each into 41 fragments, so
+/// every cheap send is 41 packets for the data plane to read, time and write, far more
+/// than one forwarding thread moves on any machine (10 Gbit/s links: the model drops none).
+const FLOOD: &str = r#"
+let n = alloc_ip(4);
+shape(n, #{ up: "10gbit", down: "10gbit", latency: "1ms" });
+for i in 0..2 {
+    spawn(n[2 * i + 1], "iperf3 -s -1");
+}
+sleep("1s");
+for i in 0..2 {
+    spawn(n[2 * i], `iperf3 -u -b 0 -l 60000 -t 5 -c ${n[2 * i + 1].ip}`);
+}
+sleep("7s");
+"#;
+
+/// `dataplane.csv` as numbers, one row per worker and interval; panics on a broken line.
+fn read_health(path: &Path) -> Vec<Vec<f64>> {
+    let text = std::fs::read_to_string(path).expect("dataplane.csv");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(HEADER));
+    lines
+        .map(|l| {
+            let row: Vec<f64> = l.split(',').map(|v| v.parse().expect(l)).collect();
+            assert_eq!(row.len(), 9, "{l}");
+            row
+        })
+        .collect()
+}
+
+fn conformance(s: &Scenario) -> Value {
+    let text = std::fs::read_to_string(s.out().join("summary.json")).unwrap();
+    serde_json::from_str::<Value>(&text).unwrap()["conformance"].clone()
+}
+
+fn summary_counter(s: &Scenario, name: &str) -> u64 {
+    let text = std::fs::read_to_string(s.out().join("summary.json")).unwrap();
+    let summary: Value = serde_json::from_str(&text).unwrap();
+    summary["dataplane"][0][name].as_u64().expect(name)
+}
+
+#[test]
+fn a_light_run_is_clean_and_a_flood_is_flagged() {
+    if !can_run_real_mode_with(
+        "a_light_run_is_clean_and_a_flood_is_flagged",
+        &["ping", "iperf3"],
+    ) {
+        return;
+    }
+    let light = Scenario::new(LIGHT);
+    let outcome = real_run(&light);
+    let verdict = conformance(&light);
+    assert_eq!(verdict["verdict"], "clean", "{verdict:#}");
+    assert!(
+        outcome.verdict[0].starts_with("fidelity: clean"),
+        "{:?}",
+        outcome.verdict
+    );
+    let rows = read_health(&light.out().join("dataplane.csv"));
+    let timed: f64 = rows.iter().map(|r| r[2]).sum();
+    assert_eq!(
+        timed as u64,
+        summary_counter(&light, "timed_packets"),
+        "every timed packet is in one interval"
+    );
+    assert!(timed >= 600.0, "300 requests and 300 replies: {timed}");
+    let seconds: Vec<f64> = rows.iter().map(|r| r[0]).collect();
+    assert!(seconds.windows(2).all(|w| w[0] < w[1]), "{seconds:?}");
+
+    let flood = Scenario::new(FLOOD);
+    let outcome = real_run(&flood);
+    let verdict = conformance(&flood);
+    assert_eq!(verdict["verdict"], "flagged", "{verdict:#}");
+    assert!(
+        outcome.verdict[0].starts_with("fidelity: FLAGGED"),
+        "{:?}",
+        outcome.verdict
+    );
+    let problems = verdict["problems"].as_array().unwrap();
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.as_str().unwrap().starts_with("worker 0:")),
+        "the data plane is blamed, not a link: {problems:?}"
+    );
+    let rows = read_health(&flood.out().join("dataplane.csv"));
+    let busiest = rows.iter().map(|r| r[6] / 1e9).fold(0.0, f64::max);
+    let overruns: f64 = rows.iter().map(|r| r[7]).sum();
+    assert!(
+        overruns > 0.0,
+        "the kernel dropped what the data plane could not read: cpu {busiest}, overruns {overruns}"
+    );
+}
