@@ -68,9 +68,11 @@
 //! latency, jitter and loss, downlink FIFO (`dataplane::model`), run on real packets by a
 //! forwarding thread between the TUN device and the kernel (`dataplane::forwarder`), on a
 //! timerfd precise to tens of microseconds, with TCP segmentation offload while no link is
-//! rate-limited or lossy and no other worker exists. A packet for a node of another worker
-//! leaves after the sending half of the model, in a UDP datagram that carries the delay it
-//! still has (`dataplane::encap`); that worker's data plane runs the receiving half.
+//! rate-limited or lossy, no node is captured and no other worker exists. Captured nodes'
+//! packets go to pcap files as their links carry them (`dataplane::capture`). A packet for
+//! a node of another worker leaves after the sending half of the model, in a UDP datagram
+//! that carries the delay it still has (`dataplane::encap`); that worker's data plane runs
+//! the receiving half.
 //!
 //! ## Shim (`shim/`, its own crate)
 //! `libp2plab_shim.so`, preloaded into every spawned program: wildcard and implicit binds of

@@ -36,8 +36,8 @@ The script book (book/) documents every primitive with examples.";
 /// The limits that keep a script from exhausting the machine, on `p2plab script --help`.
 const SCRIPT_HELP: &str = "\
 Results (--out DIR): events.jsonl, traffic.csv (per node and second), dataplane.csv (per
-worker and second: packet lateness, CPU, overruns), nodes/<ip>/ (the programs' folders) and
-summary.json with the fidelity verdict, also printed at the end: clean, or flagged when
+worker and second: packet lateness, CPU, overruns), nodes/<ip>/ (the programs' folders, and
+capture.pcap for nodes given to capture()) and summary.json with the fidelity verdict, also printed at the end: clean, or flagged when
 packets left over 1 ms late (p99), the data plane used 90 % of a core, the kernel dropped
 packets it did not read, or a node received faster than its downlink.
 

@@ -10,6 +10,7 @@ mod readings;
 mod watch;
 pub mod workers;
 
+use std::collections::BTreeSet;
 use std::io;
 use std::sync::{Arc, Mutex};
 
@@ -73,6 +74,8 @@ pub struct Lab {
     /// `traffic.csv`, `dataplane.csv`, the verdict and a live display, fed once per second
     /// of experiment time while time passes.
     readings: Readings,
+    /// Nodes whose packets are captured.
+    captured: BTreeSet<NodeId>,
 }
 
 impl Lab {
@@ -93,6 +96,7 @@ impl Lab {
             procs: ProcLimit::new(DEFAULT_MAX_PROCS),
             live: LiveCounters::default(),
             readings: Readings::default(),
+            captured: BTreeSet::new(),
         }
     }
 
@@ -479,6 +483,46 @@ impl Lab {
             self.execute(&Action::Revive { node })?;
             self.state.set_failed(node, false);
             self.record(self.node_event("revive", node))?;
+        }
+        Ok(())
+    }
+
+    /// Captures the packets of nodes into `nodes/<ip>/capture.pcap` until the run ends (or
+    /// `stop_capture`); nodes captured already are skipped.
+    pub fn capture(
+        &mut self,
+        nodes: &[NodeId],
+        snaplen: u32,
+        max_size: u64,
+    ) -> Result<(), LabError> {
+        for &node in nodes {
+            if self.captured.contains(&node) {
+                continue;
+            }
+            self.execute(&Action::Capture {
+                node,
+                snaplen,
+                max_size,
+            })?;
+            self.captured.insert(node);
+            let event = self
+                .node_event("capture", node)
+                .with("snaplen", snaplen)
+                .with("max_size", max_size);
+            self.record(event)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the captures of nodes; nodes not captured are skipped.
+    pub fn stop_capture(&mut self, nodes: &[NodeId]) -> Result<(), LabError> {
+        for &node in nodes {
+            if !self.captured.contains(&node) {
+                continue;
+            }
+            self.execute(&Action::StopCapture { node })?;
+            self.captured.remove(&node);
+            self.record(self.node_event("stop_capture", node))?;
         }
         Ok(())
     }

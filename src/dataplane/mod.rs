@@ -3,8 +3,10 @@
 //! TUN device (`tun`) and the kernel, on the lab's monotonic clock (`clock`). Packets for
 //! other workers travel in authenticated datagrams (`encap`); `peers` keeps the keys,
 //! counters and replay windows (`replay`) of the other workers. `lateness` is the
-//! histogram of how late the forwarder wrote what the model delivered.
+//! histogram of how late the forwarder wrote what the model delivered; `capture` writes the
+//! packet captures of nodes.
 
+pub mod capture;
 pub mod encap;
 pub mod forwarder;
 mod lateness;

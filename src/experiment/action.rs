@@ -53,6 +53,17 @@ pub enum Action {
         procs: Vec<ProcId>,
         grace: Nanos,
     },
+    /// Writes the packets the node's access link sends and receives into
+    /// `nodes/<ip>/capture.pcap`, cut to `snaplen` bytes each, until the file would pass
+    /// `max_size` bytes, the run ends or `StopCapture`.
+    Capture {
+        node: NodeId,
+        snaplen: u32,
+        max_size: u64,
+    },
+    StopCapture {
+        node: NodeId,
+    },
     /// Block until the process exits.
     Wait {
         proc: ProcId,

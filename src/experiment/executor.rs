@@ -22,6 +22,12 @@ pub enum ExecError {
     DataplaneStopped(#[source] std::io::Error),
     #[error("interrupted while waiting")]
     Interrupted,
+    #[error("packet capture {path}: {source}")]
+    Capture {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the process is still running after wait()")]
     StillRunning,
     /// An error a worker reported that has no variant of its own here (its lab could not be
@@ -154,7 +160,9 @@ impl Executor for DryRun {
             Action::AddNode(_)
             | Action::Shape { .. }
             | Action::LinkGroups { .. }
-            | Action::Revive { .. } => Outcome::default(),
+            | Action::Revive { .. }
+            | Action::Capture { .. }
+            | Action::StopCapture { .. } => Outcome::default(),
         })
     }
 

@@ -57,6 +57,14 @@ pub enum WireAction {
         procs: Vec<u32>,
         grace_ns: Nanos,
     },
+    Capture {
+        node: u32,
+        snaplen: u32,
+        max_size: u64,
+    },
+    StopCapture {
+        node: u32,
+    },
 }
 
 /// One node's access link.
@@ -150,6 +158,8 @@ impl WireAction {
             WireAction::FailNode { .. } => "fail_node",
             WireAction::Revive { .. } => "revive",
             WireAction::Leave { .. } => "leave",
+            WireAction::Capture { .. } => "capture",
+            WireAction::StopCapture { .. } => "stop_capture",
         }
     }
 
@@ -198,6 +208,16 @@ impl WireAction {
                 procs: procs(p),
                 grace_ns: *grace,
             },
+            Action::Capture {
+                node,
+                snaplen,
+                max_size,
+            } => WireAction::Capture {
+                node: node.0,
+                snaplen: *snaplen,
+                max_size: *max_size,
+            },
+            Action::StopCapture { node } => WireAction::StopCapture { node: node.0 },
             Action::Wait { .. } => return None,
         })
     }
@@ -271,6 +291,16 @@ impl WireAction {
                 procs: procs(p),
                 grace: grace_ns,
             },
+            WireAction::Capture {
+                node,
+                snaplen,
+                max_size,
+            } => Action::Capture {
+                node: NodeId(node),
+                snaplen,
+                max_size,
+            },
+            WireAction::StopCapture { node } => Action::StopCapture { node: NodeId(node) },
         }
     }
 }
@@ -497,6 +527,12 @@ mod tests {
                 procs: vec![ProcId(8)],
                 grace: 2_000_000_000,
             },
+            Action::Capture {
+                node: NodeId(3),
+                snaplen: 96,
+                max_size: 1 << 20,
+            },
+            Action::StopCapture { node: NodeId(3) },
         ];
         for action in actions {
             let wire = WireAction::from_action(&action).unwrap();

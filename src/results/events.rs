@@ -79,7 +79,7 @@ fn human(key: &str, value: &Value) -> String {
         ("latency" | "jitter" | "grace", Value::Number(n)) => {
             units::Duration((n.as_f64().unwrap_or_default() * 1e9).round() as Nanos).to_string()
         }
-        ("queue", Value::Number(n)) => format!("{n}B"),
+        ("queue" | "snaplen" | "max_size", Value::Number(n)) => format!("{n}B"),
         (_, Value::String(s)) if !s.contains(' ') && !s.is_empty() => s.clone(),
         _ => value.to_string(),
     }

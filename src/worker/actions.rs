@@ -2,15 +2,25 @@
 //! data plane (every node of the run is half modelled here) and on the processes of its own
 //! nodes.
 
+use std::fs::{File, OpenOptions};
+use std::io::BufWriter;
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 
 use super::{LocalWorker, procs, shim};
 use crate::dataplane::Command;
+use crate::dataplane::capture::Capture;
 use crate::experiment::{
     Action, ExecError, Executor, ExitStatus, GroupId, GroupLink, LinkShape, NodeId, NodeRecord,
     Outcome, ProcExit, ProcId, SpawnSpec, TrafficReading,
 };
 use crate::units::Nanos;
+
+/// The file of a node's packet capture, in its folder.
+pub const CAPTURE_FILE: &str = "capture.pcap";
+/// Bytes of a capture kept in memory between writes: some 40 full-size packets per system
+/// call on the data-plane thread.
+const CAPTURE_BUFFER: usize = 64 * 1024;
 
 impl Executor for LocalWorker {
     fn execute(&mut self, action: &Action) -> Result<Outcome, ExecError> {
@@ -35,6 +45,18 @@ impl Executor for LocalWorker {
                 self.leave(*node, *grace);
                 Ok(Outcome::default())
             }
+            Action::Capture {
+                node,
+                snaplen,
+                max_size,
+            } => self
+                .capture(*node, *snaplen, *max_size)
+                .map(|()| Outcome::default()),
+            Action::StopCapture { node } => {
+                let ip = self.ip(*node)?;
+                self.dataplane().send(Command::StopCapture { ip });
+                Ok(Outcome::default())
+            }
             // Exits reach the controller as events; waiting is its job.
             Action::Wait { .. } => Ok(Outcome::default()),
         }
@@ -57,6 +79,13 @@ impl Executor for LocalWorker {
 
     fn traffic(&mut self, interval: bool) -> TrafficReading {
         LocalWorker::traffic(self, interval)
+    }
+
+    /// The end of the run: the packet captures are written out, before node folders are
+    /// collected.
+    fn finish(&mut self) -> Result<(), ExecError> {
+        self.dataplane().stop_captures();
+        Ok(())
     }
 }
 
@@ -177,6 +206,34 @@ impl LocalWorker {
         let ip = self.any_ip(node)?;
         self.dataplane()
             .send(Command::SetFailed { ip, failed: false });
+        Ok(())
+    }
+
+    /// Captures a node of this worker into `nodes/<ip>/capture.pcap` (created with its
+    /// folder), appending to what an earlier capture of the node wrote. The barrier makes
+    /// what the node sends once the call returns be captured, as packets of the MTU.
+    fn capture(&mut self, node: NodeId, snaplen: u32, max_size: u64) -> Result<(), ExecError> {
+        let ip = self.ip(node)?;
+        let dir = self.results.join("nodes").join(ip.to_string());
+        let path = dir.join(CAPTURE_FILE);
+        let open = || -> std::io::Result<Capture<BufWriter<File>>> {
+            std::fs::create_dir_all(&dir)?;
+            // Not through a symlink a node's program may have put there (the worker is root).
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)?;
+            let existing = file.metadata()?.len();
+            let out = BufWriter::with_capacity(CAPTURE_BUFFER, file);
+            Capture::start(out, existing, snaplen, max_size)
+        };
+        let capture = open().map_err(|source| ExecError::Capture {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.dataplane().send(Command::Capture { ip, capture });
+        self.dataplane().barrier();
         Ok(())
     }
 

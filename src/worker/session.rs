@@ -202,7 +202,10 @@ fn lab_thread<B: LabBuilder>(
                 tracing::debug!(id, "{}", request.kind());
                 let stop = request == Request::Stop;
                 let result = match request {
-                    Request::Collect if opts.collect => collect(&opts.dir, &outbox),
+                    Request::Collect if opts.collect => {
+                        handle(&mut builder, &mut lab, Request::Collect)
+                            .and_then(|_| collect(&opts.dir, &outbox))
+                    }
                     request => handle(&mut builder, &mut lab, request),
                 };
                 if let Err(e) = &result {
@@ -250,8 +253,14 @@ fn handle<B: LabBuilder>(
         Request::Stop => Ok(Reply::Stopped {
             dataplane: lab.take().map(|l| builder.close(l)).unwrap_or_default(),
         }),
-        // The embedded worker writes node folders straight into the results.
-        Request::Collect => Ok(Reply::Done),
+        // What the lab still holds is written out first; the embedded worker writes node
+        // folders straight into the results, the daemon's session sends them afterwards.
+        Request::Collect => {
+            if let Some(worker) = lab.as_mut() {
+                worker.finish().map_err(|e| Failure::from(&e))?;
+            }
+            Ok(Reply::Done)
+        }
         Request::Act { action } => {
             let worker = lab.as_mut().ok_or(Failure::NoLab)?;
             worker

@@ -130,6 +130,11 @@ impl Executor for Workers {
                 let owner = self.owner(*node)?;
                 self.act(owner, action)
             }
+            // Only the owner sees both directions of the node's traffic at its access link.
+            Action::Capture { node, .. } | Action::StopCapture { node } => {
+                let owner = self.owner(*node)?;
+                self.act(owner, action)
+            }
             Action::Wait { proc } => self.wait_exit(*proc),
         }
     }

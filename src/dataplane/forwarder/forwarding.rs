@@ -2,7 +2,8 @@
 //! other workers) have, run each packet through the link model, write back what is due, arm
 //! the timer at the next deadline, sleep. Packets that do not go from one node to another
 //! pass through unshaped. Each packet the model delivers is timed: how long after its
-//! deadline it was written (`lateness`), and at the end, the thread's own CPU time.
+//! deadline it was written (`lateness`), and at the end, the thread's own CPU time. Captured
+//! nodes' packets are tapped where they enter their uplink and where they are delivered.
 
 use std::collections::HashMap;
 use std::io;
@@ -19,6 +20,7 @@ use super::remote::{Remote, RemoteLinks};
 use super::wakeup::Wakeups;
 use super::{Command, ForwarderStats};
 use crate::clock::MonotonicClock;
+use crate::dataplane::capture::Captures;
 use crate::dataplane::lateness::Histogram;
 use crate::dataplane::model::{Fabric, GroupIdx, NodeIdx};
 use crate::dataplane::packet::{VNET_HDR_LEN, ipv4_endpoints, wire_len};
@@ -56,6 +58,7 @@ pub(super) struct Forwarder {
     interval_write_errors: u64,
     /// Drops at the socket to the other workers, as of the last interval reading.
     interval_socket_drops: u64,
+    captures: Captures,
 }
 
 impl Forwarder {
@@ -88,6 +91,7 @@ impl Forwarder {
             interval_cpu_ns: 0,
             interval_write_errors: 0,
             interval_socket_drops: 0,
+            captures: Captures::default(),
         }
     }
 
@@ -109,7 +113,14 @@ impl Forwarder {
             }
             // What this pass shipped leaves before the thread may sleep.
             self.flush_remote();
-            self.wakeups.arm(self.fabric.next_deadline(), &self.clock)?;
+            if self.captures.flush_deadline().is_some() {
+                self.captures.flush_due(self.clock.now());
+            }
+            let wake = match (self.fabric.next_deadline(), self.captures.flush_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            self.wakeups.arm(wake, &self.clock)?;
             if !full_batch {
                 self.wakeups.wait()?;
             }
@@ -144,6 +155,19 @@ impl Forwarder {
                     let _ = self.fabric.set_failed(idx, failed);
                 }
             }
+            Command::Capture { ip, capture } => {
+                self.captures.start(ip, capture);
+                self.captures_changed();
+            }
+            Command::StopCapture { ip } => {
+                self.captures.stop(ip);
+                self.captures_changed();
+            }
+            Command::StopCaptures(reply) => {
+                self.captures.stop_all();
+                self.captures_changed();
+                let _ = reply.send(());
+            }
             Command::Counters { interval, reply } => {
                 // Only this worker's nodes: the counts of the others are on their machines.
                 let all = self
@@ -162,6 +186,11 @@ impl Forwarder {
             Command::Stop => return false,
         }
         true
+    }
+
+    fn captures_changed(&mut self) {
+        self.super_packets.capturing(!self.captures.is_empty());
+        self.update_tso();
     }
 
     /// Turns TSO on or off as the links now want; a device that refuses keeps its state, and
@@ -192,6 +221,7 @@ impl Forwarder {
     fn ingress(&mut self, packet: Packet) {
         let bytes = packet.bytes();
         let (vnet, ip) = bytes.split_at(self.hdr.min(bytes.len()));
+        self.captures.sent(vnet, ip, wall_clock);
         let route = ipv4_endpoints(ip)
             .and_then(|(src, dst)| Some((*self.nodes.get(&src)?, *self.nodes.get(&dst)?)));
         let Some((src, dst)) = route else {
@@ -256,7 +286,8 @@ impl Forwarder {
 
     /// The counters, with the lateness figures and the CPU time this thread used so far;
     /// called on the data-plane thread itself, as its CPU clock is its own.
-    fn final_stats(&self) -> ForwarderStats {
+    fn final_stats(&mut self) -> ForwarderStats {
+        self.captures.stop_all();
         let cpu_ns = thread_cpu_ns();
         ForwarderStats {
             timed_packets: self.lateness.count(),
@@ -264,6 +295,9 @@ impl Forwarder {
             late_p99_ns: self.lateness.quantile(0.99),
             late_max_ns: self.lateness.max(),
             cpu_ns,
+            captured_packets: self.captures.packets,
+            capture_capped: self.captures.capped,
+            capture_errors: self.captures.failed,
             ..self.stats
         }
     }
@@ -272,6 +306,9 @@ impl Forwarder {
     fn emit(&mut self, packet: Packet) {
         if self.tun.write(packet.bytes()).is_err() {
             self.stats.write_errors += 1;
+        } else {
+            let (vnet, ip) = packet.bytes().split_at(self.hdr.min(packet.bytes().len()));
+            self.captures.received(vnet, ip, wall_clock);
         }
         self.buffers.recycle(packet);
     }
@@ -281,6 +318,16 @@ impl Forwarder {
 /// without it, 0 says "not measured".
 fn thread_cpu_ns() -> u64 {
     clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
+        (t.tv_sec() as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(t.tv_nsec() as u64)
+    })
+}
+
+/// Now on the wall clock, in ns since the Unix epoch: the time a capture gives a packet.
+fn wall_clock() -> Nanos {
+    // CLOCK_REALTIME exists on every Linux; 0 would only say "unknown time".
+    clock_gettime(ClockId::CLOCK_REALTIME).map_or(0, |t| {
         (t.tv_sec() as u64)
             .saturating_mul(1_000_000_000)
             .saturating_add(t.tv_nsec() as u64)

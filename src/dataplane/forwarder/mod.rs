@@ -16,7 +16,8 @@ mod priority;
 mod remote;
 mod wakeup;
 
-use std::io;
+use std::fs::File;
+use std::io::{self, BufWriter};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
@@ -24,6 +25,7 @@ use std::thread::JoinHandle;
 use crate::clock::MonotonicClock;
 use crate::experiment::{DataplaneHealth, GroupLink, LinkShape, NodeCounters};
 
+use super::capture::Capture;
 use super::tun::TunDevice;
 use forwarding::Forwarder;
 pub use remote::RemoteLinks;
@@ -50,6 +52,16 @@ pub enum Command {
         ip: Ipv4Addr,
         failed: bool,
     },
+    /// Captures the packets a local node sends and receives, until `StopCapture`.
+    Capture {
+        ip: Ipv4Addr,
+        capture: Capture<BufWriter<File>>,
+    },
+    StopCapture {
+        ip: Ipv4Addr,
+    },
+    /// Ends every capture, its file written out, before the reply.
+    StopCaptures(mpsc::Sender<()>),
     /// This worker's nodes' totals; with `interval`, also the health since the last such
     /// reading (its overruns are the worker's to count: 0 here).
     Counters {
@@ -68,7 +80,7 @@ pub type Counted = (Vec<(Ipv4Addr, NodeCounters)>, Option<DataplaneHealth>);
 /// the datagrams exchanged with other workers: each refused one under the first check it
 /// failed, in the order they are made (source, format, run, tag and pair, replay window,
 /// destination). Then how late the packets the link model delivered left, and the thread's
-/// CPU time, both as of `Stop`.
+/// CPU time, both as of `Stop`, and what the packet captures wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ForwarderStats {
     pub passed_through: u64,
@@ -99,6 +111,12 @@ pub struct ForwarderStats {
     pub late_max_ns: u64,
     /// CPU time the data-plane thread used, user and system.
     pub cpu_ns: u64,
+    /// Packets written into the captures of nodes.
+    pub captured_packets: u64,
+    /// Captures of nodes that reached their `max_size` and stopped there.
+    pub capture_capped: u64,
+    /// Captures of nodes stopped because their file could not be written.
+    pub capture_errors: u64,
 }
 
 /// The handle of a running data plane; stopping or dropping it ends the thread.
@@ -152,6 +170,13 @@ impl Dataplane {
             reply: tx,
         });
         rx.recv().unwrap_or_default()
+    }
+
+    /// Ends every capture of nodes, their files written out.
+    pub fn stop_captures(&self) {
+        let (tx, rx) = mpsc::channel();
+        self.send(Command::StopCaptures(tx));
+        let _ = rx.recv();
     }
 
     /// Returns once every command sent so far applies, so that what happens next (say, a

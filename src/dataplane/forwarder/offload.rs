@@ -1,8 +1,9 @@
 //! When the TUN device may hand over TCP super-packets (segmentation offload): only while
-//! no link has a rate limit or loss and no other worker exists. A super-packet is a burst of
-//! segments: a loss draw would drop them all at once, and a FIFO would release them together
-//! instead of one by one; nor does it fit a UDP datagram to another worker. Unlimited,
-//! lossless links deliver a burst at once anyway, so there it changes nothing.
+//! no link has a rate limit or loss, no other worker exists and no node is captured. A
+//! super-packet is a burst of segments: a loss draw would drop them all at once, and a FIFO
+//! would release them together instead of one by one; nor does it fit a UDP datagram to
+//! another worker, nor is it a packet a real link would carry (a capture shows those).
+//! Unlimited, lossless links deliver a burst at once anyway, so there it changes nothing.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -17,6 +18,8 @@ pub(super) struct SuperPackets {
     impaired_nodes: HashSet<Ipv4Addr>,
     /// Group pairs (smaller index first) with loss.
     lossy_groups: HashSet<(u32, u32)>,
+    /// Whether some node's packets are captured.
+    capturing: bool,
 }
 
 impl SuperPackets {
@@ -25,6 +28,7 @@ impl SuperPackets {
             possible: vnet_header && !remote,
             impaired_nodes: HashSet::new(),
             lossy_groups: HashSet::new(),
+            capturing: false,
         }
     }
 
@@ -47,8 +51,15 @@ impl SuperPackets {
         }
     }
 
+    pub(super) fn capturing(&mut self, on: bool) {
+        self.capturing = on;
+    }
+
     pub(super) fn allowed(&self) -> bool {
-        self.possible && self.impaired_nodes.is_empty() && self.lossy_groups.is_empty()
+        self.possible
+            && !self.capturing
+            && self.impaired_nodes.is_empty()
+            && self.lossy_groups.is_empty()
     }
 }
 
@@ -89,6 +100,10 @@ mod tests {
         assert!(!sp.allowed());
         sp.groups_linked(1, 2, &GroupLink::default());
         assert!(sp.allowed(), "a group pair is the same either way round");
+        sp.capturing(true);
+        assert!(!sp.allowed(), "a capture shows MTU-sized packets");
+        sp.capturing(false);
+        assert!(sp.allowed());
 
         assert!(
             !SuperPackets::new(false, false).allowed(),

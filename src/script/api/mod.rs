@@ -2,6 +2,7 @@
 //! its functions as closures over the shared `ScriptState`. This file holds that state and the
 //! conversions every primitive shares: targets, unit-bearing values, option maps.
 
+pub mod capture;
 pub mod log;
 pub mod net;
 pub mod nodes;
@@ -99,6 +100,7 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     time::register(engine, state);
     rand::register(engine, state);
     log::register(engine, state);
+    capture::register(engine, state);
 }
 
 /// A lab error raised inside a primitive, reported at its call site.
