@@ -37,6 +37,11 @@
 //! all of them), pipelines actions that return nothing, and notices a lost worker (the run
 //! then ends with exit code 3). It reaches a worker over any byte stream: TCP for a
 //! `p2plab worker`, an in-memory stream for the embedded worker, which `run` serves.
+//! Once per second of experiment time, one reading of every data plane
+//! (`controller::readings`) becomes a line per node in `traffic.csv`, a line per worker in
+//! `dataplane.csv` (how late packets left, CPU, overruns), an interval of the fidelity verdict
+//! (`results::conformance`, judged at the end into `summary.json`) and a `Pulse` for the
+//! status bar.
 //!
 //! ## Protocol (`proto`)
 //! Controller and workers open a Noise session keyed by the shared token (`NNpsk0`, the `snow`
