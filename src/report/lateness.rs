@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 
 use super::ReportError;
-use super::series::{Point, parse};
+use super::series::{Point, csv_rows, parse};
 
 /// The header a real run writes; a dry-run writes it alone.
 pub const HEADER: &str =
@@ -52,35 +52,15 @@ impl DataplaneSeries {
 /// Reads `dataplane.csv` line by line. `file` names it in errors. An interval runs from the
 /// worker's previous row (or 0) to its `t`, so the last, partial one and an interval that
 /// covered several seconds get their true length.
-pub fn read_dataplane(mut input: impl BufRead, file: &str) -> Result<DataplaneSeries, ReportError> {
+pub fn read_dataplane(input: impl BufRead, file: &str) -> Result<DataplaneSeries, ReportError> {
     let mut workers: BTreeMap<u64, WorkerSeries> = BTreeMap::new();
-    let mut text = String::new();
-    for i in 0.. {
-        let at = |message: String| ReportError::Line {
-            file: file.to_string(),
-            line: i + 1,
-            message,
-        };
-        text.clear();
-        if input.read_line(&mut text).map_err(|e| at(e.to_string()))? == 0 {
-            break;
-        }
-        let line = text.trim_end();
-        if i == 0 {
-            if line != HEADER {
-                return Err(at(format!("expected the header {HEADER}")));
-            }
-            continue;
-        }
-        if line.is_empty() {
-            continue;
-        }
+    csv_rows(input, file, HEADER, |line, at| {
         let mut fields = line.split(',');
         let mut field = |what: &str| {
             let text = fields
                 .next()
                 .ok_or_else(|| at(format!("missing {what}: expected 9 fields")))?;
-            parse(text, what).map_err(&at)
+            parse(text, what).map_err(at)
         };
         let t = field("t")?;
         let worker = field("worker")?;
@@ -109,7 +89,8 @@ pub fn read_dataplane(mut input: impl BufRead, file: &str) -> Result<DataplaneSe
             w.max.push((t, max));
         }
         w.cpu_share.push((t, cpu / 1e9 / (t - start)));
-    }
+        Ok(())
+    })?;
     Ok(DataplaneSeries {
         workers: workers.into_values().collect(),
     })

@@ -181,7 +181,7 @@ pub fn sampled(nodes: usize) -> Vec<usize> {
 /// Reads `traffic.csv` line by line. `nodes` is the allocation order from the events: the
 /// cumulative plot samples it, and a node missing there counts in the throughput only.
 pub fn read_traffic(
-    mut input: impl BufRead,
+    input: impl BufRead,
     file: &str,
     nodes: &[String],
     end: f64,
@@ -196,38 +196,18 @@ pub fn read_traffic(
         lines.push((nodes[i].clone(), 0.0, vec![(0.0, 0.0)]));
     }
     let mut throughput: Vec<Point> = Vec::new();
-    let mut text = String::new();
-    for i in 0.. {
-        let at = |message: String| ReportError::Line {
-            file: file.to_string(),
-            line: i + 1,
-            message,
-        };
-        text.clear();
-        if input.read_line(&mut text).map_err(|e| at(e.to_string()))? == 0 {
-            break;
-        }
-        let line = text.trim_end();
-        if i == 0 {
-            if line != HEADER {
-                return Err(at(format!("expected the header {HEADER}")));
-            }
-            continue;
-        }
-        if line.is_empty() {
-            continue;
-        }
+    csv_rows(input, file, HEADER, |line, at| {
         let mut fields = line.split(',');
         let mut field = |what: &str| {
             fields
                 .next()
                 .ok_or_else(|| at(format!("missing {what}: expected 8 fields")))
         };
-        let t: f64 = parse(field("t")?, "t").map_err(&at)?;
+        let t: f64 = parse(field("t")?, "t").map_err(at)?;
         let ip = field("ip")?;
         field("sent_bytes")?;
         field("sent_packets")?;
-        let recv: f64 = parse(field("recv_bytes")?, "recv_bytes").map_err(&at)?;
+        let recv: f64 = parse(field("recv_bytes")?, "recv_bytes").map_err(at)?;
         // An interval ends at t: a whole second, or the last, partial one.
         let start = t.ceil() - 1.0;
         if let Some(&k) = slot.get(ip) {
@@ -253,7 +233,8 @@ pub fn read_traffic(
                 throughput.push((t, rate));
             }
         }
-    }
+        Ok(())
+    })?;
     let end = end.max(throughput.last().map_or(0.0, |&(t, _)| t));
     let cumulative = lines
         .into_iter()
@@ -266,6 +247,37 @@ pub fn read_traffic(
         cumulative,
         throughput,
     })
+}
+
+/// Calls `row` with each line of a CSV file after its `header` (checked), skipping empty
+/// lines, and with what turns a message into an error at that line of `file`.
+pub(super) fn csv_rows(
+    mut input: impl BufRead,
+    file: &str,
+    header: &str,
+    mut row: impl FnMut(&str, &dyn Fn(String) -> ReportError) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
+    let mut text = String::new();
+    for i in 0.. {
+        let at = |message: String| ReportError::Line {
+            file: file.to_string(),
+            line: i + 1,
+            message,
+        };
+        text.clear();
+        if input.read_line(&mut text).map_err(|e| at(e.to_string()))? == 0 {
+            break;
+        }
+        let line = text.trim_end();
+        if i == 0 {
+            if line != header {
+                return Err(at(format!("expected the header {header}")));
+            }
+        } else if !line.is_empty() {
+            row(line, &at)?;
+        }
+    }
+    Ok(())
 }
 
 /// A finite number: Rust reads "NaN" and "inf" as floats, which no axis can place.

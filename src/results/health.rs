@@ -67,23 +67,9 @@ impl HealthCsv {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
+    use crate::results::testing::{Shared, text};
     use crate::units::SEC;
-
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
 
     #[test]
     fn one_row_per_worker_per_interval() {
@@ -102,9 +88,8 @@ mod tests {
             .unwrap();
         csv.second(2 * SEC, &[]).unwrap();
         csv.last(2 * SEC + 250_000_000, &[(1, h)]).unwrap();
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(
-            text,
+            text(&out),
             format!(
                 "{HEADER}\n1,0,10,20,30,40,50,1,2\n1,1,0,0,0,0,0,0,0\n2.250,1,10,20,30,40,50,1,2\n"
             )

@@ -13,6 +13,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(test)]
+mod testing;
+
 pub use conformance::{Conformance, Verdict};
 pub use events::{Event, EventLog};
 pub use health::HealthCsv;

@@ -122,27 +122,8 @@ pub fn last_label(now: Nanos) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
-
-    /// A `Write` whose bytes the test can still read after handing it over.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn text(out: &Shared) -> String {
-        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
-    }
+    use crate::results::testing::{Shared, text};
 
     fn sent(bytes: u64, packets: u64) -> NodeCounters {
         NodeCounters {
