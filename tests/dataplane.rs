@@ -253,7 +253,7 @@ fn a_light_run_reports_its_lateness_and_cpu_time() {
         r#"
         let n = alloc_ip(2);
         shape(n, #{ latency: "5ms" });
-        spawn(n[0], `ping -c 20 -i 0.05 -I {ip} ${n[1].ip}`).wait();
+        spawn(n[0], `ping -c 200 -i 0.01 -I {ip} ${n[1].ip}`).wait();
         "#,
     );
     let started = std::time::Instant::now();
@@ -276,6 +276,7 @@ fn a_light_run_reports_its_lateness_and_cpu_time() {
         "{delivered} delivered, {replies} replies"
     );
     // Tolerances, not timers: a healthy loop is some µs late; 1 ms at p99 means a stall.
+    // 400 timed packets, so the p99 is not the one worst packet (the verdict's rule too).
     assert!(field("late_p50_ns") <= field("late_p99_ns"), "{dp}");
     assert!(field("late_p99_ns") < 1_000_000, "{dp}");
     assert!(field("late_max_ns") < 20_000_000, "{dp}");
