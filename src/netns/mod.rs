@@ -9,6 +9,7 @@
 //! and not the host; `/proc/net` (= `/proc/self/net`, the main thread's) and `/sys/class/net`
 //! (the namespace of whoever mounted sysfs) still show the host.
 
+pub mod cgroup;
 mod cleanup;
 mod error;
 mod ledger;
@@ -150,6 +151,17 @@ impl LabNamespace {
     /// `/run/p2plab/<name>.json`.
     pub fn ledger_path(&self) -> &Path {
         &self.ledger_path
+    }
+
+    /// Notes the lab's cgroup in its ledger, so that `p2plab cleanup` removes it after a
+    /// crash. A rootless lab has no ledger (and no cgroup).
+    pub fn record_cgroup(&self, cgroup: &Path) -> Result<(), NetnsError> {
+        if self.rootless {
+            return Ok(());
+        }
+        let mut ledger = Ledger::read(&self.ledger_path)?;
+        ledger.cgroup = Some(cgroup.to_path_buf());
+        ledger.write(&self.ledger_path)
     }
 
     /// Runs `f` on a thread that has entered the namespace, and returns its result. Sockets

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 pub use auth::{Token, TokenError};
 pub use frame::{Connection, MAX_FRAME};
-pub use messages::{Peer, Reply, Request, Setup, ToController, ToWorker};
+pub use messages::{Binding, Peer, Reply, Request, Setup, ToController, ToWorker};
 pub use wire::{Failure, WireAction};
 
 /// Bumped whenever a message changes meaning; both sides must agree exactly.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// How often each side says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// Silence after which the other side counts as gone: four heartbeats missed. Checked every

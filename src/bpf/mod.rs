@@ -1,0 +1,7 @@
+//! Cgroup-BPF node binding: a tiny eBPF assembler (`insn`), the raw `bpf(2)` calls (`sys`),
+//! the five `sock_addr` programs (`programs`) and their attachment to a lab cgroup (`binding`).
+
+pub mod binding;
+pub mod insn;
+pub mod programs;
+pub mod sys;
