@@ -14,10 +14,9 @@ use std::process::Command;
 use p2plab::bpf::insn::{Asm, Insn, R0, R1, R2, R3, R8, R10, Size};
 use p2plab::bpf::programs::{Hook, NodeMap, attach, ctx, helper};
 use p2plab::bpf::sys::{self, LogLevel, SysError};
-use p2plab::netns::cgroup;
 use p2plab::worker::shim::is_static_elf;
 
-use common::{Scenario, can_run_real_mode_with, is_root, node_file, real_run, skip};
+use common::{Scenario, can_run_real_mode_with, cgroups_of, is_root, node_file, real_run, skip};
 
 /// True when BPF programs can be loaded here (root); otherwise [`skip`].
 fn can_load_bpf(test: &str) -> bool {
@@ -174,22 +173,6 @@ fn build_peers(dir: &Path) -> (PathBuf, PathBuf) {
             .env("HOME", dir),
     );
     (c, go)
-}
-
-/// The lab cgroups of process `pid` under the cgroup v2 mount.
-fn cgroups_of(pid: u32) -> Vec<String> {
-    let Some(mount) = cgroup::v2_mount() else {
-        return Vec::new();
-    };
-    let prefix = format!("p2plab-{pid}-");
-    std::fs::read_dir(mount)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with(&prefix))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]
