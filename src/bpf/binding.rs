@@ -30,11 +30,10 @@ pub enum BindingError {
     Sys(#[from] SysError),
 }
 
-/// One loaded program and its verifier log.
-pub struct Program {
-    pub hook: Hook,
-    pub fd: OwnedFd,
-    pub log: String,
+/// One attached program.
+struct Program {
+    hook: Hook,
+    fd: OwnedFd,
 }
 
 /// The map and programs of one lab, attached to its cgroup until [`NodeBinding::detach`].
@@ -108,24 +107,14 @@ impl NodeBinding {
             binding.programs.push(Program {
                 hook,
                 fd: loaded.fd,
-                log: loaded.log,
             });
         }
         Ok(binding)
     }
 
-    pub fn programs(&self) -> &[Program] {
-        &self.programs
-    }
-
     /// Tasks of the cgroup `cgroup_id` now use `addr`.
     pub fn set_node(&self, cgroup_id: u64, addr: Ipv4Addr) -> Result<(), BindingError> {
         sys::map_update(self.map.as_fd(), &cgroup_id.to_ne_bytes(), &addr.octets())?;
-        Ok(())
-    }
-
-    pub fn remove_node(&self, cgroup_id: u64) -> Result<(), BindingError> {
-        sys::map_delete(self.map.as_fd(), &cgroup_id.to_ne_bytes())?;
         Ok(())
     }
 

@@ -1,5 +1,5 @@
-//! The raw `bpf(2)` commands node binding needs: create a hash map, update and delete its
-//! elements, load a program (with the verifier's log), attach and detach it on a cgroup.
+//! The raw `bpf(2)` commands node binding needs: create a hash map, update its elements,
+//! load a program (with the verifier's log), attach and detach it on a cgroup.
 
 use std::ffi::CStr;
 use std::io;
@@ -11,7 +11,6 @@ use super::insn::Insn;
 // `enum bpf_cmd`.
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_ATTACH: libc::c_long = 8;
 const BPF_PROG_DETACH: libc::c_long = 9;
@@ -166,21 +165,6 @@ pub fn map_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> Result<(), S
         .map(drop)
         .map_err(|source| SysError::Call {
             cmd: "MAP_UPDATE_ELEM",
-            source,
-        })
-}
-
-/// Removes `key`.
-pub fn map_delete(map: BorrowedFd<'_>, key: &[u8]) -> Result<(), SysError> {
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        key: key.as_ptr() as u64,
-        ..Default::default()
-    };
-    bpf(BPF_MAP_DELETE_ELEM, &mut attr)
-        .map(drop)
-        .map_err(|source| SysError::Call {
-            cmd: "MAP_DELETE_ELEM",
             source,
         })
 }
