@@ -156,6 +156,8 @@ impl Spawner {
             .current_dir(node_dir)
             .env(contract::P2PLAB_NODE, node.0.to_string())
             .env(contract::P2PLAB_IP, ip.to_string())
+            // Scripts and wrappers read it (`$BINDIP`), whichever way programs are bound.
+            .env(contract::BINDIP, ip.to_string())
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log_file(&node_dir.join("stdout.log"))?)
@@ -163,8 +165,7 @@ impl Spawner {
             .process_group(0);
         match bind {
             Bind::Preload(shim) => {
-                cmd.env(contract::BINDIP, ip.to_string())
-                    .env(contract::LD_PRELOAD, shim);
+                cmd.env(contract::LD_PRELOAD, shim);
             }
             Bind::Cgroup(procs) => {
                 let fd = procs.as_raw_fd();
