@@ -157,13 +157,9 @@ impl Spawner {
             .env(contract::P2PLAB_NODE, node.0.to_string())
             .env(contract::P2PLAB_IP, ip.to_string())
             // Scripts and wrappers read it (`$BINDIP`), whichever way programs are bound.
-            .env(contract::BINDIP, ip.to_string())
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log_file(&node_dir.join("stdout.log"))?)
-            .stderr(log_file(&node_dir.join("stderr.log"))?)
-            .process_group(0);
+            .env(contract::BINDIP, ip.to_string());
         match bind {
+            // Before the script's `env`, which may replace it.
             Bind::Preload(shim) => {
                 cmd.env(contract::LD_PRELOAD, shim);
             }
@@ -171,8 +167,9 @@ impl Spawner {
                 let fd = procs.as_raw_fd();
                 // SAFETY: the hook runs in the child between fork and exec, where only
                 // async-signal-safe calls are allowed: it makes one write(2) on a descriptor
-                // opened before the fork (the lab cgroup keeps it open while it spawns), and
-                // neither allocates nor locks. "0" moves the writing process.
+                // opened before the fork, and neither allocates nor locks. The descriptor is
+                // borrowed for this call, which returns once the child has exec'd. "0" moves
+                // the writing process.
                 unsafe {
                     cmd.pre_exec(move || {
                         if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
@@ -184,6 +181,11 @@ impl Spawner {
                 }
             }
         }
+        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log_file(&node_dir.join("stdout.log"))?)
+            .stderr(log_file(&node_dir.join("stderr.log"))?)
+            .process_group(0);
         if let Some(user) = &spec.user {
             let (uid, gid) = lookup_user(user)?;
             // std also clears the supplementary groups when it drops root.
