@@ -1,6 +1,7 @@
 //! The lab network namespace (`LabNamespace`): a named namespace per worker (or, rootless, the
 //! process's own) holding the policy-routing hairpin into the data plane's TUN device, with a
-//! ledger so crashed runs can be cleaned up. The TUN device belongs to `dataplane`; which
+//! ledger so crashed runs can be cleaned up, and the lab's cgroup (`cgroup`) where programs
+//! are bound to their node by cgroup-BPF. The TUN device belongs to `dataplane`; which
 //! routes make node addresses local is the worker's choice (`worker`).
 //!
 //! What a thread inside the namespace sees (checked on Linux 6.18, `tests/netns.rs`):
