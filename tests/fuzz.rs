@@ -76,7 +76,7 @@ const VALID: &[&str] = &[
     r#"{"type":"request","id":4,"body":{"request":"act","action":{"action":"link_groups","a":0,"b":1,"latency_ns":1,"jitter_ns":2,"loss":0.0}}}"#,
     r#"{"type":"request","id":5,"body":{"request":"act","action":{"action":"spawn","proc":0,"node":0,"cmd":"sleep 1","argv":["sleep","1"],"shell":false,"env":[["A","b"]],"user":null}}}"#,
     r#"{"type":"request","id":6,"body":{"request":"act","action":{"action":"leave","node":0,"procs":[1,2],"grace_ns":100}}}"#,
-    r#"{"type":"request","id":7,"body":{"request":"traffic"}}"#,
+    r#"{"type":"request","id":7,"body":{"request":"traffic","interval":false}}"#,
     r#"{"type":"request","id":8,"body":{"request":"collect"}}"#,
     r#"{"type":"request","id":9,"body":{"request":"stop"}}"#,
     r#"{"type":"reply","id":1,"result":{"Ok":{"reply":"lab","namespace":"p2plab-1-x","binding":"bpf"}}}"#,

@@ -89,8 +89,8 @@ pub enum Bind<'a> {
 
 /// Spawns programs from a thread that has joined the lab namespace, so children are born in
 /// it: no `setns` between fork and exec, which lets the standard library use its fast
-/// `posix_spawn` path (a third of the cost of fork + `pre_exec` here) where the shim binds.
-/// Entering a node cgroup needs a `pre_exec` write, hence fork (`benches/processes.rs`).
+/// `posix_spawn` path where the shim binds. Entering a node cgroup needs a `pre_exec` write,
+/// hence fork (`benches/processes.rs` measures both).
 pub struct Spawner {
     requests: Option<mpsc::Sender<(Command, mpsc::Sender<io::Result<Child>>)>>,
     thread: Option<std::thread::JoinHandle<()>>,
