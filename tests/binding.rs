@@ -2,7 +2,7 @@
 //! refuses the mistakes they avoid; a statically linked C program and a Go program built
 //! without cgo, which the shim cannot reach, use their node's address for everything they
 //! send and listen on, while loopback and an explicit bind are left alone; and a run leaves
-//! no cgroup behind.
+//! no cgroup behind, and no BPF program or map open.
 
 mod common;
 
@@ -21,6 +21,20 @@ use common::{Scenario, can_run_real_mode_with, cgroups_of, is_root, node_file, r
 /// True when BPF programs can be loaded here (root); otherwise [`skip`].
 fn can_load_bpf(test: &str) -> bool {
     is_root() || skip(test, "loading BPF programs needs root (CAP_BPF)")
+}
+
+/// Taken by every test here: the run's test counts this process's BPF descriptors, which the
+/// verifier tests must not hold open meanwhile.
+static BPF_FDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// This process's open BPF programs and maps (`anon_inode:bpf-prog`, `anon_inode:bpf-map`).
+fn bpf_fds() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|target| target.display().to_string())
+        .filter(|t| t.starts_with("anon_inode:bpf-"))
+        .collect()
 }
 
 fn node_map() -> OwnedFd {
@@ -43,6 +57,7 @@ fn verifier_accepts_every_program() {
     if !can_load_bpf("verifier_accepts_every_program") {
         return;
     }
+    let _fds = BPF_FDS.lock().unwrap_or_else(|p| p.into_inner());
     let map = node_map();
     for hook in Hook::ALL {
         let insns = hook
@@ -61,6 +76,7 @@ fn verifier_refusals_carry_the_log() {
     if !can_load_bpf("verifier_refusals_carry_the_log") {
         return;
     }
+    let _fds = BPF_FDS.lock().unwrap_or_else(|p| p.into_inner());
     let map = node_map();
     let mut bind_in_bind4 = Asm::new();
     bind_in_bind4
@@ -181,6 +197,8 @@ fn static_and_go_programs_use_their_node_address() {
     if !can_run_real_mode_with(test, &["gcc", "go", "python3"]) {
         return;
     }
+    let _fds = BPF_FDS.lock().unwrap_or_else(|p| p.into_inner());
+    let before = bpf_fds();
     let bins = tempfile::tempdir().unwrap();
     let (c, go) = build_peers(bins.path());
     // Both out of the shim's reach: it could not bind them.
@@ -255,6 +273,8 @@ if sink.wait() != 0 {{ throw "the sink failed"; }}
         };
         assert!(addr.starts_with(expected), "{line}");
     }
+    // The embedded worker closed its programs and map: the kernel frees them (detached).
+    assert_eq!(bpf_fds(), before, "the run left BPF programs or maps open");
     assert!(
         cgroups_of(std::process::id()).is_empty(),
         "the run left its cgroup: {:?}",
