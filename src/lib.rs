@@ -15,7 +15,8 @@
 //!  controller            Lab (state + executor + event log), the Workers executor, RealClock
 //!  worker                a machine's lab (LocalWorker), sessions, the worker daemon
 //!  dataplane netns proto results
-//!                        link model and forwarder; lab namespaces; the wire; results folder
+//!                        link model and forwarder; lab namespaces and cgroups; the wire;
+//!                        results folder
 //!  experiment            state, Action, the Executor and Clock interfaces, DryRun
 //!  clock interrupt       the monotonic experiment clock; the Ctrl-C flag
 //!  units bpf             Nanos, rates, sizes, durations; the node-binding eBPF programs
@@ -82,8 +83,9 @@
 //! enter their node's cgroup before they exec. Elsewhere (rootless) the shim below binds.
 //!
 //! ## Shim (`shim/`, its own crate)
-//! `libp2plab_shim.so`, preloaded into every spawned program: wildcard and implicit binds of
-//! IPv4 sockets go to the node's address (`$BINDIP`), so unmodified programs need no option.
+//! `libp2plab_shim.so`, preloaded into every spawned program where binding is "preload":
+//! wildcard and implicit binds of IPv4 sockets go to the node's address (`$BINDIP`), so
+//! unmodified programs need no option.
 //! Its environment contract (`shim/src/env.rs`) is included by the worker's spawner.
 //!
 //! ## Logs
