@@ -1,18 +1,23 @@
 //! Process supervision at scale (needs root): 1000 real processes on 1000 nodes, spawned
-//! through the shim and supervisor, against a baseline of the same 1000 spawns done directly
-//! with `std::process::Command`. Also reports p2plab's peak memory and checks that every
-//! process is gone after each run. Processes are counted (started, left over), and
-//! every failure to kill or reap one is counted and printed.
+//! by the supervisor and bound to their nodes, against a baseline of the same 1000 spawns
+//! done directly with `std::process::Command`, and once more with each child entering a
+//! cgroup before exec as binding "bpf" does (fork + `pre_exec` instead of `posix_spawn`).
+//! Also reports p2plab's peak memory and checks that every process is gone after each run.
+//! Processes are counted (started, left over), and every failure to kill or reap one is
+//! counted and printed.
 //!
 //!     cargo bench --bench processes
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use p2plab::netns::cgroup::LabCgroup;
 use p2plab::run::{self, RunConfig};
 
 const NODES: usize = 1000;
@@ -51,18 +56,48 @@ struct Spawned {
 }
 
 fn baseline() -> Spawned {
+    baseline_into(None)
+}
+
+/// The baseline, each child entering a cgroup between fork and exec as p2plab's spawner does
+/// with binding "bpf" (`worker::procs`): the cost of leaving `posix_spawn` for fork.
+fn baseline_in_cgroup() -> Spawned {
+    let name = format!("p2plab-{}-bench", std::process::id());
+    let mut lab = LabCgroup::create(&name).expect("lab cgroup");
+    let procs = lab
+        .node_procs(Ipv4Addr::new(10, 0, 0, 1))
+        .expect("node cgroup")
+        .as_raw_fd();
+    let spawned = baseline_into(Some(procs));
+    lab.remove().expect("remove the cgroup");
+    spawned
+}
+
+fn baseline_into(cgroup_procs: Option<i32>) -> Spawned {
     let start = Instant::now();
     // `spawn` returns once the child has exec'd `sleep` (or failed to).
     let mut children: Vec<_> = (0..NODES)
         .map(|_| {
-            Command::new("sleep")
-                .arg("30")
+            let mut cmd = Command::new("sleep");
+            cmd.arg("30")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .process_group(0)
-                .spawn()
-                .expect("spawn sleep")
+                .process_group(0);
+            if let Some(fd) = cgroup_procs {
+                // SAFETY: one write(2) on a descriptor opened before the fork, which the lab
+                // cgroup keeps open: async-signal-safe, no allocation.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::last_os_error())
+                        }
+                    });
+                }
+            }
+            cmd.spawn().expect("spawn sleep")
         })
         .collect();
     let seconds = start.elapsed().as_secs_f64();
@@ -135,12 +170,20 @@ fn main() {
     }
     let mut ours = Vec::new();
     let mut base = Vec::new();
+    let mut in_cgroup = Vec::new();
     let mut rest = Vec::new();
     let mut counts = Vec::new();
     let mut errors = Vec::new();
     for run in 0..3 {
         let b = baseline();
+        let c = baseline_in_cgroup();
         let (o, other) = p2plab_run();
+        errors.extend(
+            c.errors
+                .iter()
+                .map(|e| format!("run {run}, baseline in a cgroup: {e}")),
+        );
+        in_cgroup.push(c.seconds);
         counts.push((b.processes, o.processes));
         errors.extend(b.errors.iter().map(|e| format!("run {run}, baseline: {e}")));
         errors.extend(o.errors.iter().map(|e| format!("run {run}, p2plab: {e}")));
@@ -153,6 +196,7 @@ fn main() {
         v[v.len() / 2]
     };
     let (ours, base, rest) = (median(ours), median(base), median(rest));
+    let in_cgroup = median(in_cgroup);
     let processes = counts[0].1;
     println!("{processes} processes on {NODES} nodes, median of 3 (interleaved):");
     println!(
@@ -160,10 +204,15 @@ fn main() {
         counts
     );
     println!(
-        "  p2plab spawn (shim, namespace, logs)  {:>7.3} s   (target < 2 s)",
+        "  p2plab spawn (binding, netns, logs)  {:>7.3} s   (target < 2 s)",
         ours
     );
     println!("  std::process::Command baseline       {:>7.3} s", base);
+    println!(
+        "  the same, entering a cgroup (fork)    {:>7.3} s   ({:.2} x the baseline)",
+        in_cgroup,
+        in_cgroup / base
+    );
     println!(
         "  ratio                                 {:>7.2} x",
         ours / base

@@ -15,10 +15,11 @@
 //!  controller            Lab (state + executor + event log), the Workers executor, RealClock
 //!  worker                a machine's lab (LocalWorker), sessions, the worker daemon
 //!  dataplane netns proto results
-//!                        link model and forwarder; lab namespaces; the wire; results folder
+//!                        link model and forwarder; lab namespaces and cgroups; the wire;
+//!                        results folder
 //!  experiment            state, Action, the Executor and Clock interfaces, DryRun
 //!  clock interrupt       the monotonic experiment clock; the Ctrl-C flag
-//!  units                 Nanos, rates, sizes, durations
+//!  units bpf             Nanos, rates, sizes, durations; the node-binding eBPF programs
 //! ```
 //!
 //! ## Scripts (`script`)
@@ -65,7 +66,8 @@
 //! makes them, or rootless in a user namespace of the process's own), where the worker's node
 //! block `10.k.0.0/16` is local as a whole (one AnyIP route) and node-to-node traffic is
 //! steered into a TUN device by policy routing. Programs are spawned from a thread inside the
-//! lab, with the bind shim preloaded; a ledger in `/run/p2plab` lets `p2plab cleanup` remove
+//! lab, in their node's cgroup (binding "bpf") or with the bind shim preloaded (binding
+//! "preload"); a ledger in `/run/p2plab` lets `p2plab cleanup` remove
 //! the labs of crashed runs.
 //!
 //! ## Data plane (`dataplane`)
@@ -79,9 +81,18 @@
 //! that carries the delay it still has (`dataplane::encap`); that worker's data plane runs
 //! the receiving half.
 //!
+//! ## Binding by cgroup-BPF (`bpf`, `netns::cgroup`)
+//! Where cgroup v2 and BPF are at hand (root), each node is a cgroup below the lab's cgroup
+//! and five `sock_addr` programs attached to the lab's cgroup give every socket of a node's
+//! programs the node's address, static and Go binaries included. `bpf` assembles them in Rust
+//! (`bpf::insn`, `bpf::programs`) and loads them with raw `bpf(2)` calls (`bpf::sys`): no BPF
+//! toolchain at build or run time. `netns::cgroup` owns the lab and node cgroups; programs
+//! enter their node's cgroup before they exec. Elsewhere (rootless) the shim below binds.
+//!
 //! ## Shim (`shim/`, its own crate)
-//! `libp2plab_shim.so`, preloaded into every spawned program: wildcard and implicit binds of
-//! IPv4 sockets go to the node's address (`$BINDIP`), so unmodified programs need no option.
+//! `libp2plab_shim.so`, preloaded into every spawned program where binding is "preload":
+//! wildcard and implicit binds of IPv4 sockets go to the node's address (`$BINDIP`), so
+//! unmodified programs need no option.
 //! Its environment contract (`shim/src/env.rs`) is included by the worker's spawner.
 //!
 //! ## Logs
@@ -109,6 +120,7 @@
 //! assert_eq!(out.report.end_time, 10_000_000_000);
 //! ```
 
+pub mod bpf;
 pub mod clock;
 pub mod controller;
 pub mod dataplane;

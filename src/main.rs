@@ -23,10 +23,11 @@ workers file (`host:port [weight=N]` per line), then
 Each worker emulates the links of its own nodes; node folders are collected at the end.
 
 Real mode (without --dry-run) builds a lab network namespace with a TUN data plane, runs
-the programs there (each bound to its node's address by the preloaded shim), and removes
-everything at the end or on Ctrl-C. It needs root, or runs rootless in a user namespace of
-its own where the kernel allows it and /dev/net/tun is open to users. `p2plab cleanup` (root)
-removes what a killed run left behind.
+the programs there, each bound to its node's address: as root by cgroup-BPF (every program,
+static and Go binaries too; summary.json says \"binding\": \"bpf\"), elsewhere by the
+preloaded shim (\"preload\"), and removes everything at the end or on Ctrl-C. It needs root,
+or runs rootless in a user namespace of its own where the kernel allows it and /dev/net/tun
+is open to users. `p2plab cleanup` (root) removes what a killed run left behind.
 
 Exit codes: 0 success, 1 the script failed (the error names file:line:col),
 2 usage or environment (missing privilege, missing worker), 3 a worker was lost mid-run,
@@ -135,7 +136,8 @@ enum Command {
     },
     /// Write a new random token to FILE (mode 0600) for a controller and its workers.
     Token { file: PathBuf },
-    /// Remove what a crashed or killed run left behind (lab namespaces, their processes).
+    /// Remove what a crashed or killed run left behind (lab namespaces and cgroups, their
+    /// processes).
     Cleanup,
     /// Plot a results folder: SVG and PNG plots and an index.html, written into DIR/report/.
     #[command(after_help = REPORT_HELP)]

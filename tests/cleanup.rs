@@ -1,5 +1,5 @@
-//! Nothing is left behind: a run killed with SIGKILL leaves its lab, and `p2plab cleanup`
-//! removes exactly that (needs root).
+//! Nothing is left behind: a run killed with SIGKILL leaves its lab (namespace and cgroup),
+//! and `p2plab cleanup` removes exactly that (needs root).
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use common::{Scenario, alive, can_run_real_mode, namespaces_of};
+use common::{Scenario, alive, can_run_real_mode, cgroups_of, namespaces_of};
 
 /// `p2plab script` in real mode as a child process, quiet, results in the scenario's folder.
 fn start_real_run(s: &Scenario) -> std::process::Child {
@@ -51,6 +51,17 @@ fn cleanup_removes_what_a_killed_run_left() {
     let owner = run.id();
     assert_eq!(namespaces_of(owner).len(), 1, "the run's lab should exist");
     assert!(alive(sleeper));
+    // As root, programs are bound by cgroup-BPF: the sleeper is in its node's cgroup.
+    let cgroups = cgroups_of(owner);
+    assert_eq!(cgroups.len(), 1, "the run's cgroup should exist");
+    let mount = p2plab::netns::cgroup::v2_mount().unwrap();
+    let node_procs = mount.join(&cgroups[0]).join("n10.0.0.1/cgroup.procs");
+    let procs = std::fs::read_to_string(&node_procs).unwrap();
+    assert!(
+        procs.lines().any(|l| l == sleeper.to_string()),
+        "{sleeper} not in {}: {procs}",
+        node_procs.display()
+    );
 
     run.kill().unwrap(); // SIGKILL: no chance to clean up
     run.wait().unwrap();
@@ -58,6 +69,11 @@ fn cleanup_removes_what_a_killed_run_left() {
         namespaces_of(owner).len(),
         1,
         "a SIGKILLed run leaves its lab"
+    );
+    assert_eq!(
+        cgroups_of(owner),
+        cgroups,
+        "a SIGKILLed run leaves its cgroup"
     );
 
     let out = Command::new(env!("CARGO_BIN_EXE_p2plab"))
@@ -70,6 +86,10 @@ fn cleanup_removes_what_a_killed_run_left() {
     assert!(
         namespaces_of(owner).is_empty(),
         "cleanup left the lab: {stderr}"
+    );
+    assert!(
+        cgroups_of(owner).is_empty(),
+        "cleanup left the cgroup: {stderr}"
     );
     let start = Instant::now();
     while alive(sleeper) && start.elapsed() < Duration::from_secs(5) {
@@ -93,6 +113,7 @@ fn a_finished_run_and_ctrl_c_leave_nothing() {
     let status = run.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     assert!(namespaces_of(owner).is_empty(), "Ctrl-C left the lab");
+    assert!(cgroups_of(owner).is_empty(), "Ctrl-C left the cgroup");
     let text = std::fs::read_to_string(s.out().join("events.jsonl")).unwrap();
     assert!(!alive(sleeper), "Ctrl-C left a process");
     // The embedded worker shares the signal but leaves stopping to its controller: the

@@ -468,6 +468,11 @@ fn rootless_real_mode_works_where_the_kernel_allows_it() {
         rtts.iter().all(|&r| (40.0..42.0).contains(&r)),
         "RTT of 2 x 10 ms nodes: {rtts:?}"
     );
+    // No cgroup-BPF without root: the shim binds programs.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.out().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["binding"], "preload", "{summary}");
 }
 
 #[test]

@@ -79,7 +79,7 @@ const VALID: &[&str] = &[
     r#"{"type":"request","id":7,"body":{"request":"traffic","interval":true}}"#,
     r#"{"type":"request","id":8,"body":{"request":"collect"}}"#,
     r#"{"type":"request","id":9,"body":{"request":"stop"}}"#,
-    r#"{"type":"reply","id":1,"result":{"Ok":{"reply":"lab","namespace":"p2plab-1-x"}}}"#,
+    r#"{"type":"reply","id":1,"result":{"Ok":{"reply":"lab","namespace":"p2plab-1-x","binding":"bpf"}}}"#,
     r#"{"type":"reply","id":2,"result":{"Ok":{"reply":"outcome","outcome":{"pid":7,"exits":[{"proc":1,"code":0,"signal":null}],"spawn_error":null,"warning":null}}}}"#,
     r#"{"type":"reply","id":3,"result":{"Err":{"failure":"not_local","node":4}}}"#,
     r#"{"type":"reply","id":4,"result":{"Ok":{"reply":"traffic","nodes":[["10.0.0.1",{"sent_bytes":1,"sent_packets":1,"recv_bytes":2,"recv_packets":2,"dropped_queue":0,"dropped_loss":0}]],"health":{"timed_packets":3,"late_p50_ns":1,"late_p99_ns":2,"late_max_ns":3,"cpu_ns":4,"overruns":0,"write_errors":0}}}}"#,

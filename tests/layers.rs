@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Bottom to top. Modules of one layer do not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["units"],
+    &["units", "bpf"],
     &["clock", "interrupt"],
     &["experiment"],
     &["dataplane", "netns", "proto", "results"],

@@ -192,6 +192,7 @@ fn a_worker_cannot_write_outside_the_node_folders() {
             let reply = match body {
                 Request::Setup(_) => Reply::Lab {
                     namespace: "rogue".into(),
+                    binding: p2plab::proto::Binding::Preload,
                 },
                 Request::Collect => {
                     let file = ToController::File {

@@ -1,5 +1,5 @@
-//! `p2plab cleanup`: finds the lab namespaces of crashed runs (owner dead) and removes them
-//! with their processes and ledgers. Labs of live p2plab processes and namespaces that are not
+//! `p2plab cleanup`: finds the lab namespaces and cgroups of crashed runs (owner dead) and
+//! removes them with their processes and ledgers. Labs of live p2plab processes and namespaces that are not
 //! p2plab's are never touched.
 
 use std::fs;
@@ -8,11 +8,12 @@ use std::path::Path;
 
 use super::ledger::{self, LEDGER_DIR, Ledger};
 use super::named::{self, NETNS_RUN_DIR, NsId};
-use super::{NetnsError, processes};
+use super::{NetnsError, cgroup, processes};
 
 /// Removes what crashed runs left behind: every lab whose ledger names a dead owner (pid gone,
 /// or reused by a process with another start time), and every `/run/netns/p2plab-<pid>-*`
-/// without a ledger whose `<pid>` no longer runs. Kills the processes still in those
+/// without a ledger whose `<pid>` no longer runs, and likewise every lab cgroup
+/// (`<v2 mount>/p2plab-<pid>-*`) of a dead owner. Kills the processes still in those
 /// namespaces. Returns the names of the labs removed.
 pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
     let mut removed = Vec::new();
@@ -35,6 +36,13 @@ pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
             continue;
         }
         remove_lab(name)?;
+        // Only a cgroup named like the lab: a ledger cannot make cleanup remove another.
+        if let Some(dir) = ledger
+            .cgroup
+            .filter(|d| d.file_name() == Some(name.as_ref()))
+        {
+            remove_cgroup(&dir)?;
+        }
         remove_file(&path)?;
         removed.push(name.to_string());
     }
@@ -49,7 +57,30 @@ pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
         remove_lab(&name)?;
         removed.push(name);
     }
+    if let Some(mount) = cgroup::v2_mount() {
+        for name in list_dir(&mount)? {
+            let Some(owner) = owner_pid_of(&name) else {
+                continue;
+            };
+            let has_ledger = Ledger::path(Path::new(LEDGER_DIR), &name).exists();
+            if has_ledger || ledger::start_time(owner).is_some() {
+                continue;
+            }
+            remove_cgroup(&mount.join(&name))?;
+            if !removed.contains(&name) {
+                removed.push(name);
+            }
+        }
+    }
     Ok(removed)
+}
+
+/// Kills what is left in a lab's cgroup and removes it with its node cgroups (and so the
+/// programs attached to it).
+fn remove_cgroup(dir: &Path) -> Result<(), NetnsError> {
+    cgroup::kill_all(dir)?;
+    cgroup::remove_tree(dir)?;
+    Ok(())
 }
 
 /// Kills the processes in namespace `name` and removes its `/run/netns` entry.

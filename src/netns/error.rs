@@ -45,6 +45,9 @@ pub enum NetnsError {
         source: io::Error,
     },
 
+    #[error(transparent)]
+    Cgroup(#[from] super::cgroup::CgroupError),
+
     #[error("lab ledger {}: {source}", path.display())]
     Ledger {
         path: PathBuf,

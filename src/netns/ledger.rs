@@ -21,6 +21,9 @@ pub struct Ledger {
     /// another start time, so it is not mistaken for the owner.
     pub owner_start_time: u64,
     pub namespace: String,
+    /// The lab's cgroup (`<v2 mount>/<namespace>`), where programs are bound by cgroup-BPF.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Ledger {
@@ -31,6 +34,7 @@ impl Ledger {
             owner_pid,
             owner_start_time: start_time(owner_pid).unwrap_or(0),
             namespace: namespace.to_string(),
+            cgroup: None,
         }
     }
 
@@ -125,13 +129,15 @@ mod tests {
         let ledger = Ledger::read(&path).unwrap();
         assert_eq!((ledger.owner_pid, ledger.owner_start_time), (7, 42));
         assert_eq!(ledger.namespace, "p2plab-7-x");
+        assert_eq!(ledger.cgroup, None);
     }
 
     #[test]
     fn ledger_round_trips_through_its_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = Ledger::path(dir.path(), "p2plab-1-x");
-        let ledger = Ledger::for_this_process("p2plab-1-x");
+        let mut ledger = Ledger::for_this_process("p2plab-1-x");
+        ledger.cgroup = Some(PathBuf::from("/sys/fs/cgroup/p2plab-1-x"));
         ledger.write(&path).unwrap();
         assert_eq!(Ledger::read(&path).unwrap(), ledger);
         assert!(!path.with_extension("json.tmp").exists());

@@ -1,6 +1,7 @@
 //! The lab network namespace (`LabNamespace`): a named namespace per worker (or, rootless, the
 //! process's own) holding the policy-routing hairpin into the data plane's TUN device, with a
-//! ledger so crashed runs can be cleaned up. The TUN device belongs to `dataplane`; which
+//! ledger so crashed runs can be cleaned up, and the lab's cgroup (`cgroup`) where programs
+//! are bound to their node by cgroup-BPF. The TUN device belongs to `dataplane`; which
 //! routes make node addresses local is the worker's choice (`worker`).
 //!
 //! What a thread inside the namespace sees (checked on Linux 6.18, `tests/netns.rs`):
@@ -9,6 +10,7 @@
 //! and not the host; `/proc/net` (= `/proc/self/net`, the main thread's) and `/sys/class/net`
 //! (the namespace of whoever mounted sysfs) still show the host.
 
+pub mod cgroup;
 mod cleanup;
 mod error;
 mod ledger;
@@ -150,6 +152,17 @@ impl LabNamespace {
     /// `/run/p2plab/<name>.json`.
     pub fn ledger_path(&self) -> &Path {
         &self.ledger_path
+    }
+
+    /// Notes the lab's cgroup in its ledger, so that `p2plab cleanup` removes it after a
+    /// crash. A rootless lab has no ledger (and no cgroup).
+    pub fn record_cgroup(&self, cgroup: &Path) -> Result<(), NetnsError> {
+        if self.rootless {
+            return Ok(());
+        }
+        let mut ledger = Ledger::read(&self.ledger_path)?;
+        ledger.cgroup = Some(cgroup.to_path_buf());
+        ledger.write(&self.ledger_path)
     }
 
     /// Runs `f` on a thread that has entered the namespace, and returns its result. Sockets

@@ -125,13 +125,34 @@ pub enum ToController {
     },
 }
 
+/// How a lab gives its programs' sockets their node's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Binding {
+    /// Cgroup-BPF: every program, static and Go binaries too.
+    Bpf,
+    /// The LD_PRELOAD shim: dynamically linked programs that call libc only.
+    Preload,
+}
+
+impl Binding {
+    /// `"bpf"` or `"preload"`, as `summary.json` says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Binding::Bpf => "bpf",
+            Binding::Preload => "preload",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     Done,
-    /// Setup: the lab is built, in this network namespace.
+    /// Setup: the lab is built, in this network namespace, binding its programs so.
     Lab {
         namespace: String,
+        binding: Binding,
     },
     Outcome {
         outcome: WireOutcome,

@@ -25,7 +25,7 @@ use crate::controller::{
 };
 use crate::experiment::{DryRun, Experiment, Placement, VirtualClock};
 use crate::netns::NetnsError;
-use crate::proto::{Connection, Token, TokenError};
+use crate::proto::{Binding, Connection, Token, TokenError};
 use crate::results::conformance::Bounds;
 use crate::results::{
     Conformance, EventLog, HealthCsv, ResultsDir, ResultsError, TrafficCsv, Verdict,
@@ -422,10 +422,10 @@ fn lab_hint(cfg: &RunConfig) -> String {
     format!("{clean}{n}")
 }
 
-/// What only a real run adds to its summary: the workers' labs (address, namespace), their
+/// What only a real run adds to its summary: the workers' labs (address, namespace, binding), their
 /// data planes' counters once they stopped, and the fidelity verdict.
 struct RealSummary<'a> {
-    labs: &'a [(String, String)],
+    labs: &'a [(String, String, Binding)],
     dataplane: Vec<WorkerCounters>,
     verdict: Verdict,
 }
@@ -451,7 +451,15 @@ fn write_summary(
         || Verdict::not_measured("a dry-run moves no packets"),
         |r| r.verdict.clone(),
     );
-    let namespace = labs.first().map(|(_, ns)| ns.as_str());
+    let namespace = labs.first().map(|(_, ns, _)| ns.as_str());
+    // One word for the run; "mixed" where workers bound differently (see `workers`).
+    let binding = labs.first().map(|(_, _, first)| {
+        if labs.iter().all(|(_, _, b)| b == first) {
+            first.name()
+        } else {
+            "mixed"
+        }
+    });
     let dataplane: Vec<_> = real
         .map(|r| r.dataplane)
         .unwrap_or_default()
@@ -467,7 +475,9 @@ fn write_summary(
     let workers: Vec<_> = labs
         .iter()
         .enumerate()
-        .map(|(i, (addr, ns))| serde_json::json!({ "worker": i, "addr": addr, "namespace": ns }))
+        .map(|(i, (addr, ns, binding))| {
+            serde_json::json!({ "worker": i, "addr": addr, "namespace": ns, "binding": binding.name() })
+        })
         .collect();
     let traffic: Vec<_> = result
         .as_ref()
@@ -494,6 +504,7 @@ fn write_summary(
         "kernel": kernel_release(),
         "mode": if namespace.is_some() { "real" } else { "dry-run" },
         "namespace": namespace,
+        "binding": binding,
         "workers": workers,
         "seed": seed,
         "params": cfg.params,

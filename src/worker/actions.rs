@@ -143,17 +143,26 @@ impl LocalWorker {
         let mut outcome = Outcome::default();
         let dir = self.results.join("nodes").join(ip.to_string());
         let program = spec.argv.first().map_or("", String::as_str);
-        let is_static = *self
-            .static_programs
-            .entry(program.to_string())
-            .or_insert_with(|| shim::is_static_elf(program));
+        // Cgroup-BPF reaches static programs too: only the shim's reach is checked.
+        let is_static = self.cgroup.is_none()
+            && *self
+                .static_programs
+                .entry(program.to_string())
+                .or_insert_with(|| shim::is_static_elf(program));
         if is_static {
             outcome.warning = Some(format!(
                 "{program} is statically linked: LD_PRELOAD cannot reach it, so its \
                  sockets are not bound to {ip} by the shim; give it the address itself"
             ));
         }
-        match self.spawner.spawn(spec, node, ip, &dir, &self.shim) {
+        let bind = match self.cgroup.as_mut() {
+            Some(cgroup) => cgroup
+                .node_procs(ip)
+                .map(procs::Bind::Cgroup)
+                .map_err(std::io::Error::other),
+            None => Ok(procs::Bind::Preload(&self.shim)),
+        };
+        match bind.and_then(|bind| self.spawner.spawn(spec, node, ip, &dir, bind)) {
             // No ledger entry per process: after a crash, `p2plab cleanup` finds every
             // process of the lab by its network namespace in /proc, and a ledger rewrite per
             // spawn tripled the cost of spawning.

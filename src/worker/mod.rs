@@ -17,8 +17,9 @@ use std::path::PathBuf;
 use crate::clock::MonotonicClock;
 use crate::dataplane::{Dataplane, ForwarderStats, RemoteLinks, TunDevice};
 use crate::experiment::{AddressPlan, ExecError, NodeId, ProcExit, ProcId, TrafficReading};
+use crate::netns::cgroup::LabCgroup;
 use crate::netns::{LabNamespace, NetnsError};
-use crate::proto::{Failure, Setup};
+use crate::proto::{Binding, Failure, Setup};
 use crate::units::Nanos;
 use procs::RunningProc;
 
@@ -76,6 +77,8 @@ pub struct LocalWorker {
     // stops, then the namespace goes.
     procs: HashMap<ProcId, RunningProc>,
     spawner: procs::Spawner,
+    /// The lab's cgroup where programs are bound by cgroup-BPF; `None`: the shim binds them.
+    cgroup: Option<LabCgroup>,
     dataplane: Option<Dataplane>,
     lab: Option<LabNamespace>,
     /// Every node of the lab, this worker's and the others' (their links are half modelled here).
@@ -154,9 +157,11 @@ impl LocalWorker {
         // are unreachable in the lab: the send fails at once instead of a 10 s DNS timeout.
         netlink.add_unreachable_route(AddressPlan::PREFIX, AddressPlan::PREFIX_LEN)?;
         let spawner = procs::Spawner::start(lab.ns_fd()).map_err(WorkerError::Spawner)?;
+        let cgroup = Self::lab_cgroup(&lab)?;
         Ok(LocalWorker {
             procs: HashMap::new(),
             spawner,
+            cgroup,
             dataplane: Some(dataplane),
             lab: Some(lab),
             nodes: HashMap::new(),
@@ -173,8 +178,35 @@ impl LocalWorker {
         })
     }
 
+    /// The lab's cgroup with the node-binding programs, where the host allows it (root,
+    /// cgroup v2, BPF); `None` otherwise, and the shim binds programs.
+    fn lab_cgroup(lab: &LabNamespace) -> Result<Option<LabCgroup>, WorkerError> {
+        if crate::netns::rootless::active() {
+            return Ok(None);
+        }
+        match LabCgroup::create(lab.name()) {
+            Ok(cgroup) => {
+                lab.record_cgroup(cgroup.path())?;
+                Ok(Some(cgroup))
+            }
+            Err(e) => {
+                tracing::info!("programs are bound by the preloaded shim: {e}");
+                Ok(None)
+            }
+        }
+    }
+
     pub fn namespace(&self) -> Option<&str> {
         self.lab.as_ref().map(|l| l.name())
+    }
+
+    /// How this lab binds its programs' sockets to their node's address.
+    pub fn binding(&self) -> Binding {
+        if self.cgroup.is_some() {
+            Binding::Bpf
+        } else {
+            Binding::Preload
+        }
     }
 
     fn lab(&self) -> &LabNamespace {
@@ -262,7 +294,7 @@ pub struct MachineLabs {
 impl session::LabBuilder for MachineLabs {
     type Lab = LocalWorker;
 
-    fn build(&mut self, setup: Setup) -> Result<(LocalWorker, String), Failure> {
+    fn build(&mut self, setup: Setup) -> Result<(LocalWorker, String, Binding), Failure> {
         let remote = if setup.peers.is_empty() {
             None
         } else {
@@ -289,7 +321,8 @@ impl session::LabBuilder for MachineLabs {
                 message: e.to_string(),
             })?;
         let namespace = worker.namespace().unwrap_or_default().to_string();
-        Ok((worker, namespace))
+        let binding = worker.binding();
+        Ok((worker, namespace, binding))
     }
 
     fn close(&mut self, lab: LocalWorker) -> BTreeMap<String, u64> {
@@ -315,6 +348,12 @@ impl LocalWorker {
         }
         for (_, mut p) in self.procs.drain() {
             let _ = p.wait_exit();
+        }
+        // What the programs started (daemons that left their process group) dies with it.
+        if let Some(cgroup) = self.cgroup.take()
+            && let Err(e) = cgroup.remove()
+        {
+            tracing::warn!("removing the lab's cgroup: {e} (run `p2plab cleanup`)");
         }
         let stats = match self.dataplane.take().map(Dataplane::stop) {
             Some(Ok(stats)) => Some(stats),

@@ -1,10 +1,11 @@
 //! Starting and stopping real programs on a node: inside the lab namespace, in the node's
-//! folder, in a process group of their own so that a signal reaches their children too.
+//! folder, in a process group of their own so that a signal reaches their children too, and
+//! bound to the node's address (in the node's cgroup, or with the shim preloaded).
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -77,9 +78,19 @@ pub fn note_failure(node_dir: &Path, err: &io::Error) {
     }
 }
 
+/// How a spawned program's sockets get its node's address.
+#[derive(Clone, Copy)]
+pub enum Bind<'a> {
+    /// The node cgroup's `cgroup.procs`: the child moves itself in before exec.
+    Cgroup(BorrowedFd<'a>),
+    /// The shim library, preloaded.
+    Preload(&'a Path),
+}
+
 /// Spawns programs from a thread that has joined the lab namespace, so children are born in
 /// it: no `setns` between fork and exec, which lets the standard library use its fast
-/// `posix_spawn` path (a third of the cost of fork + `pre_exec` here).
+/// `posix_spawn` path where the shim binds. Entering a node cgroup needs a `pre_exec` write,
+/// hence fork (`benches/processes.rs` measures both).
 pub struct Spawner {
     requests: Option<mpsc::Sender<(Command, mpsc::Sender<io::Result<Child>>)>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -116,15 +127,15 @@ impl Spawner {
         })
     }
 
-    /// Starts `spec` on node `node` (address `ip`) with the bind shim preloaded, its working
-    /// directory, stdout.log and stderr.log in `node_dir`.
+    /// Starts `spec` on node `node` (address `ip`), bound by `bind`, its working directory,
+    /// stdout.log and stderr.log in `node_dir`.
     pub fn spawn(
         &self,
         spec: &SpawnSpec,
         node: NodeId,
         ip: Ipv4Addr,
         node_dir: &Path,
-        shim: &Path,
+        bind: Bind<'_>,
     ) -> io::Result<RunningProc> {
         if !node_dir.is_dir() {
             std::fs::create_dir_all(node_dir)?;
@@ -145,9 +156,32 @@ impl Spawner {
             .current_dir(node_dir)
             .env(contract::P2PLAB_NODE, node.0.to_string())
             .env(contract::P2PLAB_IP, ip.to_string())
-            .env(contract::BINDIP, ip.to_string())
-            .env(contract::LD_PRELOAD, shim)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            // Scripts and wrappers read it (`$BINDIP`), whichever way programs are bound.
+            .env(contract::BINDIP, ip.to_string());
+        match bind {
+            // Before the script's `env`, which may replace it.
+            Bind::Preload(shim) => {
+                cmd.env(contract::LD_PRELOAD, shim);
+            }
+            Bind::Cgroup(procs) => {
+                let fd = procs.as_raw_fd();
+                // SAFETY: the hook runs in the child between fork and exec, where only
+                // async-signal-safe calls are allowed: it makes one write(2) on a descriptor
+                // opened before the fork, and neither allocates nor locks. The descriptor is
+                // borrowed for this call, which returns once the child has exec'd. "0" moves
+                // the writing process.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
+                            Ok(())
+                        } else {
+                            Err(io::Error::last_os_error())
+                        }
+                    });
+                }
+            }
+        }
+        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log_file(&node_dir.join("stdout.log"))?)
             .stderr(log_file(&node_dir.join("stderr.log"))?)

@@ -19,8 +19,8 @@ use crate::experiment::Executor;
 use crate::proto::frame::FrameWriter;
 use crate::proto::wire::{Counters, Exit, Health, WireOutcome};
 use crate::proto::{
-    Connection, Failure, HEARTBEAT, ProtoError, Reply, Request, SILENCE, SILENCE_CHECK, Setup,
-    ToController, ToWorker,
+    Binding, Connection, Failure, HEARTBEAT, ProtoError, Reply, Request, SILENCE, SILENCE_CHECK,
+    Setup, ToController, ToWorker,
 };
 
 /// How often the lab thread looks for processes that ended.
@@ -35,8 +35,8 @@ const FAREWELL: Duration = Duration::from_secs(1);
 /// Builds the lab a session's requests run on, at the controller's `Setup`.
 pub trait LabBuilder: Send + 'static {
     type Lab: Executor;
-    /// The lab of one run, and the name of its network namespace.
-    fn build(&mut self, setup: Setup) -> Result<(Self::Lab, String), Failure>;
+    /// The lab of one run, the name of its network namespace and how it binds programs.
+    fn build(&mut self, setup: Setup) -> Result<(Self::Lab, String, Binding), Failure>;
 
     /// Removes a lab at the end of its run; returns its data plane's counters by name.
     fn close(&mut self, lab: Self::Lab) -> BTreeMap<String, u64> {
@@ -245,9 +245,9 @@ fn handle<B: LabBuilder>(
             if lab.is_some() {
                 return Err(Failure::LabExists);
             }
-            let (built, namespace) = builder.build(setup)?;
+            let (built, namespace, binding) = builder.build(setup)?;
             *lab = Some(built);
-            Ok(Reply::Lab { namespace })
+            Ok(Reply::Lab { namespace, binding })
         }
         // The reply says the lab is gone, so it goes first.
         Request::Stop => Ok(Reply::Stopped {

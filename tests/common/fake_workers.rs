@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use p2plab::clock::MonotonicClock;
 use p2plab::controller::{RunSetup, Workers};
 use p2plab::experiment::{Action, ExecError, Executor, Outcome, ProcExit};
-use p2plab::proto::{Connection, Failure, Setup, Token};
+use p2plab::proto::{Binding, Connection, Failure, Setup, Token};
 use p2plab::units::Nanos;
 use p2plab::worker::session::{self, LabBuilder, SessionEnd, SessionOptions};
 use tokio::sync::oneshot;
@@ -66,12 +66,12 @@ struct FakeLabs {
 impl LabBuilder for FakeLabs {
     type Lab = FakeLab;
 
-    fn build(&mut self, setup: Setup) -> Result<(FakeLab, String), Failure> {
+    fn build(&mut self, setup: Setup) -> Result<(FakeLab, String, Binding), Failure> {
         let lab = FakeLab {
             seen: self.seen.clone(),
             fail: self.fail,
         };
-        Ok((lab, format!("fake-{}", setup.index)))
+        Ok((lab, format!("fake-{}", setup.index), Binding::Preload))
     }
 }
 

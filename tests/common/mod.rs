@@ -230,6 +230,22 @@ pub fn namespaces_of(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// Lab cgroups of process `pid` (`<cgroup v2 mount>/p2plab-<pid>-*`).
+pub fn cgroups_of(pid: u32) -> Vec<String> {
+    let Some(mount) = p2plab::netns::cgroup::v2_mount() else {
+        return Vec::new();
+    };
+    let prefix = format!("p2plab-{pid}-");
+    std::fs::read_dir(mount)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The TUN device whose mode decides whether rootless real mode can work.
 pub const TUN: &str = "/dev/net/tun";
 

@@ -29,7 +29,7 @@ use link::{LinkState, Pending, link_task};
 
 use crate::clock::MonotonicClock;
 use crate::experiment::{ExecError, NodeId, ProcExit, ProcId};
-use crate::proto::{Connection, Peer, ProtoError, Reply, Request, Setup, ToWorker, Token};
+use crate::proto::{Binding, Connection, Peer, ProtoError, Reply, Request, Setup, ToWorker, Token};
 use crate::units::Nanos;
 
 /// How long connecting to a worker (TCP and handshake) may take.
@@ -132,7 +132,7 @@ pub struct Workers {
     ready: Vec<(Nanos, ProcExit)>,
     lost: LostWorker,
     dataplane: DataplaneCounters,
-    labs: Vec<(String, String)>,
+    labs: Vec<(String, String, Binding)>,
     /// This run's random id and data-plane key, given to every worker's data plane.
     run: u32,
     key: [u8; 32],
@@ -270,11 +270,11 @@ impl Workers {
             reported: false,
             stopped: false,
         });
-        let namespace = self
+        let (namespace, binding) = self
             .setup_lab(index, setup, peers)
             .map_err(|e| fail(e.into()))?;
-        tracing::info!(worker = index, %name, %namespace, "lab ready");
-        self.labs.push((name, namespace));
+        tracing::info!(worker = index, %name, %namespace, binding = binding.name(), "lab ready");
+        self.labs.push((name, namespace, binding));
         Ok(())
     }
 
@@ -288,8 +288,8 @@ impl Workers {
         self.lost.clone()
     }
 
-    /// Each worker's address (or "embedded") and lab namespace.
-    pub fn labs(&self) -> &[(String, String)] {
+    /// Each worker's address (or "embedded"), lab namespace and binding.
+    pub fn labs(&self) -> &[(String, String, Binding)] {
         &self.labs
     }
 
@@ -298,7 +298,7 @@ impl Workers {
         index: u32,
         setup: &RunSetup,
         peers: Vec<Peer>,
-    ) -> Result<String, ExecError> {
+    ) -> Result<(String, Binding), ExecError> {
         let body = Request::Setup(Setup {
             index,
             seed: setup.seed,
@@ -309,7 +309,7 @@ impl Workers {
             peers,
         });
         match self.request(index as usize, body, Some(SETUP_TIMEOUT))? {
-            Reply::Lab { namespace } => Ok(namespace),
+            Reply::Lab { namespace, binding } => Ok((namespace, binding)),
             other => Err(self.on_worker(
                 index as usize,
                 ExecError::UnexpectedReply(format!("{other:?}")),

@@ -1,0 +1,313 @@
+//! The lab's cgroup (cgroup v2): `<v2 mount>/<lab name>/`, named like the lab namespace, with
+//! one child per node of this worker that runs programs (`n<ip>`) and the node-binding
+//! programs (`bpf`) attached to it, so that every socket a node's programs open uses the
+//! node's address. Removed, with whatever still runs in it, on drop or by `p2plab cleanup`.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::bpf::binding::{self, BindingError, NodeBinding};
+use crate::bpf::sys::LogLevel;
+
+/// Longest wait for the processes of a cgroup to die once killed.
+const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no cgroup v2 hierarchy is mounted (no cgroup2 line in /proc/self/mountinfo)")]
+    NoV2Mount,
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cgroup {} still has processes {}s after they were killed", path.display(), KILL_TIMEOUT.as_secs())]
+    StillPopulated { path: PathBuf },
+    #[error("node binding: {0}")]
+    Binding(#[from] BindingError),
+}
+
+fn io_error<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A node's cgroup: its `cgroup.procs`, open for writing so that a child can move itself in
+/// between fork and exec with one `write`.
+struct NodeCgroup {
+    procs: File,
+}
+
+/// The lab's cgroup, its node cgroups and the attached programs.
+pub struct LabCgroup {
+    dir: PathBuf,
+    binding: Option<NodeBinding>,
+    nodes: HashMap<Ipv4Addr, NodeCgroup>,
+    removed: bool,
+}
+
+impl LabCgroup {
+    /// Creates `<v2 mount>/<name>` and attaches the node-binding programs to it.
+    pub fn create(name: &str) -> Result<LabCgroup, CgroupError> {
+        let mount = v2_mount().ok_or(CgroupError::NoV2Mount)?;
+        let dir = mount.join(name);
+        fs::create_dir(&dir).map_err(io_error("create cgroup", &dir))?;
+        match NodeBinding::attach(&mount, &dir, LogLevel::Brief) {
+            Ok(binding) => Ok(LabCgroup {
+                dir,
+                binding: Some(binding),
+                nodes: HashMap::new(),
+                removed: false,
+            }),
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// `<v2 mount>/<lab name>`.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The open `cgroup.procs` of node `ip`'s cgroup, made (and mapped to `ip`) on first use:
+    /// writing `0` to it moves the writer into the node.
+    pub fn node_procs(&mut self, ip: Ipv4Addr) -> Result<BorrowedFd<'_>, CgroupError> {
+        let node = match self.nodes.entry(ip) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => slot.insert(make_node(&self.dir, self.binding.as_ref(), ip)?),
+        };
+        Ok(node.procs.as_fd())
+    }
+
+    /// Kills what still runs in the lab's cgroups, detaches the programs and removes the
+    /// cgroups. Dropping the lab cgroup does the same, ignoring errors.
+    pub fn remove(mut self) -> Result<(), CgroupError> {
+        self.removed = true;
+        self.tear_down()
+    }
+
+    fn tear_down(&mut self) -> Result<(), CgroupError> {
+        self.nodes.clear();
+        let killed = kill_all(&self.dir);
+        if let Some(b) = self.binding.take() {
+            b.detach()?;
+        }
+        killed?;
+        remove_tree(&self.dir)
+    }
+}
+
+impl Drop for LabCgroup {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = self.tear_down();
+        }
+    }
+}
+
+/// A node cgroup's name: `n10.0.0.5`.
+fn node_dir_name(ip: Ipv4Addr) -> String {
+    format!("n{ip}")
+}
+
+/// Where the cgroup v2 hierarchy is mounted (its root, not a cgroup namespace's view of a
+/// part of it), from `/proc/self/mountinfo`.
+pub fn v2_mount() -> Option<PathBuf> {
+    parse_v2_mount(&fs::read_to_string("/proc/self/mountinfo").ok()?)
+}
+
+/// The mount point of the first `cgroup2` line whose root is the hierarchy's root: node
+/// levels are counted from it (`bpf::binding`).
+fn parse_v2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        if fs.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        let mut fields = mount.split_whitespace();
+        let root = fields.nth(3)?;
+        let point = fields.next()?;
+        (root == "/").then(|| PathBuf::from(unescape(point)))
+    })
+}
+
+/// Mount points escape space, tab, newline and backslash as `\ooo` octal.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok());
+        match octal {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Makes node `ip`'s cgroup below the lab's `dir` and maps its id to `ip`.
+fn make_node(
+    dir: &Path,
+    binding: Option<&NodeBinding>,
+    ip: Ipv4Addr,
+) -> Result<NodeCgroup, CgroupError> {
+    let dir = dir.join(node_dir_name(ip));
+    match fs::create_dir(&dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            return Err(io_error("create cgroup", &dir)(e));
+        }
+        _ => {}
+    }
+    let path = dir.join("cgroup.procs");
+    let procs = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(io_error("open", &path))?;
+    if let Some(b) = binding {
+        b.set_node(binding::cgroup_id(&dir)?, ip)?;
+    }
+    Ok(NodeCgroup { procs })
+}
+
+/// Kills every process in `dir` and its descendants (`cgroup.kill`, Linux 5.14+; before it,
+/// SIGKILL to each listed process until none is left) and waits until they are gone.
+pub fn kill_all(dir: &Path) -> Result<(), CgroupError> {
+    let kill_file = dir.join("cgroup.kill");
+    let has_kill = kill_file.exists() && fs::write(&kill_file, "1").is_ok();
+    let started = Instant::now();
+    while populated(dir)? {
+        if started.elapsed() > KILL_TIMEOUT {
+            return Err(CgroupError::StillPopulated {
+                path: dir.to_path_buf(),
+            });
+        }
+        if !has_kill {
+            signal_tree(dir);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// Whether a process lives in `dir` or below (`populated 1` in `cgroup.events`).
+fn populated(dir: &Path) -> Result<bool, CgroupError> {
+    let path = dir.join("cgroup.events");
+    match fs::read_to_string(&path) {
+        Ok(events) => Ok(events.lines().any(|l| l == "populated 1")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error("read", &path)(e)),
+    }
+}
+
+/// SIGKILL to every process listed in `dir` and its descendants.
+fn signal_tree(dir: &Path) {
+    if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    for child in children(dir) {
+        signal_tree(&child);
+    }
+}
+
+/// The child cgroups of `dir` (its subdirectories; control files are plain files).
+fn children(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes the cgroup `dir` and every cgroup below it, deepest first; they must be empty
+/// ([`kill_all`]). Gone already is no error. Removing a cgroup detaches its programs.
+pub fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    for child in children(dir) {
+        remove_tree(&child)?;
+    }
+    match fs::remove_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error("remove cgroup", dir)(e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_v2_mount_is_found_among_v1_mounts() {
+        let hybrid = "\
+25 30 0:22 / /sys rw,nosuid - sysfs sysfs rw
+33 25 0:28 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755
+34 33 0:29 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw,nsdelegate
+36 33 0:31 / /sys/fs/cgroup/cpu,cpuacct rw shared:14 - cgroup cgroup rw,cpu,cpuacct
+";
+        assert_eq!(
+            parse_v2_mount(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let v1_only = "36 33 0:31 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
+        assert_eq!(parse_v2_mount(v1_only), None);
+        assert_eq!(parse_v2_mount(""), None);
+        assert_eq!(parse_v2_mount("garbage\n1 2 3\n - cgroup2"), None);
+    }
+
+    #[test]
+    fn a_mount_of_part_of_the_hierarchy_is_not_the_root() {
+        let nested = "\
+40 30 0:29 /user.slice /mnt/part rw - cgroup2 cgroup2 rw
+41 30 0:29 / /mnt/my\\040cgroups rw - cgroup2 cgroup2 rw
+";
+        assert_eq!(
+            parse_v2_mount(nested),
+            Some(PathBuf::from("/mnt/my cgroups"))
+        );
+    }
+
+    #[test]
+    fn escapes_are_octal_bytes_and_others_stay() {
+        assert_eq!(unescape(r"a\040b\134c"), r"a b\c");
+        assert_eq!(unescape(r"a\09b\"), r"a\09b\");
+        assert_eq!(unescape("plain"), "plain");
+    }
+
+    #[test]
+    fn node_cgroups_are_named_by_address() {
+        assert_eq!(node_dir_name(Ipv4Addr::new(10, 0, 0, 5)), "n10.0.0.5");
+    }
+}
