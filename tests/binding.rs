@@ -281,3 +281,58 @@ if sink.wait() != 0 {{ throw "the sink failed"; }}
         cgroups_of(std::process::id())
     );
 }
+
+/// A daemon: forks, `setsid`s out of its process group, forks again, ignores SIGTERM, writes
+/// its pid to `daemon.pid` and sleeps. The program the script spawned exits at once.
+const DAEMON: &str = r#"python3 -c '
+import os, signal, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        open("daemon.pid.tmp", "w").write(str(os.getpid()))
+        os.rename("daemon.pid.tmp", "daemon.pid")
+        time.sleep(1000)
+'"#;
+
+#[test]
+fn fail_node_and_leave_reach_a_daemon_that_left_its_process_group() {
+    let test = "fail_node_and_leave_reach_a_daemon_that_left_its_process_group";
+    if !can_run_real_mode_with(test, &["python3"]) {
+        return;
+    }
+    let _fds = BPF_FDS.lock().unwrap_or_else(|p| p.into_inner());
+    // Node 0's daemon is crashed with its node, node 1's is still there when a SIGTERM it
+    // ignores arrives and gone once the grace is over; node 2 looks each time (a zombie that
+    // its new parent has not reaped yet is gone too).
+    let s = Scenario::new(&format!(
+        r#"
+let n = alloc_ip(3);
+spawn(n[0], `{DAEMON}`).wait();
+spawn(n[1], `{DAEMON}`).wait();
+sleep("1s");
+fail_node(n[0]);
+leave(n[1], #{{ grace: "1s" }});
+sleep("0.3s");
+let look = "for n in 10.0.0.1 10.0.0.2; do s=$(awk '/^State/ {{ print $2 }}' /proc/$(cat ../$n/daemon.pid)/status 2>/dev/null); [ -n \"$s\" ] && [ $s != Z ] && echo $n alive || echo $n gone; done";
+spawn(n[2], look + " > early.txt", #{{ shell: true }}).wait();
+sleep("1.5s");
+spawn(n[2], look + " > late.txt", #{{ shell: true }}).wait();
+"#
+    ));
+    real_run(&s);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.out().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["binding"], "bpf", "{summary}");
+    assert_eq!(
+        node_file(&s, "10.0.0.3", "early.txt"),
+        "10.0.0.1 gone\n10.0.0.2 alive\n",
+        "fail_node kills the daemon at once; leave's SIGTERM is ignored"
+    );
+    assert_eq!(
+        node_file(&s, "10.0.0.3", "late.txt"),
+        "10.0.0.1 gone\n10.0.0.2 gone\n",
+        "leave kills what is left once its grace is over"
+    );
+}

@@ -95,6 +95,25 @@ impl LabCgroup {
         Ok(node.procs.as_fd())
     }
 
+    /// Kills every process of node `ip`, however it left its process group (a daemon that
+    /// forked twice, a `setsid`), and waits until they are gone. A node that never ran a
+    /// program has nothing to kill.
+    pub fn kill_node(&self, ip: Ipv4Addr) -> Result<(), CgroupError> {
+        if !self.nodes.contains_key(&ip) {
+            return Ok(());
+        }
+        kill_all(&self.dir.join(node_dir_name(ip)))
+    }
+
+    /// Every process of node `ip` now, its sub-cgroups included.
+    pub fn node_pids(&self, ip: Ipv4Addr) -> Vec<u32> {
+        let mut pids = Vec::new();
+        if self.nodes.contains_key(&ip) {
+            list_tree(&self.dir.join(node_dir_name(ip)), &mut pids);
+        }
+        pids
+    }
+
     /// Kills what still runs in the lab's cgroups, detaches the programs and removes the
     /// cgroups. Dropping the lab cgroup does the same, ignoring errors.
     pub fn remove(mut self) -> Result<(), CgroupError> {
@@ -227,16 +246,23 @@ fn populated(dir: &Path) -> Result<bool, CgroupError> {
 
 /// SIGKILL to every process listed in `dir` and its descendants.
 fn signal_tree(dir: &Path) {
+    let mut pids = Vec::new();
+    list_tree(dir, &mut pids);
+    for pid in pids.into_iter().filter_map(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// The processes listed in `dir` and its descendants.
+fn list_tree(dir: &Path, pids: &mut Vec<u32>) {
     if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
-        for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        pids.extend(procs.lines().filter_map(|l| l.parse::<u32>().ok()));
     }
     for child in children(dir) {
-        signal_tree(&child);
+        list_tree(&child, pids);
     }
 }
 

@@ -126,6 +126,17 @@ impl LabNamespace {
         })
     }
 
+    /// Sends `signal` to each of `pids` (never to this process or pid 0 or 1); one that is
+    /// gone already is skipped. A `signal` that is no signal number does nothing.
+    pub fn signal_pids(&self, pids: &[u32], signal: i32) {
+        let Ok(signal) = Signal::try_from(signal) else {
+            return;
+        };
+        for &pid in pids {
+            processes::signal(pid, signal);
+        }
+    }
+
     /// Sends `signal` to every process of the lab in one of the process `groups`, including
     /// members whose group leader has already exited (a shell's background job).
     /// A `signal` that is no signal number does nothing.

@@ -7,7 +7,7 @@ use std::io::BufWriter;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 
-use super::{LocalWorker, procs, shim};
+use super::{LocalWorker, PendingKill, procs, shim};
 use crate::dataplane::Command;
 use crate::dataplane::capture::Capture;
 use crate::experiment::{
@@ -205,6 +205,12 @@ impl LocalWorker {
         let exits = self.kill_now(procs);
         let groups = self.node_groups.get(&node).cloned().unwrap_or_default();
         self.lab().signal_groups(&groups, libc::SIGKILL);
+        // In its cgroup, also what left every process group of the node (a daemon).
+        if let Some(cgroup) = &self.cgroup
+            && let Err(e) = cgroup.kill_node(ip)
+        {
+            tracing::warn!("fail_node {ip}: {e}");
+        }
         Ok(Outcome {
             exits,
             ..Outcome::default()
@@ -252,6 +258,17 @@ impl LocalWorker {
         let deadline = self.clock.now().saturating_add(grace);
         let groups = self.node_groups.get(&node).cloned().unwrap_or_default();
         self.lab().signal_groups(&groups, libc::SIGTERM);
-        self.pending_kills.push((deadline, groups));
+        // In its cgroup, also what left every process group of the node (a daemon); the
+        // programs a later spawn starts on the node are not part of this departure.
+        let pids = match (&self.cgroup, self.ip(node)) {
+            (Some(cgroup), Ok(ip)) => cgroup.node_pids(ip),
+            _ => Vec::new(),
+        };
+        self.lab().signal_pids(&pids, libc::SIGTERM);
+        self.pending_kills.push(PendingKill {
+            at: deadline,
+            groups,
+            pids,
+        });
     }
 }

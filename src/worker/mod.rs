@@ -72,6 +72,14 @@ pub struct RemoteWorkers {
     pub key: [u8; 32],
 }
 
+/// What a `leave` kills once its grace period is over: the node's process groups and, in
+/// its cgroup, the processes it had then.
+struct PendingKill {
+    at: Nanos,
+    groups: Vec<i32>,
+    pids: Vec<u32>,
+}
+
 pub struct LocalWorker {
     // Field order is drop order: processes are killed by `Drop` first, then the data plane
     // stops, then the namespace goes.
@@ -94,7 +102,7 @@ pub struct LocalWorker {
     static_programs: HashMap<String, bool>,
     clock: MonotonicClock,
     /// Leave: process groups to SIGKILL once their grace period is over.
-    pending_kills: Vec<(Nanos, Vec<i32>)>,
+    pending_kills: Vec<PendingKill>,
     /// Every process group started on each node: members of a group can outlive its leader
     /// (a shell's background job), and crashing or leaving the node must reach them too.
     node_groups: HashMap<NodeId, Vec<i32>>,
@@ -255,10 +263,11 @@ impl LocalWorker {
     fn fire_pending_kills(&mut self) {
         let now = self.clock.now();
         let (due, later): (Vec<_>, Vec<_>) =
-            self.pending_kills.drain(..).partition(|(t, _)| *t <= now);
+            self.pending_kills.drain(..).partition(|k| k.at <= now);
         self.pending_kills = later;
-        for (_, groups) in due {
-            self.lab().signal_groups(&groups, libc::SIGKILL);
+        for kill in due {
+            self.lab().signal_groups(&kill.groups, libc::SIGKILL);
+            self.lab().signal_pids(&kill.pids, libc::SIGKILL);
         }
     }
 
