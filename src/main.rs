@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use p2plab::proto::BindingChoice;
 use p2plab::run::progress::Progress;
 use p2plab::run::recap::RunMode;
 use p2plab::run::{self, RunConfig, RunError, RunOutcome, SetupError};
@@ -118,6 +119,13 @@ enum Command {
         /// that its group or others may read gets a warning.
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// How programs' sockets get their node's address: auto (cgroup-BPF where root,
+        /// cgroup v2 and BPF allow it, else the preloaded shim), bpf (cgroup-BPF or an error
+        /// saying why not), preload (the LD_PRELOAD shim: dynamically linked programs only).
+        /// Remote workers are told too; summary.json records the requested and actual one.
+        #[arg(long, value_name = "HOW", default_value = "auto",
+              value_parser = clap::builder::PossibleValuesParser::new(["auto", "bpf", "preload"]))]
+        binding: String,
     },
     /// Run the worker of this machine: it builds the lab of its nodes for a controller.
     /// Uses TCP on the port for commands and UDP on the same port for the data plane.
@@ -205,8 +213,11 @@ fn main() -> ExitCode {
             max_procs,
             workers,
             token_file,
+            binding,
         } => {
             let mut cfg = RunConfig::new(file);
+            // Clap allowed only the names `from_name` knows.
+            cfg.binding = BindingChoice::from_name(&binding).unwrap_or_default();
             cfg.args = std::env::args().collect();
             cfg.seed = seed;
             cfg.params = params(list);

@@ -2,7 +2,8 @@
 //! refuses the mistakes they avoid; a statically linked C program and a Go program built
 //! without cgo, which the shim cannot reach, use their node's address for everything they
 //! send and listen on, while loopback and an explicit bind are left alone; and a run leaves
-//! no cgroup behind, and no BPF program or map open.
+//! no cgroup behind, and no BPF program or map open. Asked for the shim (`--binding preload`),
+//! a dynamically linked program is bound by it instead.
 
 mod common;
 
@@ -14,6 +15,7 @@ use std::process::Command;
 use p2plab::bpf::insn::{Asm, Insn, R0, R1, R2, R3, R8, R10, Size};
 use p2plab::bpf::programs::{Hook, NodeMap, attach, ctx, helper};
 use p2plab::bpf::sys::{self, LogLevel, SysError};
+use p2plab::proto::BindingChoice;
 use p2plab::worker::shim::is_static_elf;
 
 use common::{Scenario, can_run_real_mode_with, cgroups_of, is_root, node_file, real_run, skip};
@@ -279,6 +281,54 @@ if sink.wait() != 0 {{ throw "the sink failed"; }}
         cgroups_of(std::process::id()).is_empty(),
         "the run left its cgroup: {:?}",
         cgroups_of(std::process::id())
+    );
+}
+
+/// Asked for the shim (`--binding preload`) where cgroup-BPF would work, the run makes no
+/// cgroup, and a dynamically linked program still uses its node's address for TCP and for
+/// connected and unconnected UDP.
+#[test]
+fn preload_binding_when_asked_binds_a_dynamic_program() {
+    let test = "preload_binding_when_asked_binds_a_dynamic_program";
+    if !can_run_real_mode_with(test, &["python3"]) {
+        return;
+    }
+    let _fds = BPF_FDS.lock().unwrap_or_else(|p| p.into_inner());
+    let before = bpf_fds();
+    let script = format!(
+        r#"
+let n = alloc_ip(2);
+let sink = spawn(n[1], `python3 -u {sink} 7000 7001 3`);
+let c = spawn(n[0], `python3 {client} ${{n[1].ip}} 7000 7001 py`);
+if c.wait() != 0 {{ throw "the client failed"; }}
+if sink.wait() != 0 {{ throw "the sink failed"; }}
+"#,
+        sink = source("sink.py").display(),
+        client = source("client.py").display(),
+    );
+    let s = Scenario::new(&script);
+    let mut cfg = s.config();
+    cfg.binding = BindingChoice::Preload;
+    if let Err(e) = p2plab::run::real(cfg) {
+        panic!("real run failed: {e}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.out().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["binding"], "preload", "{summary}");
+    assert_eq!(summary["binding_requested"], "preload", "{summary}");
+    let seen = node_file(&s, "10.0.0.2", "stdout.log");
+    for line in [
+        "tcp 10.0.0.1",
+        "udp py-unconnected 10.0.0.1",
+        "udp py-connected 10.0.0.1",
+    ] {
+        assert!(seen.lines().any(|l| l == line), "{line:?} not in\n{seen}");
+    }
+    assert_eq!(
+        bpf_fds(),
+        before,
+        "a preload run opened BPF programs or maps"
     );
 }
 

@@ -91,6 +91,9 @@ pub struct Setup {
     pub key: String,
     /// The other workers' data planes.
     pub peers: Vec<Peer>,
+    /// How the run asks the lab to bind its programs (`--binding`); absent means auto.
+    #[serde(default)]
+    pub binding: BindingChoice,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +145,41 @@ impl Binding {
             Binding::Bpf => "bpf",
             Binding::Preload => "preload",
         }
+    }
+}
+
+/// The binding a run asks for (`p2plab script --binding`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindingChoice {
+    /// Cgroup-BPF where the host allows it, the shim elsewhere.
+    #[default]
+    Auto,
+    /// Cgroup-BPF or no lab: the setup fails, saying why, where it cannot be had.
+    Bpf,
+    /// The shim, even where cgroup-BPF would work.
+    Preload,
+}
+
+impl BindingChoice {
+    /// `"auto"`, `"bpf"` or `"preload"`, as `--binding` and `summary.json` say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BindingChoice::Auto => "auto",
+            BindingChoice::Bpf => "bpf",
+            BindingChoice::Preload => "preload",
+        }
+    }
+
+    /// The choice `name` names, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            BindingChoice::Auto,
+            BindingChoice::Bpf,
+            BindingChoice::Preload,
+        ]
+        .into_iter()
+        .find(|c| c.name() == name)
     }
 }
 

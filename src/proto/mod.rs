@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use auth::{Token, TokenError};
 pub use frame::{Connection, MAX_FRAME};
-pub use messages::{Binding, Peer, Reply, Request, Setup, ToController, ToWorker};
+pub use messages::{Binding, BindingChoice, Peer, Reply, Request, Setup, ToController, ToWorker};
 pub use wire::{Failure, WireAction};
 
 /// Bumped whenever a message changes meaning; both sides must agree exactly.

@@ -25,7 +25,7 @@ use crate::controller::{
 };
 use crate::experiment::{DryRun, Experiment, Placement, VirtualClock};
 use crate::netns::NetnsError;
-use crate::proto::{Binding, Connection, Token, TokenError};
+use crate::proto::{Binding, BindingChoice, Connection, Token, TokenError};
 use crate::results::conformance::Bounds;
 use crate::results::{
     Conformance, EventLog, HealthCsv, ResultsDir, ResultsError, TrafficCsv, Verdict,
@@ -125,6 +125,8 @@ pub struct RunConfig {
     pub token: Option<Token>,
     /// The command line that started the run, for `summary.json` (empty from a library).
     pub args: Vec<String>,
+    /// How programs are to be bound to their node's address (`--binding`).
+    pub binding: BindingChoice,
 }
 
 impl RunConfig {
@@ -141,6 +143,7 @@ impl RunConfig {
             workers: Vec::new(),
             token: None,
             args: Vec::new(),
+            binding: BindingChoice::Auto,
         }
     }
 }
@@ -272,6 +275,7 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
         hint: lab_hint(&cfg),
         results,
         clock,
+        binding: cfg.binding,
     };
     let workers = match (local, &token) {
         (Some(shim), _) => embedded_worker(&setup, shim),
@@ -505,6 +509,7 @@ fn write_summary(
         "mode": if namespace.is_some() { "real" } else { "dry-run" },
         "namespace": namespace,
         "binding": binding,
+        "binding_requested": cfg.binding.name(),
         "workers": workers,
         "seed": seed,
         "params": cfg.params,

@@ -19,7 +19,7 @@ use crate::dataplane::{Dataplane, ForwarderStats, RemoteLinks, TunDevice};
 use crate::experiment::{AddressPlan, ExecError, NodeId, ProcExit, ProcId, TrafficReading};
 use crate::netns::cgroup::LabCgroup;
 use crate::netns::{LabNamespace, NetnsError};
-use crate::proto::{Binding, Failure, Setup};
+use crate::proto::{Binding, BindingChoice, Failure, Setup};
 use crate::units::Nanos;
 use procs::RunningProc;
 
@@ -42,6 +42,10 @@ pub enum WorkerError {
     Dataplane(std::io::Error),
     #[error("process spawner: {0}")]
     Spawner(std::io::Error),
+    #[error(
+        "--binding bpf: programs cannot be bound by cgroup-BPF here: {0} (--binding auto or preload uses the preloaded shim)"
+    )]
+    NoBpf(String),
 }
 
 pub struct WorkerOptions {
@@ -57,6 +61,8 @@ pub struct WorkerOptions {
     pub mtu: u32,
     /// This worker's number: it owns the address block `10.<index>.0.0/16`.
     pub index: u32,
+    /// How the run asks for programs to be bound.
+    pub binding: BindingChoice,
     /// The other workers of the run, with the socket that reaches their data planes
     /// (`None` when this is the only worker).
     pub remote: Option<RemoteWorkers>,
@@ -165,7 +171,7 @@ impl LocalWorker {
         // are unreachable in the lab: the send fails at once instead of a 10 s DNS timeout.
         netlink.add_unreachable_route(AddressPlan::PREFIX, AddressPlan::PREFIX_LEN)?;
         let spawner = procs::Spawner::start(lab.ns_fd()).map_err(WorkerError::Spawner)?;
-        let cgroup = Self::lab_cgroup(&lab)?;
+        let cgroup = Self::lab_cgroup(&lab, opts.binding)?;
         Ok(LocalWorker {
             procs: HashMap::new(),
             spawner,
@@ -187,21 +193,30 @@ impl LocalWorker {
     }
 
     /// The lab's cgroup with the node-binding programs, where the host allows it (root,
-    /// cgroup v2, BPF); `None` otherwise, and the shim binds programs.
-    fn lab_cgroup(lab: &LabNamespace) -> Result<Option<LabCgroup>, WorkerError> {
-        if crate::netns::rootless::active() {
-            return Ok(None);
-        }
-        match LabCgroup::create(lab.name()) {
-            Ok(cgroup) => {
-                lab.record_cgroup(cgroup.path())?;
-                Ok(Some(cgroup))
+    /// cgroup v2, BPF) and the run did not ask for the shim; `None` otherwise, and the shim
+    /// binds programs. Asked for "bpf" where it cannot be had, an error that says why.
+    fn lab_cgroup(
+        lab: &LabNamespace,
+        choice: BindingChoice,
+    ) -> Result<Option<LabCgroup>, WorkerError> {
+        let why_not = match choice {
+            BindingChoice::Preload => return Ok(None),
+            _ if crate::netns::rootless::active() => {
+                "rootless real mode cannot attach BPF programs (run p2plab with sudo)".to_string()
             }
-            Err(e) => {
-                tracing::info!("programs are bound by the preloaded shim: {e}");
-                Ok(None)
-            }
+            _ => match LabCgroup::create(lab.name()) {
+                Ok(cgroup) => {
+                    lab.record_cgroup(cgroup.path())?;
+                    return Ok(Some(cgroup));
+                }
+                Err(e) => e.to_string(),
+            },
+        };
+        if choice == BindingChoice::Bpf {
+            return Err(WorkerError::NoBpf(why_not));
         }
+        tracing::info!("programs are bound by the preloaded shim: {why_not}");
+        Ok(None)
     }
 
     pub fn namespace(&self) -> Option<&str> {
@@ -323,6 +338,7 @@ impl session::LabBuilder for MachineLabs {
             seed: setup.seed,
             mtu: setup.mtu,
             index: setup.index,
+            binding: setup.binding,
             remote,
         };
         let worker =

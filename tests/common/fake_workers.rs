@@ -165,6 +165,7 @@ pub fn run_setup(results: &Path) -> RunSetup {
         hint: "fake".into(),
         results: PathBuf::from(results),
         clock: MonotonicClock::start(),
+        binding: Default::default(),
     }
 }
 

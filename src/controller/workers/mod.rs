@@ -29,7 +29,9 @@ use link::{LinkState, Pending, link_task};
 
 use crate::clock::MonotonicClock;
 use crate::experiment::{ExecError, NodeId, ProcExit, ProcId};
-use crate::proto::{Binding, Connection, Peer, ProtoError, Reply, Request, Setup, ToWorker, Token};
+use crate::proto::{
+    Binding, BindingChoice, Connection, Peer, ProtoError, Reply, Request, Setup, ToWorker, Token,
+};
 use crate::units::Nanos;
 
 /// How long connecting to a worker (TCP and handshake) may take.
@@ -83,6 +85,8 @@ pub struct RunSetup {
     /// The controller's results folder: collected node folders land in it.
     pub results: PathBuf,
     pub clock: MonotonicClock,
+    /// How the run asks the labs to bind programs (`--binding`).
+    pub binding: BindingChoice,
 }
 
 /// Each stopped worker's data-plane counters by name: shared with whoever writes the summary.
@@ -307,6 +311,7 @@ impl Workers {
             run: self.run,
             key: hex::encode(self.key),
             peers,
+            binding: setup.binding,
         });
         match self.request(index as usize, body, Some(SETUP_TIMEOUT))? {
             Reply::Lab { namespace, binding } => Ok((namespace, binding)),
