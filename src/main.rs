@@ -26,7 +26,7 @@ Each worker emulates the links of its own nodes; node folders are collected at t
 Real mode (without --dry-run) builds a lab network namespace with a TUN data plane, runs
 the programs there, each bound to its node's address: as root by cgroup-BPF (every program,
 static and Go binaries too; summary.json says \"binding\": \"bpf\"), elsewhere by the
-preloaded shim (\"preload\"), and removes everything at the end or on Ctrl-C. It needs root,
+preloaded shim (\"preload\"; --binding bpf or preload insists on one), and removes everything at the end or on Ctrl-C. It needs root,
 or runs rootless in a user namespace of its own where the kernel allows it and /dev/net/tun
 is open to users. `p2plab cleanup` (root) removes what a killed run left behind.
 

@@ -208,19 +208,25 @@ enum Unprivileged {
 
 /// Runs `p2plab script SCRIPT --out OUT -q` as `who`.
 fn p2plab_as(who: Unprivileged, s: &Scenario) -> std::process::Output {
+    p2plab_as_with(who, s, &[])
+}
+
+/// Runs `p2plab script SCRIPT --out OUT -q EXTRA...` as `who`.
+fn p2plab_as_with(who: Unprivileged, s: &Scenario, extra: &[&str]) -> std::process::Output {
     use std::os::unix::process::CommandExt;
     let out = s.out();
-    let args = [
+    let mut args = vec![
         "script",
         s.path.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
         "-q",
     ];
+    args.extend_from_slice(extra);
     match who {
         Unprivileged::Myself => p2plab(&args),
         Unprivileged::Nobody => Command::new(env!("CARGO_BIN_EXE_p2plab"))
-            .args(args)
+            .args(&args)
             .uid(NOBODY)
             .gid(NOBODY)
             .output()
@@ -473,6 +479,14 @@ fn rootless_real_mode_works_where_the_kernel_allows_it() {
         serde_json::from_str(&std::fs::read_to_string(s.out().join("summary.json")).unwrap())
             .unwrap();
     assert_eq!(summary["binding"], "preload", "{summary}");
+    // Asked for cgroup-BPF, which rootless mode cannot have: a setup error that says why.
+    let o = p2plab_as_with(who, &s, &["--binding", "bpf"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{who:?}: {stderr}");
+    assert!(
+        stderr.contains("--binding bpf") && stderr.contains("rootless"),
+        "{stderr}"
+    );
 }
 
 #[test]

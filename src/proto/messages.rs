@@ -206,3 +206,34 @@ pub enum Reply {
         dataplane: BTreeMap<String, u64>,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binding_choices_round_trip_their_names() {
+        for c in [
+            BindingChoice::Auto,
+            BindingChoice::Bpf,
+            BindingChoice::Preload,
+        ] {
+            assert_eq!(BindingChoice::from_name(c.name()), Some(c));
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.name())
+            );
+        }
+        assert_eq!(BindingChoice::from_name("ebpf"), None);
+    }
+
+    #[test]
+    fn a_setup_without_binding_asks_for_auto() {
+        let json = r#"{"index":0,"seed":1,"mtu":1500,"hint":"h","run":7,"key":"00","peers":[]}"#;
+        let setup: Setup = serde_json::from_str(json).unwrap();
+        assert_eq!(setup.binding, BindingChoice::Auto);
+        let json = json.replace("[]}", r#"[],"binding":"preload"}"#);
+        let setup: Setup = serde_json::from_str(&json).unwrap();
+        assert_eq!(setup.binding, BindingChoice::Preload);
+    }
+}
