@@ -189,6 +189,13 @@ fn cli_usage_errors_and_real_mode_exit_2() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read /nonexistent/x.rhai"));
     let o = p2plab(&["script", "x.rhai", "--set", "novalue"]);
     assert_eq!(o.status.code(), Some(2));
+    let o = p2plab(&["script", "x.rhai", "--binding", "ebpf"]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        ["auto", "bpf", "preload"].iter().all(|c| stderr.contains(c)),
+        "{stderr}"
+    );
 }
 
 /// User and group `nobody`, whom root tests run unprivileged programs as.
