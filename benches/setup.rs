@@ -5,8 +5,9 @@
 //! has started, and the end (kill and reap every process, remove the cgroups and the lab);
 //! counts the programs started and checks that no process or cgroup is left.
 //!
-//!     cargo bench --bench setup
+//!     cargo build --release && cargo bench --bench setup
 //!     P2PLAB_BENCH_NODES=1000 cargo bench --bench setup    # one size only
+//!     P2PLAB_BENCH_RUNS=1 ...                              # runs of each binding
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use p2plab::proto::BindingChoice;
 use p2plab::run::{self, RunConfig};
 
-/// Runs of each binding at each size.
+/// Runs of each binding at each size, unless `P2PLAB_BENCH_RUNS` says.
 const RUNS: usize = 3;
 /// The metric the script reports last: once it is in `events.jsonl`, the end begins.
 const LAST: &str = "\"spawn_seconds\"";
@@ -105,10 +106,18 @@ fn one_run(nodes: usize, binding: BindingChoice) -> SetUp {
         done.store(true, Ordering::Relaxed);
         (result, watcher.join().ok().flatten(), returned)
     });
-    let mut errors = Vec::new();
     if let Err(e) = result {
-        errors.push(format!("run: {e}"));
+        // No lab, so nothing to count (the shim must be built: `cargo build --release`).
+        return SetUp {
+            alloc: f64::NAN,
+            spawn: f64::NAN,
+            end: f64::NAN,
+            binding: "none".into(),
+            started: 0,
+            errors: vec![format!("run: {e}")],
+        };
     }
+    let mut errors = Vec::new();
     let end = match last {
         Some(at) => returned.duration_since(at).as_secs_f64(),
         None => {
@@ -169,16 +178,20 @@ fn main() {
         Ok(n) => vec![n.parse().expect("P2PLAB_BENCH_NODES: a number of nodes")],
         Err(_) => vec![1000, 10_000],
     };
+    let runs: usize = match std::env::var("P2PLAB_BENCH_RUNS") {
+        Ok(n) => n.parse().expect("P2PLAB_BENCH_RUNS: a number of runs"),
+        Err(_) => RUNS,
+    };
     let mut failed = false;
     for nodes in sizes {
         let mut bpf = Vec::new();
         let mut preload = Vec::new();
-        for _ in 0..RUNS {
+        for _ in 0..runs {
             bpf.push(one_run(nodes, BindingChoice::Bpf));
             preload.push(one_run(nodes, BindingChoice::Preload));
         }
         let (b, p) = (medians(&bpf), medians(&preload));
-        println!("{nodes} nodes, one `sleep 60` each, median of {RUNS} (interleaved):");
+        println!("{nodes} nodes, one `sleep 60` each, median of {runs} (interleaved):");
         println!("                                  bpf (cgroups)   preload   ratio");
         for (what, b, p) in [
             ("alloc_ip", b.0, p.0),
