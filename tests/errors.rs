@@ -193,7 +193,9 @@ fn cli_usage_errors_and_real_mode_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
-        ["auto", "bpf", "preload"].iter().all(|c| stderr.contains(c)),
+        ["auto", "bpf", "preload"]
+            .iter()
+            .all(|c| stderr.contains(c)),
         "{stderr}"
     );
 }
