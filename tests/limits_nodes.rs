@@ -1,0 +1,149 @@
+//! Node CPU and memory limits in real mode (needs root): the seed's fairness experiment
+//! (identical CPU-bound programs started one per second on separate nodes, without limits and
+//! with `cpu: 0.25` each), a program past its `memory` limit killed with an `exit` event that
+//! says so, and no cgroup of the run left in the v1 hierarchies.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use common::{Scenario, can_run_real_mode_with, of, real_run};
+
+/// A CPU-bound loop of `n` additions that prints the CPU time it took, in seconds.
+fn busy_loop(n: u64) -> String {
+    format!("python3 -c 'import time; x = sum(i for i in range({n})); print(time.process_time())'")
+}
+
+/// The tests here take turns: each checks what its own run left, and the fairness
+/// experiment wants the CPU to itself.
+static ONE_RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Additions that take about `secs` of CPU here (measured on the host, outside any lab,
+/// by the CPU time the loop reports).
+fn loop_size(secs: f64) -> u64 {
+    let n = 10_000_000u64;
+    let out = Command::new("sh")
+        .args(["-c", &busy_loop(n)])
+        .output()
+        .expect("python3");
+    assert!(out.status.success());
+    let cpu: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    (n as f64 * secs / cpu) as u64
+}
+
+/// Seconds from each spawn to its exit, by node, for the nodes in `ips`.
+fn run_times(events: &[Value], ips: &[String]) -> Vec<f64> {
+    ips.iter()
+        .map(|ip| {
+            let at = |kind: &str| {
+                of(events, kind)
+                    .into_iter()
+                    .find(|e| e["ip"] == ip.as_str())
+                    .unwrap_or_else(|| panic!("no {kind} event of {ip}"))["t"]
+                    .as_f64()
+                    .unwrap()
+            };
+            at("exit") - at("spawn")
+        })
+        .collect()
+}
+
+fn ips(first: u32, n: u32) -> Vec<String> {
+    (first..first + n).map(|i| format!("10.0.0.{i}")).collect()
+}
+
+#[test]
+fn fairness_with_and_without_cpu_limits() {
+    if !can_run_real_mode_with("fairness_with_and_without_cpu_limits", &["python3"]) {
+        return;
+    }
+    let _turn = ONE_RUN.lock().unwrap_or_else(|p| p.into_inner());
+    let n = loop_size(3.0);
+    let prog = busy_loop(n);
+    // Node 1 alone; nodes 2-5 unlimited, one started per second; nodes 6-9 at a quarter of
+    // a core each, one per second.
+    let s = Scenario::new(&format!(
+        r#"
+let alone = alloc_ip(1);
+spawn(alone[0], "{prog}").wait();
+let free = alloc_ip(4);
+let limited = alloc_ip(4);
+shape(limited, #{{ cpu: 0.25 }});
+let runs = [];
+for n in free {{ runs.push(spawn(n, "{prog}")); sleep("1s"); }}
+for p in runs {{ p.wait(); }}
+runs = [];
+for n in limited {{ runs.push(spawn(n, "{prog}")); sleep("1s"); }}
+for p in runs {{ p.wait(); }}
+"#,
+    ));
+    real_run(&s);
+    assert_v1_cgroups_removed();
+    let events = s.events();
+    for e in of(&events, "exit") {
+        assert_eq!(e["code"], 0, "{e}");
+    }
+    let cpu_alone: f64 = common::node_file(&s, "10.0.0.1", "stdout.log")
+        .trim()
+        .parse()
+        .unwrap();
+    let alone = run_times(&events, &ips(1, 1))[0];
+    let free = run_times(&events, &ips(2, 4));
+    let spread = free.iter().cloned().fold(f64::MIN, f64::max)
+        - free.iter().cloned().fold(f64::MAX, f64::min);
+    println!(
+        "alone: {alone:.2} s ({cpu_alone:.2} s CPU); without limits: {free:.2?} s, spread \
+         {spread:.2} s"
+    );
+    let predicted = cpu_alone / 0.25;
+    let limited = run_times(&events, &ips(6, 4));
+    let errors: Vec<f64> = limited
+        .iter()
+        .map(|t| (t - predicted) / predicted * 100.0)
+        .collect();
+    println!("cpu 0.25: predicted {predicted:.2} s, took {limited:.2?} s, errors {errors:.1?} %");
+    for e in &errors {
+        assert!(e.abs() <= 5.0, "{limited:?} s against {predicted:.2} s");
+    }
+}
+
+#[test]
+fn a_program_past_its_memory_limit_is_killed_and_its_exit_says_so() {
+    if !can_run_real_mode_with("a_program_past_its_memory_limit", &["python3"]) {
+        return;
+    }
+    let _turn = ONE_RUN.lock().unwrap_or_else(|p| p.into_inner());
+    let s = Scenario::new(
+        r#"
+let n = alloc_ip(2);
+shape(n[0], #{ memory: "64mb" });
+let hog = "python3 -c 'x = bytes(range(256)) * (1024 * 1024); print(len(x))'";
+spawn(n[0], hog).wait();
+spawn(n[1], hog).wait();
+"#,
+    );
+    real_run(&s);
+    let events = s.events();
+    let exits = of(&events, "exit");
+    assert_eq!(exits.len(), 2, "{exits:?}");
+    assert_eq!(exits[0]["signal"], "SIGKILL", "{}", exits[0]);
+    assert_eq!(exits[0]["oom"], true, "{}", exits[0]);
+    assert_eq!(exits[1]["code"], 0, "{}", exits[1]);
+    assert!(exits[1].get("oom").is_none(), "{}", exits[1]);
+    assert_v1_cgroups_removed();
+}
+
+/// No cgroup of this process's runs is left in a v1 hierarchy.
+fn assert_v1_cgroups_removed() {
+    let prefix = format!("p2plab-{}-", std::process::id());
+    for (controller, mount) in p2plab::netns::limits::v1_mounts() {
+        let left: Vec<String> = std::fs::read_dir(&mount)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        assert!(left.is_empty(), "{controller}: {left:?} left in {mount:?}");
+    }
+}
