@@ -103,9 +103,28 @@ for p in runs {{ p.wait(); }}
         .iter()
         .map(|t| (t - predicted) / predicted * 100.0)
         .collect();
-    println!("cpu 0.25: predicted {predicted:.2} s, took {limited:.2?} s, errors {errors:.1?} %");
-    for e in &errors {
-        assert!(e.abs() <= 5.0, "{limited:?} s against {predicted:.2} s");
+    let used: Vec<f64> = ips(6, 4)
+        .iter()
+        .map(|ip| {
+            common::node_file(&s, ip, "stdout.log")
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let shares: Vec<f64> = used.iter().zip(&limited).map(|(c, t)| c / t).collect();
+    println!(
+        "cpu 0.25: predicted {predicted:.2} s, took {limited:.2?} s, errors {errors:.1?} %; \
+         CPU used {used:.2?} s, share of a core {shares:.3?}"
+    );
+    // The kernel holds each node to its share; the CPU the same work needs grows when the
+    // machine is busy (other programs share its caches), so the time is predicted from what
+    // each program used.
+    for (share, (t, cpu)) in shares.iter().zip(limited.iter().zip(&used)) {
+        assert!(
+            (share / 0.25 - 1.0).abs() <= 0.05,
+            "took {t:.2} s for {cpu:.2} s of CPU: {share:.3} of a core, not 0.25"
+        );
     }
 }
 
@@ -132,6 +151,15 @@ spawn(n[1], hog).wait();
     assert_eq!(exits[0]["oom"], true, "{}", exits[0]);
     assert_eq!(exits[1]["code"], 0, "{}", exits[1]);
     assert!(exits[1].get("oom").is_none(), "{}", exits[1]);
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(s.out().join("summary.json")).unwrap())
+            .unwrap();
+    let nodes = summary["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    let peak = |i: usize| nodes[i]["memory_peak_bytes"].as_u64().unwrap();
+    assert!(peak(0) <= 64 << 20, "{nodes:?}");
+    assert!(peak(1) >= 256 << 20, "{nodes:?}");
+    assert!(nodes[1]["cpu_seconds"].as_f64().unwrap() > 0.0, "{nodes:?}");
     assert_v1_cgroups_removed();
 }
 

@@ -105,10 +105,21 @@ impl Executor for LocalWorker {
         LocalWorker::traffic(self, interval)
     }
 
-    /// The end of the run: the packet captures are written out, before node folders are
-    /// collected.
+    /// The end of the run: the packet captures are written out, and what each node used
+    /// (`usage.json`), before node folders are collected.
     fn finish(&mut self) -> Result<(), ExecError> {
         self.dataplane().stop_captures();
+        for (ip, usage) in self.cgroup.as_ref().map(|c| c.usage()).unwrap_or_default() {
+            let dir = self.results.join("nodes").join(ip.to_string());
+            let json = serde_json::json!({
+                "cpu_seconds": usage.cpu_usec as f64 / 1e6,
+                "memory_peak_bytes": usage.memory_peak,
+            });
+            let path = dir.join(crate::results::USAGE_FILE);
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&path, json.to_string()))
+                .map_err(|e| ExecError::Remote(format!("{}: {e}", path.display())))?;
+        }
         Ok(())
     }
 }
