@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use common::{Scenario, alive, can_run_real_mode, cgroups_of, namespaces_of};
+use common::{Scenario, alive, can_run_real_mode, cgroups_of, namespaces_of, v1_cgroups_of};
 
 /// `p2plab script` in real mode as a child process, quiet, results in the scenario's folder.
 fn start_real_run(s: &Scenario) -> std::process::Child {
@@ -44,7 +44,7 @@ fn cleanup_removes_what_a_killed_run_left() {
         return;
     }
     let s = Scenario::new(
-        "let n = alloc_ip(3);\nshape(n, #{ latency: \"5ms\" });\nspawn(n[0], \"sleep 300\");\nsleep(120);\n",
+        "let n = alloc_ip(3);\nshape(n, #{ latency: \"5ms\", cpu: 0.5 });\nspawn(n[0], \"sleep 300\");\nsleep(120);\n",
     );
     let mut run = start_real_run(&s);
     let sleeper = wait_for_spawn(&s.out().join("events.jsonl"));
@@ -75,6 +75,8 @@ fn cleanup_removes_what_a_killed_run_left() {
         cgroups,
         "a SIGKILLed run leaves its cgroup"
     );
+    // Where node limits live in v1 hierarchies (hybrid hosts), its cgroups there too.
+    let v1_left = v1_cgroups_of(owner);
 
     let out = Command::new(env!("CARGO_BIN_EXE_p2plab"))
         .arg("cleanup")
@@ -90,6 +92,10 @@ fn cleanup_removes_what_a_killed_run_left() {
     assert!(
         cgroups_of(owner).is_empty(),
         "cleanup left the cgroup: {stderr}"
+    );
+    assert!(
+        v1_cgroups_of(owner).is_empty(),
+        "cleanup left {v1_left:?}: {stderr}"
     );
     let start = Instant::now();
     while alive(sleeper) && start.elapsed() < Duration::from_secs(5) {

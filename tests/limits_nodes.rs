@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use common::{Scenario, can_run_real_mode_with, of, real_run};
+use common::{Scenario, can_run_real_mode_with, of, real_run, v1_cgroups_of};
 
 /// A CPU-bound loop of `n` additions that prints the CPU time it took, in seconds.
 fn busy_loop(n: u64) -> String {
@@ -165,13 +165,6 @@ spawn(n[1], hog).wait();
 
 /// No cgroup of this process's runs is left in a v1 hierarchy.
 fn assert_v1_cgroups_removed() {
-    let prefix = format!("p2plab-{}-", std::process::id());
-    for (controller, mount) in p2plab::netns::limits::v1_mounts() {
-        let left: Vec<String> = std::fs::read_dir(&mount)
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| n.starts_with(&prefix))
-            .collect();
-        assert!(left.is_empty(), "{controller}: {left:?} left in {mount:?}");
-    }
+    let left = v1_cgroups_of(std::process::id());
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
