@@ -154,7 +154,7 @@ spawn(n[1], hog).wait();
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(s.out().join("summary.json")).unwrap())
             .unwrap();
-    let nodes = summary["nodes"].as_array().unwrap();
+    let nodes = summary["usage"].as_array().unwrap();
     assert_eq!(nodes.len(), 2, "{nodes:?}");
     let peak = |i: usize| nodes[i]["memory_peak_bytes"].as_u64().unwrap();
     assert!(peak(0) <= 64 << 20, "{nodes:?}");

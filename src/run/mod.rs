@@ -515,7 +515,7 @@ fn write_summary(
         "experiment_seconds": result.as_ref().ok().map(|r| crate::units::secs(r.end_time)),
         "events": result.as_ref().ok().map(|r| r.events),
         "traffic": traffic,
-        "nodes": dir.node_usage(),
+        "usage": dir.node_usage(),
         "dataplane": dataplane,
         "conformance": verdict,
     });
