@@ -129,6 +129,40 @@ for p in runs {{ p.wait(); }}
 }
 
 #[test]
+fn a_new_cpu_limit_applies_at_once_to_a_running_program() {
+    if !can_run_real_mode_with("a_new_cpu_limit_applies_at_once", &["python3"]) {
+        return;
+    }
+    let _turn = ONE_RUN.lock().unwrap_or_else(|p| p.into_inner());
+    let prog = busy_loop(loop_size(2.0));
+    let s = Scenario::new(&format!(
+        r#"
+let n = alloc_ip(1)[0];
+shape(n, #{{ cpu: 0.25 }});
+let p = spawn(n, "{prog}");
+sleep("1s");
+shape(n, #{{ cpu: 1.0 }});
+p.wait();
+"#
+    ));
+    real_run(&s);
+    let events = s.events();
+    let took = run_times(&events, &ips(1, 1))[0];
+    let cpu: f64 = common::node_file(&s, "10.0.0.1", "stdout.log")
+        .trim()
+        .parse()
+        .unwrap();
+    // A quarter of a core all along would take cpu / 0.25; a whole core after the first
+    // second takes about 1 s + (cpu - 0.25) s.
+    println!("{cpu:.2} s of CPU in {took:.2} s, after one second at a quarter of a core");
+    assert!(
+        took < 0.6 * cpu / 0.25,
+        "{cpu:.2} s of CPU took {took:.2} s"
+    );
+    assert!(took > cpu + 0.5, "{cpu:.2} s of CPU took {took:.2} s");
+}
+
+#[test]
 fn a_program_past_its_memory_limit_is_killed_and_its_exit_says_so() {
     if !can_run_real_mode_with("a_program_past_its_memory_limit", &["python3"]) {
         return;

@@ -35,6 +35,7 @@ pub fn cpu_shares(weight: u32) -> u64 {
 }
 
 /// The files and values that set `limits` in a v2 node cgroup; what is unset is lifted.
+/// A memory limit allows no swap, which would stretch it.
 pub fn v2_writes(limits: &NodeLimits) -> Vec<(&'static str, String)> {
     let max = |v: Option<String>| v.unwrap_or_else(|| "max".into());
     vec![
@@ -47,6 +48,7 @@ pub fn v2_writes(limits: &NodeLimits) -> Vec<(&'static str, String)> {
         ),
         ("cpu.weight", limits.cpu_weight.unwrap_or(100).to_string()),
         ("memory.max", max(limits.memory.map(|m| m.to_string()))),
+        ("memory.swap.max", max(limits.memory.map(|_| "0".into()))),
     ]
 }
 
@@ -162,6 +164,7 @@ mod tests {
                 ("cpu.max", "max 100000".to_string()),
                 ("cpu.weight", "100".to_string()),
                 ("memory.max", "max".to_string()),
+                ("memory.swap.max", "max".to_string()),
             ]
         );
         let set = NodeLimits {
@@ -170,6 +173,7 @@ mod tests {
             memory: Some(1 << 26),
         };
         assert_eq!(v2_writes(&set)[0].1, "50000 100000");
+        assert_eq!(v2_writes(&set)[3].1, "0");
         let v1 = v1_writes(&set);
         assert!(v1.contains(&("cpu", "cpu.cfs_quota_us", "50000".to_string())));
         assert!(v1.contains(&("cpu", "cpu.shares", "512".to_string())));
