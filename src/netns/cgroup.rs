@@ -131,15 +131,11 @@ impl LabCgroup {
             Controllers::V1(mounts) => {
                 let node = &self.nodes[&ip];
                 for (controller, file, value) in limits::v1_writes(limits) {
-                    let Some(dir) = mounts
-                        .iter()
-                        .zip(&node.v1)
-                        .find_map(|((_, cs), (dir, _))| cs.contains(&controller).then_some(dir))
-                    else {
+                    let Some(dir) = v1_dir(mounts, node, controller) else {
                         continue;
                     };
-                    // A lower memory limit goes before its swap twin, a higher one after:
-                    // the kernel keeps memsw at least memory, so retry once.
+                    // The kernel keeps memsw at least memory: a memory limit raised above
+                    // its swap twin fails, and goes in once the twin is raised.
                     let first = limits::write(dir, file, &value);
                     if first.is_err() && file == "memory.limit_in_bytes" {
                         let _ = limits::write(dir, "memory.memsw.limit_in_bytes", &value);
@@ -161,13 +157,8 @@ impl LabCgroup {
         };
         let kills = match &self.controllers {
             Controllers::V2 => limits::read(&dir, "memory.events", Some("oom_kill")),
-            Controllers::V1(mounts) => mounts
-                .iter()
-                .zip(&node.v1)
-                .find(|((_, cs), _)| cs.contains(&"memory"))
-                .and_then(|(_, (dir, _))| {
-                    limits::read(dir, "memory.oom_control", Some("oom_kill"))
-                }),
+            Controllers::V1(mounts) => v1_dir(mounts, node, "memory")
+                .and_then(|d| limits::read(d, "memory.oom_control", Some("oom_kill"))),
             Controllers::Missing => None,
         };
         let new = kills.is_some_and(|k| k > node.oom_seen);
@@ -187,13 +178,7 @@ impl LabCgroup {
                 let dir = self.dir.join(node_dir_name(ip));
                 let usage = match &self.controllers {
                     Controllers::V1(mounts) => {
-                        let find = |c: &str| {
-                            mounts
-                                .iter()
-                                .zip(&node.v1)
-                                .find(|((_, cs), _)| cs.contains(&c))
-                                .map(|(_, (dir, _))| dir.as_path())
-                        };
+                        let find = |c| v1_dir(mounts, node, c);
                         NodeUsage {
                             cpu_usec: find("cpuacct")
                                 .and_then(|d| limits::read(d, "cpuacct.usage", None))
@@ -321,6 +306,19 @@ fn controllers(mount: &Path, lab: &Path, name: &str) -> Result<Controllers, Cgro
         }
     }
     Ok(Controllers::V1(mounts))
+}
+
+/// Node `node`'s cgroup in the v1 hierarchy of `controller`, if one is mounted.
+fn v1_dir<'a>(
+    mounts: &[(PathBuf, Vec<&'static str>)],
+    node: &'a NodeCgroup,
+    controller: &str,
+) -> Option<&'a Path> {
+    mounts
+        .iter()
+        .zip(&node.v1)
+        .find(|((_, cs), _)| cs.contains(&controller))
+        .map(|(_, (dir, _))| dir.as_path())
 }
 
 /// A node's cgroup in a v1 hierarchy, with its `cgroup.procs` open.
