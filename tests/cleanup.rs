@@ -109,7 +109,9 @@ fn a_finished_run_and_ctrl_c_leave_nothing() {
     if !can_run_real_mode("a_finished_run_and_ctrl_c_leave_nothing") {
         return;
     }
-    let s = Scenario::new("let n = alloc_ip(2);\nspawn(n[0], \"sleep 300\");\nsleep(60);\n");
+    let s = Scenario::new(
+        "let n = alloc_ip(2);\nshape(n[0], #{ memory: \"64mb\" });\nspawn(n[0], \"sleep 300\");\nsleep(60);\n",
+    );
     let mut run = start_real_run(&s);
     let owner = run.id();
     // Ctrl-C once the program runs in the lab: the event the run logs when it spawned it.
@@ -120,6 +122,8 @@ fn a_finished_run_and_ctrl_c_leave_nothing() {
     assert_eq!(status.code(), Some(130));
     assert!(namespaces_of(owner).is_empty(), "Ctrl-C left the lab");
     assert!(cgroups_of(owner).is_empty(), "Ctrl-C left the cgroup");
+    let v1_left = v1_cgroups_of(owner);
+    assert!(v1_left.is_empty(), "Ctrl-C left {v1_left:?}");
     let text = std::fs::read_to_string(s.out().join("events.jsonl")).unwrap();
     assert!(!alive(sleeper), "Ctrl-C left a process");
     // The embedded worker shares the signal but leaves stopping to its controller: the

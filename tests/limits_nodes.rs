@@ -1,7 +1,9 @@
-//! Node CPU and memory limits in real mode (needs root): the seed's fairness experiment
-//! (identical CPU-bound programs started one per second on separate nodes, without limits and
-//! with `cpu: 0.25` each), a program past its `memory` limit killed with an `exit` event that
-//! says so, and no cgroup of the run left in the v1 hierarchies.
+//! Node CPU and memory limits: recorded in `shape` events by a dry-run; in real mode (needs
+//! root) the seed's fairness experiment (identical CPU-bound programs started one per second
+//! on separate nodes, without limits and with `cpu: 0.25` each), a new limit that reaches a
+//! running program at once, a program past its `memory` limit killed with an `exit` event
+//! that says so, each node's usage in `summary.json`, and no cgroup of the run left in the
+//! v1 hierarchies.
 
 mod common;
 
@@ -52,6 +54,27 @@ fn run_times(events: &[Value], ips: &[String]) -> Vec<f64> {
 
 fn ips(first: u32, n: u32) -> Vec<String> {
     (first..first + n).map(|i| format!("10.0.0.{i}")).collect()
+}
+
+#[test]
+fn a_dry_run_records_the_limits_in_shape_events() {
+    let s = Scenario::new(
+        r#"
+let n = alloc_ip(2);
+shape(n, #{ cpu: 0.25, memory: "256mb" });
+shape(n[1], #{ cpu_weight: 50, latency: "5ms" });
+"#,
+    );
+    let events = s.run_ok();
+    let shapes: Vec<String> = of(&events, "shape").iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        shapes,
+        [
+            r#"{"t":0.0,"event":"shape","node":0,"ip":"10.0.0.1","cpu":0.25,"memory":268435456}"#,
+            r#"{"t":0.0,"event":"shape","node":1,"ip":"10.0.0.2","cpu":0.25,"memory":268435456}"#,
+            r#"{"t":0.0,"event":"shape","node":1,"ip":"10.0.0.2","latency":0.005,"cpu_weight":50}"#,
+        ]
+    );
 }
 
 #[test]
