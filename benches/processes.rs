@@ -67,6 +67,8 @@ fn baseline_in_cgroup() -> Spawned {
     let procs = lab
         .node_procs(Ipv4Addr::new(10, 0, 0, 1))
         .expect("node cgroup")
+        .first()
+        .expect("the node's v2 cgroup")
         .as_raw_fd();
     let spawned = baseline_into(Some(procs));
     lab.remove().expect("remove the cgroup");

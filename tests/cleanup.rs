@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use common::{Scenario, alive, can_run_real_mode, cgroups_of, namespaces_of};
+use common::{Scenario, alive, can_run_real_mode, cgroups_of, namespaces_of, v1_cgroups_of};
 
 /// `p2plab script` in real mode as a child process, quiet, results in the scenario's folder.
 fn start_real_run(s: &Scenario) -> std::process::Child {
@@ -44,7 +44,7 @@ fn cleanup_removes_what_a_killed_run_left() {
         return;
     }
     let s = Scenario::new(
-        "let n = alloc_ip(3);\nshape(n, #{ latency: \"5ms\" });\nspawn(n[0], \"sleep 300\");\nsleep(120);\n",
+        "let n = alloc_ip(3);\nshape(n, #{ latency: \"5ms\", cpu: 0.5 });\nspawn(n[0], \"sleep 300\");\nsleep(120);\n",
     );
     let mut run = start_real_run(&s);
     let sleeper = wait_for_spawn(&s.out().join("events.jsonl"));
@@ -75,6 +75,8 @@ fn cleanup_removes_what_a_killed_run_left() {
         cgroups,
         "a SIGKILLed run leaves its cgroup"
     );
+    // Where node limits live in v1 hierarchies (hybrid hosts), its cgroups there too.
+    let v1_left = v1_cgroups_of(owner);
 
     let out = Command::new(env!("CARGO_BIN_EXE_p2plab"))
         .arg("cleanup")
@@ -91,6 +93,10 @@ fn cleanup_removes_what_a_killed_run_left() {
         cgroups_of(owner).is_empty(),
         "cleanup left the cgroup: {stderr}"
     );
+    assert!(
+        v1_cgroups_of(owner).is_empty(),
+        "cleanup left {v1_left:?}: {stderr}"
+    );
     let start = Instant::now();
     while alive(sleeper) && start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(20));
@@ -103,7 +109,9 @@ fn a_finished_run_and_ctrl_c_leave_nothing() {
     if !can_run_real_mode("a_finished_run_and_ctrl_c_leave_nothing") {
         return;
     }
-    let s = Scenario::new("let n = alloc_ip(2);\nspawn(n[0], \"sleep 300\");\nsleep(60);\n");
+    let s = Scenario::new(
+        "let n = alloc_ip(2);\nshape(n[0], #{ memory: \"64mb\" });\nspawn(n[0], \"sleep 300\");\nsleep(60);\n",
+    );
     let mut run = start_real_run(&s);
     let owner = run.id();
     // Ctrl-C once the program runs in the lab: the event the run logs when it spawned it.
@@ -114,6 +122,8 @@ fn a_finished_run_and_ctrl_c_leave_nothing() {
     assert_eq!(status.code(), Some(130));
     assert!(namespaces_of(owner).is_empty(), "Ctrl-C left the lab");
     assert!(cgroups_of(owner).is_empty(), "Ctrl-C left the cgroup");
+    let v1_left = v1_cgroups_of(owner);
+    assert!(v1_left.is_empty(), "Ctrl-C left {v1_left:?}");
     let text = std::fs::read_to_string(s.out().join("events.jsonl")).unwrap();
     assert!(!alive(sleeper), "Ctrl-C left a process");
     // The embedded worker shares the signal but leaves stopping to its controller: the

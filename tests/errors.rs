@@ -53,7 +53,23 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "let n = alloc_ip(1);\nshape(n, #{ upload: \"1mbit\" });\n",
         "2:1",
-        "unknown option \"upload\" (expected one of: up, down, latency, jitter, loss, queue)",
+        "unknown option \"upload\" (expected one of: up, down, latency, jitter, loss, queue, \
+         cpu, cpu_weight, memory)",
+    ),
+    (
+        "let n = alloc_ip(1);\nshape(n, #{ cpu: -0.5 });\n",
+        "2:1",
+        "cpu: expected a share of one core greater than 0 (0.25, 2.0), at most 1024, got f64 -0.5",
+    ),
+    (
+        "let n = alloc_ip(1);\nshape(n, #{ cpu_weight: 0 });\n",
+        "2:1",
+        "cpu_weight: expected a whole number from 1 to 10000 (100 is the default), got i64 0",
+    ),
+    (
+        "let n = alloc_ip(1);\nshape(n, #{ memory: \"1mb\" });\n",
+        "2:1",
+        "memory: expected at least 4mb, got 1048576 bytes",
     ),
     (
         "let n = alloc_ip(1);\nshape(42, #{ up: \"1mbit\" });\n",

@@ -24,6 +24,7 @@ fn ctrl_c_ends_a_wait_and_every_worker_is_stopped() {
                 group: GroupId(0),
                 worker,
                 shape: LinkShape::default(),
+                limits: Default::default(),
                 failed: false,
             }))
             .unwrap();

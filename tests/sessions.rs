@@ -21,6 +21,7 @@ fn add_node(id: u32, worker: u32) -> Action {
         group: GroupId(0),
         worker,
         shape: LinkShape::default(),
+        limits: Default::default(),
         failed: false,
     })
 }

@@ -18,8 +18,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::experiment::{
     Action, Clock, ExecError, Executor, ExitStatus, Experiment, GroupId, GroupLink, NodeCounters,
-    NodeId, NodeRecord, Outcome, ProcExit, ProcId, ProcStatus, ShapeUpdate, SpawnSpec, StateError,
-    signal_name,
+    NodeId, NodeLimits, NodeRecord, Outcome, ProcExit, ProcId, ProcStatus, ShapeUpdate, SpawnSpec,
+    StateError, signal_name,
 };
 use crate::results::{Conformance, Event, EventLog, HealthCsv, TrafficCsv};
 use crate::units::{self, Nanos};
@@ -232,7 +232,7 @@ impl Lab {
             ExitStatus::Code(c) => event.with("code", c),
             ExitStatus::Signal(s) => event.with("signal", signal_name(s)),
         };
-        self.record(event)
+        self.record(event.with_opt("oom", exit.oom.then_some(true)))
     }
 
     fn execute(&mut self, action: &Action) -> Result<Outcome, LabError> {
@@ -267,12 +267,27 @@ impl Lab {
         Ok(planned)
     }
 
-    pub fn shape(&mut self, nodes: &[NodeId], update: &ShapeUpdate) -> Result<(), LabError> {
+    /// Changes the access link of `nodes` by `update` and their CPU and memory by `limits`
+    /// (each only where it gives something), in one `shape` event per node.
+    pub fn shape(
+        &mut self,
+        nodes: &[NodeId],
+        update: &ShapeUpdate,
+        limits: &NodeLimits,
+    ) -> Result<(), LabError> {
+        let reshape = *update != ShapeUpdate::default();
         for &node in nodes {
-            let shape = self.state.node(node).shape.apply(update);
-            self.execute(&Action::Shape { node, shape })?;
-            self.state.set_shape(node, shape);
-            self.readings.reshaped(node);
+            if reshape {
+                let shape = self.state.node(node).shape.apply(update);
+                self.execute(&Action::Shape { node, shape })?;
+                self.state.set_shape(node, shape);
+                self.readings.reshaped(node);
+            }
+            if !limits.is_empty() {
+                let all = self.state.node(node).limits.apply(limits);
+                self.execute(&Action::Limit { node, limits: all })?;
+                self.state.set_limits(node, all);
+            }
             let event = self
                 .node_event("shape", node)
                 .with_opt("up", update.up)
@@ -280,7 +295,10 @@ impl Lab {
                 .with_opt("latency", update.latency.map(units::secs))
                 .with_opt("jitter", update.jitter.map(units::secs))
                 .with_opt("loss", update.loss)
-                .with_opt("queue", update.queue);
+                .with_opt("queue", update.queue)
+                .with_opt("cpu", limits.cpu)
+                .with_opt("cpu_weight", limits.cpu_weight)
+                .with_opt("memory", limits.memory);
             self.record(event)?;
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! What the controller asks an executor to do, with every value resolved, and what comes
 //! back about processes. Dry-run and real executors receive exactly the same actions.
 
-use super::{GroupId, LinkShape, NodeId, NodeRecord, ProcId};
+use super::{GroupId, LinkShape, NodeId, NodeLimits, NodeRecord, ProcId};
 use crate::experiment::GroupLink;
 use crate::units::Nanos;
 
@@ -24,6 +24,11 @@ pub enum Action {
     Shape {
         node: NodeId,
         shape: LinkShape,
+    },
+    /// The node's CPU and memory limits, all of them: applied at once to its programs.
+    Limit {
+        node: NodeId,
+        limits: NodeLimits,
     },
     LinkGroups {
         a: GroupId,
@@ -91,4 +96,6 @@ impl ExitStatus {
 pub struct ProcExit {
     pub proc: ProcId,
     pub status: ExitStatus,
+    /// Killed by the kernel because its node ran out of its `memory` limit.
+    pub oom: bool,
 }

@@ -138,6 +138,7 @@ impl Executor for DryRun {
                 .map(|&proc| ProcExit {
                     proc,
                     status: ExitStatus::Signal(signal),
+                    oom: false,
                 })
                 .collect(),
             ..Outcome::default()
@@ -154,11 +155,13 @@ impl Executor for DryRun {
                 exits: vec![ProcExit {
                     proc: *proc,
                     status: ExitStatus::Code(0),
+                    oom: false,
                 }],
                 ..Outcome::default()
             },
             Action::AddNode(_)
             | Action::Shape { .. }
+            | Action::Limit { .. }
             | Action::LinkGroups { .. }
             | Action::Revive { .. }
             | Action::Capture { .. }

@@ -6,12 +6,14 @@
 
 mod action;
 mod executor;
+mod limits;
 mod link;
 mod placement;
 mod traffic;
 
 pub use action::{Action, ExitStatus, ProcExit, SpawnSpec};
 pub use executor::{Clock, DryRun, ExecError, Executor, Outcome, VirtualClock, signal_name};
+pub use limits::NodeLimits;
 pub use link::{GroupLink, LinkShape, ShapeUpdate, default_queue_limit};
 pub use placement::{AddressPlan, MAX_WORKERS, NODES_PER_WORKER, Placement};
 pub use traffic::{DataplaneHealth, NodeCounters, TrafficReading};
@@ -38,6 +40,7 @@ pub struct NodeRecord {
     pub group: GroupId,
     pub worker: u32,
     pub shape: LinkShape,
+    pub limits: NodeLimits,
     pub failed: bool,
 }
 
@@ -118,6 +121,7 @@ impl Experiment {
                 group,
                 worker,
                 shape: LinkShape::default(),
+                limits: NodeLimits::default(),
                 failed: false,
             })
             .collect())
@@ -182,6 +186,10 @@ impl Experiment {
 
     pub fn set_shape(&mut self, node: NodeId, shape: LinkShape) {
         self.nodes[node.0 as usize].shape = shape;
+    }
+
+    pub fn set_limits(&mut self, node: NodeId, limits: NodeLimits) {
+        self.nodes[node.0 as usize].limits = limits;
     }
 
     pub fn set_failed(&mut self, node: NodeId, failed: bool) {

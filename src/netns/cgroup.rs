@@ -1,7 +1,8 @@
 //! The lab's cgroup (cgroup v2): `<v2 mount>/<lab name>/`, named like the lab namespace, with
 //! one child per node of this worker that runs programs (`n<ip>`) and the node-binding
 //! programs (`bpf`) attached to it, so that every socket a node's programs open uses the
-//! node's address. Removed, with whatever still runs in it, on drop or by `p2plab cleanup`.
+//! node's address, and the node's CPU and memory limits (`limits`) are enforced. Removed,
+//! with whatever still runs in it, on drop or by `p2plab cleanup`.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -12,8 +13,10 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::limits::{self, NodeUsage};
 use crate::bpf::binding::{self, BindingError, NodeBinding};
 use crate::bpf::sys::LogLevel;
+use crate::experiment::NodeLimits;
 
 /// Longest wait for the processes of a cgroup to die once killed.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,6 +36,11 @@ pub enum CgroupError {
     StillPopulated { path: PathBuf },
     #[error("node binding: {0}")]
     Binding(#[from] BindingError),
+    #[error(
+        "node limits need the cpu and memory controllers: neither the lab's cgroup v2 parent \
+         enables them (cgroup.subtree_control) nor are they mounted as cgroup v1"
+    )]
+    NoControllers,
 }
 
 fn io_error<'a>(
@@ -46,16 +54,32 @@ fn io_error<'a>(
     }
 }
 
-/// A node's cgroup: its `cgroup.procs`, open for writing so that a child can move itself in
-/// between fork and exec with one `write`.
+/// A node's cgroup: its `cgroup.procs`, and those of its v1 cgroups, open for writing so
+/// that a child can move itself in between fork and exec with one `write` each.
 struct NodeCgroup {
     procs: File,
+    /// Its cgroup in each v1 hierarchy of [`Controllers::V1`], in the same order.
+    v1: Vec<(PathBuf, File)>,
+    /// The out-of-memory kills already told of.
+    oom_seen: u64,
+}
+
+/// Where the lab's node limits are enforced.
+enum Controllers {
+    /// In the node cgroups themselves: the lab's cgroup hands cpu and memory down.
+    V2,
+    /// In the v1 hierarchies: the lab's cgroup in each (`<mount>/<lab name>`) with the
+    /// controllers mounted there.
+    V1(Vec<(PathBuf, Vec<&'static str>)>),
+    /// Nowhere: setting limits is an error.
+    Missing,
 }
 
 /// The lab's cgroup, its node cgroups and the attached programs.
 pub struct LabCgroup {
     dir: PathBuf,
     binding: Option<NodeBinding>,
+    controllers: Controllers,
     nodes: HashMap<Ipv4Addr, NodeCgroup>,
     removed: bool,
 }
@@ -67,12 +91,17 @@ impl LabCgroup {
         let dir = mount.join(name);
         fs::create_dir(&dir).map_err(io_error("create cgroup", &dir))?;
         match NodeBinding::attach(&mount, &dir, LogLevel::Brief) {
-            Ok(binding) => Ok(LabCgroup {
-                dir,
-                binding: Some(binding),
-                nodes: HashMap::new(),
-                removed: false,
-            }),
+            Ok(binding) => {
+                let mut lab = LabCgroup {
+                    controllers: Controllers::Missing,
+                    dir,
+                    binding: Some(binding),
+                    nodes: HashMap::new(),
+                    removed: false,
+                };
+                lab.controllers = controllers(&mount, &lab.dir, name)?;
+                Ok(lab)
+            }
             Err(e) => {
                 let _ = fs::remove_dir(&dir);
                 Err(e.into())
@@ -80,19 +109,122 @@ impl LabCgroup {
         }
     }
 
+    /// Sets node `ip`'s CPU and memory limits (lifting those `limits` leaves unset), for
+    /// its running programs at once and for those it starts later.
+    pub fn set_limits(&mut self, ip: Ipv4Addr, limits: &NodeLimits) -> Result<(), CgroupError> {
+        self.node_procs(ip)?;
+        let node_dir = self.dir.join(node_dir_name(ip));
+        let fail = |path: PathBuf| {
+            move |source| CgroupError::Io {
+                action: "write",
+                path,
+                source,
+            }
+        };
+        match &self.controllers {
+            Controllers::Missing => return Err(CgroupError::NoControllers),
+            Controllers::V2 => {
+                for (file, value) in limits::v2_writes(limits) {
+                    limits::write(&node_dir, file, &value).map_err(fail(node_dir.join(file)))?;
+                }
+            }
+            Controllers::V1(mounts) => {
+                let node = &self.nodes[&ip];
+                for (controller, file, value) in limits::v1_writes(limits) {
+                    let Some(dir) = v1_dir(mounts, node, controller) else {
+                        continue;
+                    };
+                    // The kernel keeps memsw at least memory: a memory limit raised above
+                    // its swap twin fails, and goes in once the twin is raised.
+                    let first = limits::write(dir, file, &value);
+                    if first.is_err() && file == "memory.limit_in_bytes" {
+                        let _ = limits::write(dir, "memory.memsw.limit_in_bytes", &value);
+                        limits::write(dir, file, &value).map_err(fail(dir.join(file)))?;
+                    } else {
+                        first.map_err(fail(dir.join(file)))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether node `ip` had an out-of-memory kill not told of yet; true tells of one.
+    pub fn take_oom_kill(&mut self, ip: Ipv4Addr) -> bool {
+        let dir = self.dir.join(node_dir_name(ip));
+        let Some(node) = self.nodes.get_mut(&ip) else {
+            return false;
+        };
+        let kills = match &self.controllers {
+            Controllers::V2 => limits::read(&dir, "memory.events", Some("oom_kill")),
+            Controllers::V1(mounts) => v1_dir(mounts, node, "memory")
+                .and_then(|d| limits::read(d, "memory.oom_control", Some("oom_kill"))),
+            Controllers::Missing => None,
+        };
+        let new = kills.is_some_and(|k| k > node.oom_seen);
+        if new {
+            node.oom_seen += 1;
+        }
+        new
+    }
+
+    /// What each node that ran programs used so far: CPU time, and its memory peak where
+    /// the kernel keeps one.
+    pub fn usage(&self) -> Vec<(Ipv4Addr, NodeUsage)> {
+        let mut all: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|(&ip, node)| {
+                let dir = self.dir.join(node_dir_name(ip));
+                let usage = match &self.controllers {
+                    Controllers::V1(mounts) => {
+                        let find = |c| v1_dir(mounts, node, c);
+                        NodeUsage {
+                            cpu_usec: find("cpuacct")
+                                .and_then(|d| limits::read(d, "cpuacct.usage", None))
+                                .map_or(0, |ns| ns / 1000),
+                            memory_peak: find("memory")
+                                .and_then(|d| limits::read(d, "memory.max_usage_in_bytes", None))
+                                .unwrap_or(0),
+                        }
+                    }
+                    _ => NodeUsage {
+                        cpu_usec: limits::read(&dir, "cpu.stat", Some("usage_usec")).unwrap_or(0),
+                        memory_peak: limits::read(&dir, "memory.peak", None).unwrap_or(0),
+                    },
+                };
+                (ip, usage)
+            })
+            .collect();
+        all.sort_by_key(|(ip, _)| *ip);
+        all
+    }
+
     /// `<v2 mount>/<lab name>`.
     pub fn path(&self) -> &Path {
         &self.dir
     }
 
-    /// The open `cgroup.procs` of node `ip`'s cgroup, made (and mapped to `ip`) on first use:
-    /// writing `0` to it moves the writer into the node.
-    pub fn node_procs(&mut self, ip: Ipv4Addr) -> Result<BorrowedFd<'_>, CgroupError> {
+    /// The open `cgroup.procs` of node `ip`'s cgroups (v2, then v1), made (and mapped to
+    /// `ip`) on first use: writing `0` to each moves the writer into the node.
+    pub fn node_procs(&mut self, ip: Ipv4Addr) -> Result<Vec<BorrowedFd<'_>>, CgroupError> {
         let node = match self.nodes.entry(ip) {
             Entry::Occupied(known) => known.into_mut(),
-            Entry::Vacant(slot) => slot.insert(make_node(&self.dir, self.binding.as_ref(), ip)?),
+            Entry::Vacant(slot) => {
+                let mut node = make_node(&self.dir, self.binding.as_ref(), ip)?;
+                if let Controllers::V1(mounts) = &self.controllers {
+                    for (lab_dir, _) in mounts {
+                        node.v1
+                            .push(make_v1_node(&lab_dir.join(node_dir_name(ip)))?);
+                    }
+                }
+                slot.insert(node)
+            }
         };
-        Ok(node.procs.as_fd())
+        Ok(std::iter::once(&node.procs)
+            .chain(node.v1.iter().map(|(_, f)| f))
+            .map(|f| f.as_fd())
+            .collect())
     }
 
     /// Kills every process of node `ip`, however it left its process group (a daemon that
@@ -128,8 +260,102 @@ impl LabCgroup {
             b.detach()?;
         }
         killed?;
-        remove_tree(&self.dir)
+        remove_tree(&self.dir)?;
+        if let Controllers::V1(mounts) = &self.controllers {
+            for (dir, _) in mounts {
+                remove_v1(dir)?;
+            }
+        }
+        Ok(())
     }
+}
+
+/// Where node limits go: the v2 node cgroups when the v2 root hands `cpu` and `memory` to
+/// the lab's cgroup (then enabled for its children), else the lab's cgroup `name` made in
+/// each v1 hierarchy of those controllers.
+fn controllers(mount: &Path, lab: &Path, name: &str) -> Result<Controllers, CgroupError> {
+    let root = fs::read_to_string(mount.join("cgroup.subtree_control")).unwrap_or_default();
+    let enabled: Vec<&str> = root.split_whitespace().collect();
+    if enabled.contains(&"cpu") && enabled.contains(&"memory") {
+        let path = lab.join("cgroup.subtree_control");
+        fs::write(&path, "+cpu +memory").map_err(io_error("write", &path))?;
+        return Ok(Controllers::V2);
+    }
+    let mut mounts: Vec<(PathBuf, Vec<&'static str>)> = Vec::new();
+    for (controller, point) in limits::v1_mounts() {
+        let dir = point.join(name);
+        match mounts.iter_mut().find(|(d, _)| *d == dir) {
+            Some((_, cs)) => cs.push(controller),
+            None => mounts.push((dir, vec![controller])),
+        }
+    }
+    if mounts.is_empty() {
+        return Ok(Controllers::Missing);
+    }
+    for (i, (dir, _)) in mounts.iter().enumerate() {
+        if let Err(e) = fs::create_dir(dir) {
+            // Binding works without limits: only setting them is then an error.
+            tracing::info!(
+                "no node limits: cannot create cgroup {}: {e}",
+                dir.display()
+            );
+            for (made, _) in &mounts[..i] {
+                let _ = fs::remove_dir(made);
+            }
+            return Ok(Controllers::Missing);
+        }
+    }
+    Ok(Controllers::V1(mounts))
+}
+
+/// Node `node`'s cgroup in the v1 hierarchy of `controller`, if one is mounted.
+fn v1_dir<'a>(
+    mounts: &[(PathBuf, Vec<&'static str>)],
+    node: &'a NodeCgroup,
+    controller: &str,
+) -> Option<&'a Path> {
+    mounts
+        .iter()
+        .zip(&node.v1)
+        .find(|((_, cs), _)| cs.contains(&controller))
+        .map(|(_, (dir, _))| dir.as_path())
+}
+
+/// A node's cgroup in a v1 hierarchy, with its `cgroup.procs` open.
+fn make_v1_node(dir: &Path) -> Result<(PathBuf, File), CgroupError> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            return Err(io_error("create cgroup", dir)(e));
+        }
+        _ => {}
+    }
+    let path = dir.join("cgroup.procs");
+    let procs = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(io_error("open", &path))?;
+    Ok((dir.to_path_buf(), procs))
+}
+
+/// Kills what is left in a lab's v1 cgroup `dir` (v1 has neither `cgroup.kill` nor
+/// `cgroup.events`), waits until it is empty and removes it with its node cgroups.
+pub fn remove_v1(dir: &Path) -> Result<(), CgroupError> {
+    let started = Instant::now();
+    loop {
+        let mut pids = Vec::new();
+        list_tree(dir, &mut pids);
+        if pids.is_empty() {
+            break;
+        }
+        if started.elapsed() > KILL_TIMEOUT {
+            return Err(CgroupError::StillPopulated {
+                path: dir.to_path_buf(),
+            });
+        }
+        signal_tree(dir);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    remove_tree(dir)
 }
 
 impl Drop for LabCgroup {
@@ -211,7 +437,11 @@ fn make_node(
     if let Some(b) = binding {
         b.set_node(binding::cgroup_id(&dir)?, ip)?;
     }
-    Ok(NodeCgroup { procs })
+    Ok(NodeCgroup {
+        procs,
+        v1: Vec::new(),
+        oom_seen: 0,
+    })
 }
 
 /// Kills every process in `dir` and its descendants (`cgroup.kill`, Linux 5.14+; before it,

@@ -13,7 +13,8 @@ use super::{NetnsError, cgroup, processes};
 /// Removes what crashed runs left behind: every lab whose ledger names a dead owner (pid gone,
 /// or reused by a process with another start time), and every `/run/netns/p2plab-<pid>-*`
 /// without a ledger whose `<pid>` no longer runs, and likewise every lab cgroup
-/// (`<v2 mount>/p2plab-<pid>-*`) of a dead owner. Kills the processes still in those
+/// (`<v2 mount>/p2plab-<pid>-*`, and `<v1 mount>/p2plab-<pid>-*` of node limits) of a dead
+/// owner. Kills the processes still in those
 /// namespaces. Returns the names of the labs removed.
 pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
     let mut removed = Vec::new();
@@ -67,6 +68,26 @@ pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
                 continue;
             }
             remove_cgroup(&mount.join(&name))?;
+            if !removed.contains(&name) {
+                removed.push(name);
+            }
+        }
+    }
+    let mut v1: Vec<_> = super::limits::v1_mounts()
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
+    v1.dedup();
+    for mount in v1 {
+        for name in list_dir(&mount)? {
+            let Some(owner) = owner_pid_of(&name) else {
+                continue;
+            };
+            let has_ledger = Ledger::path(Path::new(LEDGER_DIR), &name).exists();
+            if has_ledger || ledger::start_time(owner).is_some() {
+                continue;
+            }
+            cgroup::remove_v1(&mount.join(&name))?;
             if !removed.contains(&name) {
                 removed.push(name);
             }

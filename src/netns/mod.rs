@@ -14,6 +14,7 @@ pub mod cgroup;
 mod cleanup;
 mod error;
 mod ledger;
+pub mod limits;
 mod named;
 pub mod netlink;
 mod processes;

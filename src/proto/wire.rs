@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::experiment::{
     Action, DataplaneHealth, ExecError, ExitStatus, GroupId, GroupLink, LinkShape, NodeCounters,
-    NodeId, NodeRecord, Outcome, ProcExit, ProcId, SpawnSpec,
+    NodeId, NodeLimits, NodeRecord, Outcome, ProcExit, ProcId, SpawnSpec,
 };
 use crate::units::Nanos;
 
@@ -25,6 +25,12 @@ pub enum WireAction {
     Shape {
         node: u32,
         link: Link,
+    },
+    Limit {
+        node: u32,
+        cpu: Option<f64>,
+        cpu_weight: Option<u32>,
+        memory: Option<u64>,
     },
     LinkGroups {
         a: u32,
@@ -92,6 +98,8 @@ pub struct Exit {
     pub proc: u32,
     pub code: Option<i32>,
     pub signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +160,7 @@ impl WireAction {
         match self {
             WireAction::AddNode { .. } => "add_node",
             WireAction::Shape { .. } => "shape",
+            WireAction::Limit { .. } => "limit",
             WireAction::LinkGroups { .. } => "link_groups",
             WireAction::Spawn { .. } => "spawn",
             WireAction::Kill { .. } => "kill",
@@ -176,6 +185,12 @@ impl WireAction {
             Action::Shape { node, shape } => WireAction::Shape {
                 node: node.0,
                 link: Link::from(shape),
+            },
+            Action::Limit { node, limits } => WireAction::Limit {
+                node: node.0,
+                cpu: limits.cpu,
+                cpu_weight: limits.cpu_weight,
+                memory: limits.memory,
             },
             Action::LinkGroups { a, b, link } => WireAction::LinkGroups {
                 a: a.0,
@@ -236,11 +251,25 @@ impl WireAction {
                 group: GroupId(group),
                 worker,
                 shape: LinkShape::default(),
+                limits: NodeLimits::default(),
                 failed: false,
             }),
             WireAction::Shape { node, link } => Action::Shape {
                 node: NodeId(node),
                 shape: link.into(),
+            },
+            WireAction::Limit {
+                node,
+                cpu,
+                cpu_weight,
+                memory,
+            } => Action::Limit {
+                node: NodeId(node),
+                limits: NodeLimits {
+                    cpu,
+                    cpu_weight,
+                    memory,
+                },
             },
             WireAction::LinkGroups {
                 a,
@@ -341,6 +370,7 @@ impl From<&ProcExit> for Exit {
             proc: e.proc.0,
             code,
             signal,
+            oom: e.oom,
         }
     }
 }
@@ -355,6 +385,7 @@ impl From<Exit> for ProcExit {
         ProcExit {
             proc: ProcId(e.proc),
             status,
+            oom: e.oom,
         }
     }
 }
@@ -490,11 +521,20 @@ mod tests {
                 group: GroupId(2),
                 worker: 1,
                 shape: LinkShape::default(),
+                limits: NodeLimits::default(),
                 failed: false,
             }),
             Action::Shape {
                 node: NodeId(3),
                 shape,
+            },
+            Action::Limit {
+                node: NodeId(3),
+                limits: NodeLimits {
+                    cpu: Some(0.25),
+                    cpu_weight: None,
+                    memory: Some(64 << 20),
+                },
             },
             Action::LinkGroups {
                 a: GroupId(0),
@@ -563,10 +603,15 @@ mod tests {
 
     #[test]
     fn exits_and_counters_round_trip() {
-        for status in [ExitStatus::Code(3), ExitStatus::Signal(9)] {
+        for (status, oom) in [
+            (ExitStatus::Code(3), false),
+            (ExitStatus::Signal(9), false),
+            (ExitStatus::Signal(9), true),
+        ] {
             let exit = ProcExit {
                 proc: ProcId(1),
                 status,
+                oom,
             };
             assert_eq!(ProcExit::from(Exit::from(&exit)), exit);
         }

@@ -28,6 +28,9 @@ pub struct ResultsError {
     pub source: io::Error,
 }
 
+/// What a node's programs used, written into its folder by its worker at the end of a run.
+pub const USAGE_FILE: &str = "usage.json";
+
 pub struct ResultsDir {
     path: PathBuf,
 }
@@ -61,6 +64,28 @@ impl ResultsDir {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What each node's programs used, from the `usage.json` its worker wrote into its
+    /// folder: `{ip, cpu_seconds, memory_peak_bytes}` by address, for `summary.json`.
+    pub fn node_usage(&self) -> Vec<serde_json::Value> {
+        let mut all: Vec<(std::net::Ipv4Addr, serde_json::Value)> =
+            std::fs::read_dir(self.path.join("nodes"))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| {
+                    let e = e.ok()?;
+                    let ip = e.file_name().to_str()?.parse().ok()?;
+                    let text = std::fs::read_to_string(e.path().join(USAGE_FILE)).ok()?;
+                    let mut usage: serde_json::Value = serde_json::from_str(&text).ok()?;
+                    usage
+                        .as_object_mut()?
+                        .insert("ip".into(), format!("{ip}").into());
+                    Some((ip, usage))
+                })
+                .collect();
+        all.sort_by_key(|(ip, _)| *ip);
+        all.into_iter().map(|(_, u)| u).collect()
     }
 
     pub fn events_path(&self) -> PathBuf {

@@ -520,6 +520,7 @@ fn write_summary(
         "experiment_seconds": result.as_ref().ok().map(|r| crate::units::secs(r.end_time)),
         "events": result.as_ref().ok().map(|r| r.events),
         "traffic": traffic,
+        "usage": dir.node_usage(),
         "dataplane": dataplane,
         "conformance": verdict,
     });

@@ -11,8 +11,8 @@ use super::{LocalWorker, PendingKill, procs, shim};
 use crate::dataplane::Command;
 use crate::dataplane::capture::Capture;
 use crate::experiment::{
-    Action, ExecError, Executor, ExitStatus, GroupId, GroupLink, LinkShape, NodeId, NodeRecord,
-    Outcome, ProcExit, ProcId, SpawnSpec, TrafficReading,
+    Action, ExecError, Executor, ExitStatus, GroupId, GroupLink, LinkShape, NodeId, NodeLimits,
+    NodeRecord, Outcome, ProcExit, ProcId, SpawnSpec, TrafficReading,
 };
 use crate::units::Nanos;
 
@@ -30,6 +30,9 @@ impl Executor for LocalWorker {
         match action {
             Action::AddNode(node) => self.add_node(node).map(|()| Outcome::default()),
             Action::Shape { node, shape } => self.shape(*node, shape).map(|()| Outcome::default()),
+            Action::Limit { node, limits } => {
+                self.limit(*node, limits).map(|()| Outcome::default())
+            }
             Action::LinkGroups { a, b, link } => {
                 self.link_groups(*a, *b, link);
                 Ok(Outcome::default())
@@ -68,12 +71,33 @@ impl Executor for LocalWorker {
         let mut exits = Vec::new();
         self.procs.retain(|id, p| match p.try_exit() {
             Ok(Some(status)) => {
-                exits.push((now, ProcExit { proc: *id, status }));
+                exits.push((
+                    now,
+                    ProcExit {
+                        proc: *id,
+                        status,
+                        oom: false,
+                    },
+                ));
                 false
             }
             _ => true,
         });
         exits.sort_by_key(|(_, e)| e.proc);
+        // The kernel's out-of-memory killer sends SIGKILL and counts it in the node's cgroup.
+        if let Some(cgroup) = self.cgroup.as_mut() {
+            for (_, exit) in exits.iter_mut() {
+                let ip = self.proc_nodes.get(&exit.proc).copied();
+                if exit.status == ExitStatus::Signal(libc::SIGKILL)
+                    && let Some(ip) = ip
+                {
+                    exit.oom = cgroup.take_oom_kill(ip);
+                }
+            }
+        }
+        for (_, exit) in &exits {
+            self.proc_nodes.remove(&exit.proc);
+        }
         Ok(exits)
     }
 
@@ -81,10 +105,21 @@ impl Executor for LocalWorker {
         LocalWorker::traffic(self, interval)
     }
 
-    /// The end of the run: the packet captures are written out, before node folders are
-    /// collected.
+    /// The end of the run: the packet captures are written out, and what each node used
+    /// (`usage.json`), before node folders are collected.
     fn finish(&mut self) -> Result<(), ExecError> {
         self.dataplane().stop_captures();
+        for (ip, usage) in self.cgroup.as_ref().map(|c| c.usage()).unwrap_or_default() {
+            let dir = self.results.join("nodes").join(ip.to_string());
+            let json = serde_json::json!({
+                "cpu_seconds": usage.cpu_usec as f64 / 1e6,
+                "memory_peak_bytes": usage.memory_peak,
+            });
+            let path = dir.join(crate::results::USAGE_FILE);
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&path, json.to_string()))
+                .map_err(|e| ExecError::Remote(format!("{}: {e}", path.display())))?;
+        }
         Ok(())
     }
 }
@@ -122,6 +157,21 @@ impl LocalWorker {
         Ok(())
     }
 
+    /// A node's CPU and memory limits, in its cgroups (made now if it ran nothing yet).
+    fn limit(&mut self, node: NodeId, limits: &NodeLimits) -> Result<(), ExecError> {
+        let ip = self.ip(node)?;
+        let cgroup = self.cgroup.as_mut().ok_or_else(|| {
+            ExecError::Remote(
+                "node limits need binding \"bpf\" (a cgroup per node); this lab binds \
+                 programs by the preloaded shim"
+                    .into(),
+            )
+        })?;
+        cgroup
+            .set_limits(ip, limits)
+            .map_err(|e| ExecError::Remote(format!("node {ip}: {e}")))
+    }
+
     fn link_groups(&mut self, a: GroupId, b: GroupId, link: &GroupLink) {
         self.dataplane().send(Command::SetGroupLink {
             a: a.0,
@@ -155,14 +205,21 @@ impl LocalWorker {
                  sockets are not bound to {ip} by the shim; give it the address itself"
             ));
         }
-        let bind = match self.cgroup.as_mut() {
-            Some(cgroup) => cgroup
-                .node_procs(ip)
-                .map(procs::Bind::Cgroup)
-                .map_err(std::io::Error::other),
-            None => Ok(procs::Bind::Preload(&self.shim)),
+        let cgroups = match self.cgroup.as_mut() {
+            Some(cgroup) => cgroup.node_procs(ip).map(Some),
+            None => Ok(None),
         };
-        match bind.and_then(|bind| self.spawner.spawn(spec, node, ip, &dir, bind)) {
+        let started = match &cgroups {
+            Ok(Some(fds)) => self
+                .spawner
+                .spawn(spec, node, ip, &dir, procs::Bind::Cgroup(fds)),
+            Ok(None) => self
+                .spawner
+                .spawn(spec, node, ip, &dir, procs::Bind::Preload(&self.shim)),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        };
+        drop(cgroups);
+        match started {
             // No ledger entry per process: after a crash, `p2plab cleanup` finds every
             // process of the lab by its network namespace in /proc, and a ledger rewrite per
             // spawn tripled the cost of spawning.
@@ -174,6 +231,7 @@ impl LocalWorker {
                     .or_default()
                     .push(running.pgid());
                 self.procs.insert(proc, running);
+                self.proc_nodes.insert(proc, ip);
             }
             Err(e) => {
                 tracing::debug!(cmd = %spec.cmd, "cannot start: {e}");
@@ -182,6 +240,7 @@ impl LocalWorker {
                 outcome.exits.push(ProcExit {
                     proc,
                     status: ExitStatus::Code(127),
+                    oom: false,
                 });
             }
         }

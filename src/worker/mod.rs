@@ -90,6 +90,8 @@ pub struct LocalWorker {
     // Field order is drop order: processes are killed by `Drop` first, then the data plane
     // stops, then the namespace goes.
     procs: HashMap<ProcId, RunningProc>,
+    /// The node of each running process, to tell an out-of-memory kill by its cgroup.
+    proc_nodes: HashMap<ProcId, Ipv4Addr>,
     spawner: procs::Spawner,
     /// The lab's cgroup where programs are bound by cgroup-BPF; `None`: the shim binds them.
     cgroup: Option<LabCgroup>,
@@ -174,6 +176,7 @@ impl LocalWorker {
         let cgroup = Self::lab_cgroup(&lab, opts.binding)?;
         Ok(LocalWorker {
             procs: HashMap::new(),
+            proc_nodes: HashMap::new(),
             spawner,
             cgroup,
             dataplane: Some(dataplane),
@@ -268,7 +271,11 @@ impl LocalWorker {
             if let Some(mut p) = self.procs.remove(id) {
                 p.signal(nix::sys::signal::Signal::SIGKILL);
                 if let Ok(status) = p.wait_exit() {
-                    exits.push(ProcExit { proc: *id, status });
+                    exits.push(ProcExit {
+                        proc: *id,
+                        status,
+                        oom: false,
+                    });
                 }
             }
         }

@@ -81,8 +81,8 @@ pub fn note_failure(node_dir: &Path, err: &io::Error) {
 /// How a spawned program's sockets get its node's address.
 #[derive(Clone, Copy)]
 pub enum Bind<'a> {
-    /// The node cgroup's `cgroup.procs`: the child moves itself in before exec.
-    Cgroup(BorrowedFd<'a>),
+    /// The `cgroup.procs` of the node's cgroups: the child moves itself in before exec.
+    Cgroup(&'a [BorrowedFd<'a>]),
     /// The shim library, preloaded.
     Preload(&'a Path),
 }
@@ -164,19 +164,20 @@ impl Spawner {
                 cmd.env(contract::LD_PRELOAD, shim);
             }
             Bind::Cgroup(procs) => {
-                let fd = procs.as_raw_fd();
+                let fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
                 // SAFETY: the hook runs in the child between fork and exec, where only
-                // async-signal-safe calls are allowed: it makes one write(2) on a descriptor
-                // opened before the fork, and neither allocates nor locks. The descriptor is
-                // borrowed for this call, which returns once the child has exec'd. "0" moves
-                // the writing process.
+                // async-signal-safe calls are allowed: it makes one write(2) per descriptor
+                // opened before the fork, reads a vector made before it, and neither
+                // allocates nor locks. The descriptors are borrowed for this call, which
+                // returns once the child has exec'd. "0" moves the writing process.
                 unsafe {
                     cmd.pre_exec(move || {
-                        if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
-                            Ok(())
-                        } else {
-                            Err(io::Error::last_os_error())
+                        for &fd in &fds {
+                            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                                return Err(io::Error::last_os_error());
+                            }
                         }
+                        Ok(())
                     });
                 }
             }

@@ -246,6 +246,24 @@ pub fn cgroups_of(pid: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The lab cgroups of runs by `pid` in the v1 hierarchies of node limits (`cpu`, `cpuacct`,
+/// `memory`), as `<mount>/<name>`.
+pub fn v1_cgroups_of(pid: u32) -> Vec<String> {
+    let prefix = format!("p2plab-{pid}-");
+    p2plab::netns::limits::v1_mounts()
+        .into_iter()
+        .flat_map(|(_, mount)| {
+            std::fs::read_dir(&mount)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&prefix))
+                .map(move |n| format!("{}/{n}", mount.display()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// The TUN device whose mode decides whether rootless real mode can work.
 pub const TUN: &str = "/dev/net/tun";
 

@@ -115,6 +115,10 @@ impl Executor for Workers {
                 let owner = self.owner(*node)?;
                 self.broadcast(action, Some(owner))
             }
+            Action::Limit { node, .. } => {
+                let owner = self.owner(*node)?;
+                self.act(owner, action)
+            }
             Action::Spawn { proc, node, .. } => {
                 let owner = self.owner(*node)?;
                 self.proc_node.insert(*proc, *node);

@@ -3,6 +3,7 @@
 //! conversions every primitive shares: targets, unit-bearing values, option maps.
 
 pub mod capture;
+pub mod limits;
 pub mod log;
 pub mod net;
 pub mod nodes;

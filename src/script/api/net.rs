@@ -1,10 +1,12 @@
-//! Network conditions: `shape` (access links) and `link_groups` (latency and loss between
-//! groups). Every value is validated before anything is applied.
+//! Network conditions: `shape` (access links, and a node's CPU and memory: `limits`) and
+//! `link_groups` (latency and loss between groups). Every value is validated before anything
+//! is applied.
 
 use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, ImmutableString, Map, NativeCallContext};
 
+use super::limits::{LIMIT_KEYS, limits_update};
 use super::{
     RhaiResult, ScriptState, check_keys, duration, lab_err, probability, rate, size, targets,
 };
@@ -20,8 +22,11 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
         "shape",
         move |ctx: NativeCallContext, target: Dynamic, opts: Map| -> RhaiResult<()> {
             let update = shape_update(&ctx, &opts)?;
+            let limits = limits_update(&ctx, &opts)?;
             let ids = targets(&ctx, &s, &target)?;
-            s.lab().shape(&ids, &update).map_err(|e| lab_err(&ctx, e))
+            s.lab()
+                .shape(&ids, &update, &limits)
+                .map_err(|e| lab_err(&ctx, e))
         },
     );
 
@@ -58,13 +63,14 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
 }
 
 fn shape_update(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<ShapeUpdate> {
-    check_keys(ctx, opts, SHAPE_KEYS)?;
+    let keys: Vec<&str> = SHAPE_KEYS.iter().chain(LIMIT_KEYS).copied().collect();
+    check_keys(ctx, opts, &keys)?;
     if opts.is_empty() {
         return Err(at_call(
             ctx,
             format!(
                 "nothing to change: give at least one of {}",
-                SHAPE_KEYS.join(", ")
+                keys.join(", ")
             ),
         ));
     }
