@@ -323,6 +323,11 @@ fn v1_dir<'a>(
 
 /// A node's cgroup in a v1 hierarchy, with its `cgroup.procs` open.
 fn make_v1_node(dir: &Path) -> Result<(PathBuf, File), CgroupError> {
+    Ok((dir.to_path_buf(), open_cgroup(dir)?))
+}
+
+/// Makes cgroup `dir` (one already there is fine) and opens its `cgroup.procs` for writing.
+fn open_cgroup(dir: &Path) -> Result<File, CgroupError> {
     match fs::create_dir(dir) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
             return Err(io_error("create cgroup", dir)(e));
@@ -330,11 +335,10 @@ fn make_v1_node(dir: &Path) -> Result<(PathBuf, File), CgroupError> {
         _ => {}
     }
     let path = dir.join("cgroup.procs");
-    let procs = OpenOptions::new()
+    OpenOptions::new()
         .write(true)
         .open(&path)
-        .map_err(io_error("open", &path))?;
-    Ok((dir.to_path_buf(), procs))
+        .map_err(io_error("open", &path))
 }
 
 /// Kills what is left in a lab's v1 cgroup `dir` (v1 has neither `cgroup.kill` nor
@@ -423,17 +427,7 @@ fn make_node(
     ip: Ipv4Addr,
 ) -> Result<NodeCgroup, CgroupError> {
     let dir = dir.join(node_dir_name(ip));
-    match fs::create_dir(&dir) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            return Err(io_error("create cgroup", &dir)(e));
-        }
-        _ => {}
-    }
-    let path = dir.join("cgroup.procs");
-    let procs = OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(io_error("open", &path))?;
+    let procs = open_cgroup(&dir)?;
     if let Some(b) = binding {
         b.set_node(binding::cgroup_id(&dir)?, ip)?;
     }

@@ -59,14 +59,7 @@ pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
         removed.push(name);
     }
     if let Some(mount) = cgroup::v2_mount() {
-        for name in list_dir(&mount)? {
-            let Some(owner) = owner_pid_of(&name) else {
-                continue;
-            };
-            let has_ledger = Ledger::path(Path::new(LEDGER_DIR), &name).exists();
-            if has_ledger || ledger::start_time(owner).is_some() {
-                continue;
-            }
+        for name in orphan_cgroups(&mount)? {
             remove_cgroup(&mount.join(&name))?;
             if !removed.contains(&name) {
                 removed.push(name);
@@ -79,14 +72,7 @@ pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
         .collect();
     v1.dedup();
     for mount in v1 {
-        for name in list_dir(&mount)? {
-            let Some(owner) = owner_pid_of(&name) else {
-                continue;
-            };
-            let has_ledger = Ledger::path(Path::new(LEDGER_DIR), &name).exists();
-            if has_ledger || ledger::start_time(owner).is_some() {
-                continue;
-            }
+        for name in orphan_cgroups(&mount)? {
             cgroup::remove_v1(&mount.join(&name))?;
             if !removed.contains(&name) {
                 removed.push(name);
@@ -94,6 +80,19 @@ pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
         }
     }
     Ok(removed)
+}
+
+/// The `p2plab-<pid>-*` cgroups under `mount` whose owner is dead and that no ledger names
+/// (a ledger's lab is removed with its cgroup above).
+fn orphan_cgroups(mount: &Path) -> Result<Vec<String>, NetnsError> {
+    let mut orphans = list_dir(mount)?;
+    orphans.retain(|name| {
+        owner_pid_of(name).is_some_and(|owner| {
+            !Ledger::path(Path::new(LEDGER_DIR), name).exists()
+                && ledger::start_time(owner).is_none()
+        })
+    });
+    Ok(orphans)
 }
 
 /// Kills what is left in a lab's cgroup and removes it with its node cgroups (and so the
