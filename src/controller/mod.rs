@@ -316,6 +316,27 @@ impl Lab {
         self.record(event)
     }
 
+    /// Links group `a` with each group of `links` at once (a topology's row), in one action
+    /// and one `link_group_row` event; the same links as one `link_groups` per pair.
+    pub fn link_group_row(
+        &mut self,
+        a: GroupId,
+        links: Vec<(GroupId, GroupLink)>,
+    ) -> Result<(), LabError> {
+        let count = links.len();
+        let action = Action::LinkGroupRow { a, links };
+        self.execute(&action)?;
+        if let Action::LinkGroupRow { links, .. } = &action {
+            for (b, link) in links {
+                self.state.set_group_link(a, *b, *link);
+            }
+        }
+        let event = Event::new(self.now(), "link_group_row")
+            .with("a", self.state.group_name(a))
+            .with("links", count);
+        self.record(event)
+    }
+
     pub fn spawn(&mut self, node: NodeId, spec: SpawnSpec) -> Result<ProcId, LabError> {
         let n = self.state.node(node);
         if n.failed {

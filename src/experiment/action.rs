@@ -1,7 +1,9 @@
 //! What the controller asks an executor to do, with every value resolved, and what comes
 //! back about processes. Dry-run and real executors receive exactly the same actions.
 
-use super::{GroupId, LinkShape, NodeId, NodeLimits, NodeRecord, ProcId};
+use std::sync::Arc;
+
+use super::{GroupId, LinkShape, LinkTrace, NodeId, NodeLimits, NodeRecord, ProcId, TraceId};
 use crate::experiment::GroupLink;
 use crate::units::Nanos;
 
@@ -34,6 +36,17 @@ pub enum Action {
         a: GroupId,
         b: GroupId,
         link: GroupLink,
+    },
+    /// Links group `a` with each of many groups at once (a topology's row): the same as one
+    /// `LinkGroups` per pair.
+    LinkGroupRow {
+        a: GroupId,
+        links: Vec<(GroupId, GroupLink)>,
+    },
+    /// A trace every data plane keeps for the run; sent before the first `Shape` naming it.
+    LoadTrace {
+        id: TraceId,
+        trace: Arc<LinkTrace>,
     },
     Spawn {
         proc: ProcId,

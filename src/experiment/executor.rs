@@ -163,6 +163,8 @@ impl Executor for DryRun {
             | Action::Shape { .. }
             | Action::Limit { .. }
             | Action::LinkGroups { .. }
+            | Action::LinkGroupRow { .. }
+            | Action::LoadTrace { .. }
             | Action::Revive { .. }
             | Action::Capture { .. }
             | Action::StopCapture { .. } => Outcome::default(),

@@ -31,6 +31,12 @@ pub struct LinkShape {
     /// Queue limit in bytes of both the uplink and the downlink FIFO;
     /// `None` is [`default_queue_limit`] of each direction's rate.
     pub queue: Option<u64>,
+    /// How the jitter is distributed, and how much each draw follows the last.
+    pub jitter_model: JitterModel,
+    /// Bursty loss: when set, it decides this link's losses instead of `loss`.
+    pub burst: Option<GilbertElliott>,
+    /// Trace-driven rates and latency: where set, they replace `up`, `down` or `latency`.
+    pub traces: LinkTraces,
 }
 
 impl Default for LinkShape {
@@ -42,9 +48,103 @@ impl Default for LinkShape {
             jitter: 0,
             loss: 0.0,
             queue: None,
+            jitter_model: JitterModel::UNIFORM,
+            burst: None,
+            traces: LinkTraces::NONE,
         }
     }
 }
+
+/// The distribution of a link's jitter, as netem names them: uniform in `[-j, +j]`, or a
+/// normal, pareto or paretonormal distribution with standard deviation `j`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum JitterDist {
+    #[default]
+    Uniform,
+    Normal,
+    Pareto,
+    ParetoNormal,
+}
+
+impl JitterDist {
+    /// Every distribution with the name scripts use for it.
+    pub const NAMES: [(&'static str, JitterDist); 4] = [
+        ("uniform", JitterDist::Uniform),
+        ("normal", JitterDist::Normal),
+        ("pareto", JitterDist::Pareto),
+        ("paretonormal", JitterDist::ParetoNormal),
+    ];
+
+    /// The name scripts use.
+    pub fn name(self) -> &'static str {
+        match self {
+            JitterDist::Uniform => "uniform",
+            JitterDist::Normal => "normal",
+            JitterDist::Pareto => "pareto",
+            JitterDist::ParetoNormal => "paretonormal",
+        }
+    }
+}
+
+/// A jitter's distribution and correlation (netem's `delay T J C% distribution D`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct JitterModel {
+    pub dist: JitterDist,
+    /// In `[0, 1)`: how much each draw's underlying random value follows the previous one.
+    pub correlation: f64,
+}
+
+impl JitterModel {
+    /// Uniform and uncorrelated: the default.
+    pub const UNIFORM: JitterModel = JitterModel {
+        dist: JitterDist::Uniform,
+        correlation: 0.0,
+    };
+}
+
+/// Gilbert–Elliott bursty loss, with netem's `loss gemodel p r 1-h 1-k` parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GilbertElliott {
+    /// Probability of moving from the good state to the bad one, per packet.
+    pub p: f64,
+    /// Probability of moving from the bad state back to the good one, per packet.
+    pub r: f64,
+    /// Loss probability in the bad state (netem's `1-h`).
+    pub loss_bad: f64,
+    /// Loss probability in the good state (netem's `1-k`).
+    pub loss_good: f64,
+}
+
+/// Which trace drives a link's rates and latency, and from where in it each link starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkTraces {
+    /// Delivery opportunities of the uplink (a rate trace), replacing `up`.
+    pub up: Option<TraceRef>,
+    /// Delivery opportunities of the downlink (a rate trace), replacing `down`.
+    pub down: Option<TraceRef>,
+    /// One-way latency over time (a delay trace), replacing `latency`.
+    pub delay: Option<TraceRef>,
+}
+
+impl LinkTraces {
+    /// No trace: rates and latency are the constant ones.
+    pub const NONE: LinkTraces = LinkTraces {
+        up: None,
+        down: None,
+        delay: None,
+    };
+}
+
+/// A loaded trace, by the id the experiment gave it, read from `offset` into it at time 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TraceRef {
+    pub id: TraceId,
+    pub offset: Nanos,
+}
+
+/// A trace loaded once per run (`Action::LoadTrace`), shared by every link that uses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TraceId(pub u32);
 
 impl LinkShape {
     /// The shape after a partial update: keys the update does not give keep their value.
@@ -56,6 +156,13 @@ impl LinkShape {
             jitter: update.jitter.unwrap_or(self.jitter),
             loss: update.loss.unwrap_or(self.loss),
             queue: update.queue.or(self.queue),
+            jitter_model: update.jitter_model.unwrap_or(self.jitter_model),
+            burst: update.burst.unwrap_or(self.burst),
+            traces: LinkTraces {
+                up: update.up_trace.unwrap_or(self.traces.up),
+                down: update.down_trace.unwrap_or(self.traces.down),
+                delay: update.delay_trace.unwrap_or(self.traces.delay),
+            },
         }
     }
 
@@ -89,6 +196,13 @@ pub struct ShapeUpdate {
     pub jitter: Option<Nanos>,
     pub loss: Option<f64>,
     pub queue: Option<u64>,
+    pub jitter_model: Option<JitterModel>,
+    /// `Some(None)` goes back to Bernoulli loss.
+    pub burst: Option<Option<GilbertElliott>>,
+    /// `Some(None)` goes back to the constant rate or latency.
+    pub up_trace: Option<Option<TraceRef>>,
+    pub down_trace: Option<Option<TraceRef>>,
+    pub delay_trace: Option<Option<TraceRef>>,
 }
 
 fn queue_limit(explicit: Option<u64>, rate: Option<NonZeroU64>) -> Option<u64> {
@@ -107,9 +221,15 @@ pub fn default_queue_limit(rate: NonZeroU64) -> u64 {
         .max(MIN_DEFAULT_QUEUE)
 }
 
+impl Default for GroupLink {
+    fn default() -> Self {
+        GroupLink::NONE
+    }
+}
+
 /// Extra latency, jitter and loss between two groups: what `link_groups(a, b, #{...})` sets.
 /// Symmetric; the default adds nothing.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GroupLink {
     /// One-way latency added once per direction.
     pub latency: Nanos,
@@ -117,6 +237,21 @@ pub struct GroupLink {
     pub jitter: Nanos,
     /// Probability in `[0, 1]` that a packet between the two groups is lost.
     pub loss: f64,
+    /// How the group jitter is distributed and correlated.
+    pub jitter_model: JitterModel,
+    /// Bursty loss between the two groups: when set, it decides instead of `loss`.
+    pub burst: Option<GilbertElliott>,
+}
+
+impl GroupLink {
+    /// What pairs never linked read as: nothing added.
+    pub const NONE: GroupLink = GroupLink {
+        latency: 0,
+        jitter: 0,
+        loss: 0.0,
+        jitter_model: JitterModel::UNIFORM,
+        burst: None,
+    };
 }
 
 #[cfg(test)]

@@ -9,17 +9,22 @@ mod executor;
 mod limits;
 mod link;
 mod placement;
+mod trace;
 mod traffic;
 
 pub use action::{Action, ExitStatus, ProcExit, SpawnSpec};
 pub use executor::{Clock, DryRun, ExecError, Executor, Outcome, VirtualClock, signal_name};
 pub use limits::NodeLimits;
-pub use link::{GroupLink, LinkShape, ShapeUpdate, default_queue_limit};
+pub use link::{
+    GilbertElliott, GroupLink, JitterDist, JitterModel, LinkShape, LinkTraces, ShapeUpdate, TraceId,
+    TraceRef, default_queue_limit,
+};
 pub use placement::{AddressPlan, MAX_WORKERS, NODES_PER_WORKER, Placement};
+pub use trace::{DelayTrace, LinkTrace, OPPORTUNITY_BYTES, RateTrace, TraceError};
 pub use traffic::{DataplaneHealth, NodeCounters, TrafficReading};
 
 /// Most groups an experiment may have: the link model keeps a dense matrix of group pairs.
-pub const MAX_GROUPS: u32 = 1024;
+pub const MAX_GROUPS: u32 = 4096;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;

@@ -3,12 +3,14 @@
 //! nanoseconds, rates bits/s and sizes bytes, as in the experiment state.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::{
-    Action, DataplaneHealth, ExecError, ExitStatus, GroupId, GroupLink, LinkShape, NodeCounters,
-    NodeId, NodeLimits, NodeRecord, Outcome, ProcExit, ProcId, SpawnSpec,
+    Action, DataplaneHealth, DelayTrace, ExecError, ExitStatus, GilbertElliott, GroupId, GroupLink,
+    JitterDist, JitterModel, LinkShape, LinkTrace, LinkTraces, NodeCounters, NodeId, NodeLimits,
+    NodeRecord, Outcome, ProcExit, ProcId, RateTrace, SpawnSpec, TraceError, TraceId, TraceRef,
 };
 use crate::units::Nanos;
 
@@ -35,9 +37,17 @@ pub enum WireAction {
     LinkGroups {
         a: u32,
         b: u32,
-        latency_ns: Nanos,
-        jitter_ns: Nanos,
-        loss: f64,
+        link: WireGroupLink,
+    },
+    /// Each distinct link once, and (b, index of its link) per pair.
+    LinkGroupRow {
+        a: u32,
+        links: Vec<WireGroupLink>,
+        pairs: Vec<(u32, u32)>,
+    },
+    LoadTrace {
+        id: u32,
+        trace: WireTrace,
     },
     Spawn {
         proc: u32,
@@ -82,6 +92,61 @@ pub struct Link {
     pub jitter_ns: Nanos,
     pub loss: f64,
     pub queue: Option<u64>,
+    pub jitter: Jitter,
+    pub burst: Option<Burst>,
+    pub up_trace: Option<Trace>,
+    pub down_trace: Option<Trace>,
+    pub delay_trace: Option<Trace>,
+}
+
+/// The link between two groups.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WireGroupLink {
+    pub latency_ns: Nanos,
+    pub jitter_ns: Nanos,
+    pub loss: f64,
+    pub jitter: Jitter,
+    pub burst: Option<Burst>,
+}
+
+/// A jitter's distribution and correlation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Jitter {
+    pub dist: Dist,
+    pub correlation: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dist {
+    Uniform,
+    Normal,
+    Pareto,
+    ParetoNormal,
+}
+
+/// Gilbert–Elliott loss.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Burst {
+    pub p: f64,
+    pub r: f64,
+    pub loss_bad: f64,
+    pub loss_good: f64,
+}
+
+/// A loaded trace named by a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trace {
+    pub id: u32,
+    pub offset_ns: Nanos,
+}
+
+/// A trace's content: a rate trace as (ms, opportunities at that ms) runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WireTrace {
+    Rate { runs: Vec<(u64, u32)> },
+    Delay { points: Vec<(Nanos, Nanos)>, period_ns: Option<Nanos> },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -162,6 +227,8 @@ impl WireAction {
             WireAction::Shape { .. } => "shape",
             WireAction::Limit { .. } => "limit",
             WireAction::LinkGroups { .. } => "link_groups",
+            WireAction::LinkGroupRow { .. } => "link_group_row",
+            WireAction::LoadTrace { .. } => "load_trace",
             WireAction::Spawn { .. } => "spawn",
             WireAction::Kill { .. } => "kill",
             WireAction::FailNode { .. } => "fail_node",
@@ -195,9 +262,19 @@ impl WireAction {
             Action::LinkGroups { a, b, link } => WireAction::LinkGroups {
                 a: a.0,
                 b: b.0,
-                latency_ns: link.latency,
-                jitter_ns: link.jitter,
-                loss: link.loss,
+                link: link.into(),
+            },
+            Action::LinkGroupRow { a, links } => {
+                let (links, pairs) = distinct_links(links);
+                WireAction::LinkGroupRow {
+                    a: a.0,
+                    links,
+                    pairs,
+                }
+            }
+            Action::LoadTrace { id, trace } => WireAction::LoadTrace {
+                id: id.0,
+                trace: WireTrace::from(&**trace),
             },
             Action::Spawn { proc, node, spec } => WireAction::Spawn {
                 proc: proc.0,
@@ -237,9 +314,10 @@ impl WireAction {
         })
     }
 
-    pub fn into_action(self) -> Action {
+    /// The action, or why a worker cannot take it.
+    pub fn into_action(self) -> Result<Action, Failure> {
         let procs = |p: Vec<u32>| p.into_iter().map(ProcId).collect();
-        match self {
+        Ok(match self {
             WireAction::AddNode {
                 node,
                 ip,
@@ -271,20 +349,26 @@ impl WireAction {
                     memory,
                 },
             },
-            WireAction::LinkGroups {
-                a,
-                b,
-                latency_ns,
-                jitter_ns,
-                loss,
-            } => Action::LinkGroups {
+            WireAction::LinkGroups { a, b, link } => Action::LinkGroups {
                 a: GroupId(a),
                 b: GroupId(b),
-                link: GroupLink {
-                    latency: latency_ns,
-                    jitter: jitter_ns,
-                    loss,
-                },
+                link: link.into(),
+            },
+            WireAction::LinkGroupRow { a, links, pairs } => Action::LinkGroupRow {
+                a: GroupId(a),
+                links: pairs
+                    .into_iter()
+                    .filter_map(|(b, i)| {
+                        let link = links.get(i as usize)?;
+                        Some((GroupId(b), GroupLink::from(*link)))
+                    })
+                    .collect(),
+            },
+            WireAction::LoadTrace { id, trace } => Action::LoadTrace {
+                id: TraceId(id),
+                trace: Arc::new(trace.into_trace().map_err(|e| Failure::Other {
+                    message: format!("trace {id} is malformed: {e}"),
+                })?),
             },
             WireAction::Spawn {
                 proc,
@@ -330,7 +414,171 @@ impl WireAction {
                 max_size,
             },
             WireAction::StopCapture { node } => Action::StopCapture { node: NodeId(node) },
+        })
+    }
+}
+
+/// Each distinct link of a row once, and the pairs as (group, index into them).
+fn distinct_links(row: &[(GroupId, GroupLink)]) -> (Vec<WireGroupLink>, Vec<(u32, u32)>) {
+    let mut links: Vec<WireGroupLink> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    let pairs = row
+        .iter()
+        .map(|(b, link)| {
+            let wire = WireGroupLink::from(link);
+            let i = *index.entry(link_key(&wire)).or_insert_with(|| {
+                links.push(wire);
+                (links.len() - 1) as u32
+            });
+            (b.0, i)
+        })
+        .collect();
+    (links, pairs)
+}
+
+/// A link's value as bits, so equal links (floats included) find each other.
+fn link_key(l: &WireGroupLink) -> [u64; 9] {
+    let burst = l.burst.map_or([u64::MAX; 4], |b| {
+        [b.p, b.r, b.loss_bad, b.loss_good].map(f64::to_bits)
+    });
+    [
+        l.latency_ns,
+        l.jitter_ns,
+        l.loss.to_bits(),
+        l.jitter.dist as u64,
+        l.jitter.correlation.to_bits(),
+        burst[0],
+        burst[1],
+        burst[2],
+        burst[3],
+    ]
+}
+
+impl From<JitterModel> for Jitter {
+    fn from(j: JitterModel) -> Jitter {
+        Jitter {
+            dist: match j.dist {
+                JitterDist::Uniform => Dist::Uniform,
+                JitterDist::Normal => Dist::Normal,
+                JitterDist::Pareto => Dist::Pareto,
+                JitterDist::ParetoNormal => Dist::ParetoNormal,
+            },
+            correlation: j.correlation,
         }
+    }
+}
+
+impl From<Jitter> for JitterModel {
+    fn from(j: Jitter) -> JitterModel {
+        JitterModel {
+            dist: match j.dist {
+                Dist::Uniform => JitterDist::Uniform,
+                Dist::Normal => JitterDist::Normal,
+                Dist::Pareto => JitterDist::Pareto,
+                Dist::ParetoNormal => JitterDist::ParetoNormal,
+            },
+            correlation: j.correlation,
+        }
+    }
+}
+
+impl From<GilbertElliott> for Burst {
+    fn from(g: GilbertElliott) -> Burst {
+        Burst {
+            p: g.p,
+            r: g.r,
+            loss_bad: g.loss_bad,
+            loss_good: g.loss_good,
+        }
+    }
+}
+
+impl From<Burst> for GilbertElliott {
+    fn from(b: Burst) -> GilbertElliott {
+        GilbertElliott {
+            p: b.p,
+            r: b.r,
+            loss_bad: b.loss_bad,
+            loss_good: b.loss_good,
+        }
+    }
+}
+
+impl From<TraceRef> for Trace {
+    fn from(t: TraceRef) -> Trace {
+        Trace {
+            id: t.id.0,
+            offset_ns: t.offset,
+        }
+    }
+}
+
+impl From<Trace> for TraceRef {
+    fn from(t: Trace) -> TraceRef {
+        TraceRef {
+            id: TraceId(t.id),
+            offset: t.offset_ns,
+        }
+    }
+}
+
+impl From<&GroupLink> for WireGroupLink {
+    fn from(l: &GroupLink) -> WireGroupLink {
+        WireGroupLink {
+            latency_ns: l.latency,
+            jitter_ns: l.jitter,
+            loss: l.loss,
+            jitter: l.jitter_model.into(),
+            burst: l.burst.map(Burst::from),
+        }
+    }
+}
+
+impl From<WireGroupLink> for GroupLink {
+    fn from(l: WireGroupLink) -> GroupLink {
+        GroupLink {
+            latency: l.latency_ns,
+            jitter: l.jitter_ns,
+            loss: l.loss,
+            jitter_model: l.jitter.into(),
+            burst: l.burst.map(GilbertElliott::from),
+        }
+    }
+}
+
+impl From<&LinkTrace> for WireTrace {
+    fn from(t: &LinkTrace) -> WireTrace {
+        match t {
+            LinkTrace::Rate(r) => {
+                let mut runs: Vec<(u64, u32)> = Vec::new();
+                for &ms in r.opportunities() {
+                    match runs.last_mut() {
+                        Some((at, n)) if *at == ms => *n = n.saturating_add(1),
+                        _ => runs.push((ms, 1)),
+                    }
+                }
+                WireTrace::Rate { runs }
+            }
+            LinkTrace::Delay(d) => WireTrace::Delay {
+                points: d.points().to_vec(),
+                period_ns: d.period,
+            },
+        }
+    }
+}
+
+impl WireTrace {
+    fn into_trace(self) -> Result<LinkTrace, TraceError> {
+        Ok(match self {
+            WireTrace::Rate { runs } => LinkTrace::Rate(RateTrace::new(
+                runs.into_iter()
+                    .flat_map(|(ms, n)| std::iter::repeat_n(ms, n as usize))
+                    .collect(),
+            )?),
+            WireTrace::Delay { points, period_ns } => {
+                LinkTrace::Delay(DelayTrace::new(points, period_ns)?)
+            }
+        })
     }
 }
 
@@ -343,6 +591,11 @@ impl From<&LinkShape> for Link {
             jitter_ns: s.jitter,
             loss: s.loss,
             queue: s.queue,
+            jitter: s.jitter_model.into(),
+            burst: s.burst.map(Burst::from),
+            up_trace: s.traces.up.map(Trace::from),
+            down_trace: s.traces.down.map(Trace::from),
+            delay_trace: s.traces.delay.map(Trace::from),
         }
     }
 }
@@ -356,6 +609,13 @@ impl From<Link> for LinkShape {
             jitter: l.jitter_ns,
             loss: l.loss,
             queue: l.queue,
+            jitter_model: l.jitter.into(),
+            burst: l.burst.map(GilbertElliott::from),
+            traces: LinkTraces {
+                up: l.up_trace.map(TraceRef::from),
+                down: l.down_trace.map(TraceRef::from),
+                delay: l.delay_trace.map(TraceRef::from),
+            },
         }
     }
 }
@@ -578,7 +838,7 @@ mod tests {
             let wire = WireAction::from_action(&action).unwrap();
             let json = serde_json::to_string(&wire).unwrap();
             let back: WireAction = serde_json::from_str(&json).unwrap();
-            assert_eq!(back.into_action(), action, "{json}");
+            assert_eq!(back.into_action().unwrap(), action, "{json}");
         }
         assert_eq!(
             WireAction::from_action(&Action::Wait { proc: ProcId(1) }),

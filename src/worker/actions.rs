@@ -37,6 +37,20 @@ impl Executor for LocalWorker {
                 self.link_groups(*a, *b, link);
                 Ok(Outcome::default())
             }
+            Action::LinkGroupRow { a, links } => {
+                self.dataplane().send(Command::SetGroupRow {
+                    a: a.0,
+                    links: links.iter().map(|(b, link)| (b.0, *link)).collect(),
+                });
+                Ok(Outcome::default())
+            }
+            Action::LoadTrace { id, trace } => {
+                self.dataplane().send(Command::LoadTrace {
+                    id: *id,
+                    trace: trace.clone(),
+                });
+                Ok(Outcome::default())
+            }
             Action::Spawn { proc, node, spec } => self.spawn(*proc, *node, spec),
             Action::Kill { proc } => Ok(Outcome {
                 exits: self.kill_now(&[*proc]),

@@ -264,7 +264,7 @@ fn handle<B: LabBuilder>(
         Request::Act { action } => {
             let worker = lab.as_mut().ok_or(Failure::NoLab)?;
             worker
-                .execute(&action.into_action())
+                .execute(&action.into_action()?)
                 .map(|outcome| Reply::Outcome {
                     outcome: WireOutcome::from(&outcome),
                 })

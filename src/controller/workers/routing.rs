@@ -108,7 +108,11 @@ impl Executor for Workers {
                 self.node_worker.insert(node.id, node.worker);
                 self.broadcast(action, None)
             }
-            Action::Shape { .. } | Action::LinkGroups { .. } | Action::Revive { .. } => {
+            Action::Shape { .. }
+            | Action::LinkGroups { .. }
+            | Action::LinkGroupRow { .. }
+            | Action::LoadTrace { .. }
+            | Action::Revive { .. } => {
                 self.broadcast(action, None)
             }
             Action::FailNode { node, .. } => {

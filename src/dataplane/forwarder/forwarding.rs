@@ -140,7 +140,7 @@ impl Forwarder {
             }
             Command::SetParams { ip, params } => {
                 if let Some(&idx) = self.nodes.get(&ip) {
-                    let _ = self.fabric.set_params(idx, params);
+                    let _ = self.fabric.set_params(self.clock.now(), idx, params);
                     self.super_packets.node_shaped(ip, &params);
                     self.update_tso();
                 }
@@ -150,6 +150,14 @@ impl Forwarder {
                 self.super_packets.groups_linked(a, b, &params);
                 self.update_tso();
             }
+            Command::SetGroupRow { a, links } => {
+                for (b, params) in links {
+                    let _ = self.fabric.set_group_link(GroupIdx(a), GroupIdx(b), params);
+                    self.super_packets.groups_linked(a, b, &params);
+                }
+                self.update_tso();
+            }
+            Command::LoadTrace { id, trace } => self.fabric.load_trace(id, trace),
             Command::SetFailed { ip, failed } => {
                 if let Some(&idx) = self.nodes.get(&ip) {
                     let _ = self.fabric.set_failed(idx, failed);

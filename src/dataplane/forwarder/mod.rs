@@ -23,7 +23,7 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use crate::clock::MonotonicClock;
-use crate::experiment::{DataplaneHealth, GroupLink, LinkShape, NodeCounters};
+use crate::experiment::{DataplaneHealth, GroupLink, LinkShape, LinkTrace, NodeCounters, TraceId};
 
 use super::capture::Capture;
 use super::tun::TunDevice;
@@ -47,6 +47,16 @@ pub enum Command {
         a: u32,
         b: u32,
         params: GroupLink,
+    },
+    /// `SetGroupLink` from `a` to each of many groups.
+    SetGroupRow {
+        a: u32,
+        links: Vec<(u32, GroupLink)>,
+    },
+    /// A trace that links may name from now on.
+    LoadTrace {
+        id: TraceId,
+        trace: Arc<LinkTrace>,
     },
     SetFailed {
         ip: Ipv4Addr,

@@ -3,7 +3,8 @@
 //! It does not own a clock, a timer or a device: the caller polls it at `next_deadline()`.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 
 use rand::Rng;
 
@@ -11,6 +12,7 @@ use super::{
     DelayLine, Dropped, GroupIdx, GroupLink, GroupMatrix, LinkFifo, LinkShape, ModelError, Nanos,
     NodeCounters, NodeIdx, loss,
 };
+use crate::experiment::{LinkTrace, TraceId};
 
 /// Counters handed out for a node that does not exist.
 static NO_COUNTERS: NodeCounters = NodeCounters::ZERO;
@@ -93,6 +95,8 @@ pub struct Fabric<P> {
     seq: u64,
     /// The latest `now` given to `poll`: events are never scheduled before it.
     clock: Nanos,
+    /// Traces links may name, loaded once per run.
+    traces: HashMap<TraceId, Arc<LinkTrace>>,
 }
 
 impl<P> Default for Fabric<P> {
@@ -106,6 +110,7 @@ impl<P> Default for Fabric<P> {
             free: Vec::new(),
             seq: 0,
             clock: 0,
+            traces: HashMap::new(),
         }
     }
 }
@@ -136,9 +141,20 @@ impl<P> Fabric<P> {
         self.nodes.len()
     }
 
-    /// Sets a node's access link; applies to the next packet offered to each FIFO (packets
-    /// already queued keep their departure times).
-    pub fn set_params(&mut self, node: NodeIdx, params: LinkShape) -> Result<(), ModelError> {
+    /// Keeps a trace that links may name from now on (a later one under the same id
+    /// replaces it for links shaped after).
+    pub fn load_trace(&mut self, id: TraceId, trace: Arc<LinkTrace>) {
+        self.traces.insert(id, trace);
+    }
+
+    /// Sets a node's access link at `now`; applies to the next packet offered to each FIFO
+    /// (packets already queued keep their departure times).
+    pub fn set_params(
+        &mut self,
+        _now: Nanos,
+        node: NodeIdx,
+        params: LinkShape,
+    ) -> Result<(), ModelError> {
         let n = self.node_mut(node)?;
         n.params = params;
         n.up.set_rate(params.up_rate());

@@ -16,11 +16,7 @@ pub struct GroupMatrix {
 }
 
 /// What pairs never set read as.
-const NONE: GroupLink = GroupLink {
-    latency: 0,
-    jitter: 0,
-    loss: 0.0,
-};
+const NONE: GroupLink = GroupLink::NONE;
 
 impl GroupMatrix {
     /// Largest number of groups: bounds the dense table to 1024² cells (24 MiB).

@@ -30,8 +30,8 @@
 //! let a = fabric.add_node(GroupIdx(0));
 //! let b = fabric.add_node(GroupIdx(0));
 //! let slow = LinkShape { latency: 30 * MS, ..LinkShape::default() };
-//! fabric.set_params(a, slow).unwrap();
-//! fabric.set_params(b, slow).unwrap();
+//! fabric.set_params(0, a, slow).unwrap();
+//! fabric.set_params(0, b, slow).unwrap();
 //!
 //! let mut rng = rand::rngs::StdRng::seed_from_u64(1);
 //! fabric.send(0, a, b, 100, "hello", &mut rng).unwrap();

@@ -63,7 +63,7 @@ fn fabric<P>(params: &[LinkShape]) -> (Fabric<P>, Vec<NodeIdx>) {
         .iter()
         .map(|p| {
             let n = f.add_node(GroupIdx(0));
-            f.set_params(n, *p).unwrap();
+            f.set_params(0, n, *p).unwrap();
             n
         })
         .collect();
@@ -142,7 +142,7 @@ fn group_latency_is_added_once_per_direction_and_only_between_linked_groups() {
     let fiber = f.add_node(GroupIdx(1));
     let other = f.add_node(GroupIdx(2));
     for n in [dsl[0], dsl[1], fiber, other] {
-        f.set_params(n, shaped(None, None, 10 * MS)).unwrap();
+        f.set_params(0, n, shaped(None, None, 10 * MS)).unwrap();
     }
     let link = |ms| GroupLink {
         latency: ms * MS,
@@ -340,7 +340,7 @@ fn unknown_nodes_are_errors_not_panics() {
         Err(ModelError::UnknownNode(ghost))
     );
     assert_eq!(
-        f.set_params(ghost, LinkShape::default()),
+        f.set_params(0, ghost, LinkShape::default()),
         Err(ModelError::UnknownNode(ghost))
     );
     assert_eq!(f.counters(ghost), &NodeCounters::ZERO);
@@ -352,10 +352,10 @@ fn param_changes_apply_to_the_next_packet_without_reordering_the_flow() {
     let (mut f, n) = fabric(&[shaped(None, None, 10 * MS), LinkShape::default()]);
     let mut rng = CountingRng::seeded(0);
     f.send(0, n[0], n[1], 100, "a", &mut rng).unwrap();
-    f.set_params(n[0], shaped(None, None, 50 * MS)).unwrap();
+    f.set_params(0, n[0], shaped(None, None, 50 * MS)).unwrap();
     f.send(0, n[0], n[1], 100, "b", &mut rng).unwrap();
     // Shorter again: "c" would overtake "b", so it is held to b's arrival.
-    f.set_params(n[0], shaped(None, None, MS)).unwrap();
+    f.set_params(0, n[0], shaped(None, None, MS)).unwrap();
     f.send(0, n[0], n[1], 100, "c", &mut rng).unwrap();
     let expected = vec![
         (10 * MS, n[1], "a"),
@@ -421,7 +421,7 @@ fn remote_halves_compose_to_the_same_result_as_send() {
         let mut f = Fabric::new();
         for (i, p) in params.iter().enumerate() {
             let n = f.add_node(GroupIdx((i % 2) as u32));
-            f.set_params(n, *p).unwrap();
+            f.set_params(0, n, *p).unwrap();
         }
         f.set_group_link(GroupIdx(0), GroupIdx(1), link).unwrap();
         f
@@ -583,7 +583,7 @@ fn bench_send_and_poll_1000_nodes() {
         let mut f = Fabric::new();
         for i in 0..1000 {
             let n = f.add_node(GroupIdx(i % 4));
-            f.set_params(n, params).unwrap();
+            f.set_params(0, n, params).unwrap();
         }
         f.set_group_link(
             GroupIdx(0),

@@ -53,6 +53,7 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
                     .map(|v| probability(&ctx, "loss", v))
                     .transpose()?
                     .unwrap_or(0.0),
+                ..GroupLink::default()
             };
             let mut lab = s.lab();
             let ga = lab.state().group(&a).map_err(|e| at_call(&ctx, e))?;
@@ -88,5 +89,6 @@ fn shape_update(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<ShapeUpdate> 
             .map(|v| probability(ctx, "loss", v))
             .transpose()?,
         queue: get("queue").map(|v| size(ctx, "queue", v)).transpose()?,
+        ..ShapeUpdate::default()
     })
 }
