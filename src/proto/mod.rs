@@ -17,7 +17,7 @@ pub use messages::{Binding, BindingChoice, Peer, Reply, Request, Setup, ToContro
 pub use wire::{Failure, WireAction};
 
 /// Bumped whenever a message changes meaning; both sides must agree exactly.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// How often each side says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// Silence after which the other side counts as gone: four heartbeats missed. Checked every
