@@ -119,7 +119,10 @@ impl DelayTrace {
         }
         for (i, w) in points.windows(2).enumerate() {
             if w[1].0 <= w[0].0 {
-                return Err(TraceError::at(i + 2, "times must increase from line to line"));
+                return Err(TraceError::at(
+                    i + 2,
+                    "times must increase from line to line",
+                ));
             }
         }
         if let Some(p) = period
@@ -240,7 +243,10 @@ mod tests {
         assert_eq!(err.line, 2);
         assert!(err.message.contains("whole number"), "{err}");
         let err = RateTrace::parse("1\n2.5\n").unwrap_err();
-        assert!(err.to_string().starts_with("line 2: expected a whole"), "{err}");
+        assert!(
+            err.to_string().starts_with("line 2: expected a whole"),
+            "{err}"
+        );
         assert_eq!(RateTrace::parse("0\n0\n").unwrap_err().line, 2);
         assert_eq!(RateTrace::parse("").unwrap_err().line, 1);
         // Comments are skipped but keep their line numbers.

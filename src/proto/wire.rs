@@ -145,8 +145,13 @@ pub struct Trace {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WireTrace {
-    Rate { runs: Vec<(u64, u32)> },
-    Delay { points: Vec<(Nanos, Nanos)>, period_ns: Option<Nanos> },
+    Rate {
+        runs: Vec<(u64, u32)>,
+    },
+    Delay {
+        points: Vec<(Nanos, Nanos)>,
+        period_ns: Option<Nanos>,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -163,7 +163,17 @@ fn run_here(
     lab: Lab,
     opts: &ScriptOptions,
 ) -> Result<ScriptReport, ScriptError> {
-    let state = ScriptState::new(lab, Params::new(opts.params.clone()), opts.horizon);
+    let script_dir = scenario
+        .path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let state = ScriptState::new(
+        lab,
+        Params::new(opts.params.clone()),
+        opts.horizon,
+        script_dir,
+    );
     let engine = engine(scenario, &state, opts.max_operations);
     let ast = compile(&engine, scenario)?;
     let name = scenario.name();

@@ -112,9 +112,7 @@ impl Executor for Workers {
             | Action::LinkGroups { .. }
             | Action::LinkGroupRow { .. }
             | Action::LoadTrace { .. }
-            | Action::Revive { .. } => {
-                self.broadcast(action, None)
-            }
+            | Action::Revive { .. } => self.broadcast(action, None),
             Action::FailNode { node, .. } => {
                 let owner = self.owner(*node)?;
                 self.broadcast(action, Some(owner))

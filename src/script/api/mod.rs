@@ -12,6 +12,7 @@ pub mod rand;
 pub mod time;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -35,6 +36,8 @@ pub struct ScriptState {
     callback_depth: AtomicU32,
     /// The latest experiment time a run may reach (dry-run), to stop scripts that never end.
     horizon: Option<Nanos>,
+    /// Where the script is: data files it names (traces, graphs) are found from there.
+    script_dir: PathBuf,
 }
 
 /// Values from `--set name=value`, and which of them the script read.
@@ -68,8 +71,9 @@ impl Params {
 }
 
 impl ScriptState {
-    pub fn new(lab: Lab, params: Params, horizon: Option<Nanos>) -> Arc<Self> {
+    pub fn new(lab: Lab, params: Params, horizon: Option<Nanos>, script_dir: PathBuf) -> Arc<Self> {
         Arc::new(ScriptState {
+            script_dir,
             lab: Mutex::new(lab),
             timers: Mutex::new(Timers::default()),
             params: Mutex::new(params),
@@ -90,6 +94,11 @@ impl ScriptState {
 
     pub fn params(&self) -> MutexGuard<'_, Params> {
         self.params.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A data file the script names: relative paths are from the script's folder.
+    pub fn data_file(&self, path: &str) -> PathBuf {
+        self.script_dir.join(path)
     }
 }
 
