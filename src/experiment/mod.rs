@@ -16,8 +16,8 @@ pub use action::{Action, ExitStatus, ProcExit, SpawnSpec};
 pub use executor::{Clock, DryRun, ExecError, Executor, Outcome, VirtualClock, signal_name};
 pub use limits::NodeLimits;
 pub use link::{
-    GilbertElliott, GroupLink, JitterDist, JitterModel, LinkShape, LinkTraces, ShapeUpdate,
-    TraceId, TraceRef, default_queue_limit,
+    GilbertElliott, GroupLink, JitterDist, JitterModel, LinkShape, LinkTraces, MIN_DEFAULT_QUEUE,
+    ShapeUpdate, TraceId, TraceRef, default_queue_limit,
 };
 pub use placement::{AddressPlan, MAX_WORKERS, NODES_PER_WORKER, Placement};
 pub use trace::{DelayTrace, LinkTrace, OPPORTUNITY_BYTES, RateTrace, TraceError};

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::{
-    DelayLine, Dropped, GroupIdx, GroupLink, GroupMatrix, LinkFifo, LinkShape, ModelError, Nanos,
-    NodeCounters, NodeIdx, loss,
+    DelayLine, Direction, Dropped, GroupIdx, GroupLink, GroupMatrix, LinkShape, ModelError, Nanos,
+    NodeCounters, NodeIdx, Service, loss,
 };
-use crate::experiment::{LinkTrace, TraceId};
+use crate::experiment::{LinkTrace, TraceId, TraceRef};
 
 /// Counters handed out for a node that does not exist.
 static NO_COUNTERS: NodeCounters = NodeCounters::ZERO;
@@ -22,10 +22,35 @@ static NO_COUNTERS: NodeCounters = NodeCounters::ZERO;
 struct Node {
     group: GroupIdx,
     params: LinkShape,
-    up: LinkFifo,
-    down: LinkFifo,
+    up: Direction,
+    down: Direction,
+    /// The delay trace replacing `params.latency`, and when it started.
+    delay: Option<PlayingDelay>,
     failed: bool,
     counters: NodeCounters,
+}
+
+/// A delay trace as a link plays it: trace time `t - start + offset` at experiment time `t`.
+#[derive(Clone, Debug)]
+struct PlayingDelay {
+    trace: Arc<LinkTrace>,
+    reference: TraceRef,
+    start: Nanos,
+}
+
+impl Node {
+    /// The node's parameters as a packet departing at `t` meets them: a delay trace's
+    /// latency of that moment instead of the constant one.
+    fn params_at(&self, t: Nanos) -> LinkShape {
+        let mut params = self.params;
+        if let Some(d) = &self.delay
+            && let LinkTrace::Delay(trace) = &*d.trace
+        {
+            let tau = t.saturating_sub(d.start).saturating_add(d.reference.offset);
+            params.latency = trace.latency_at(tau);
+        }
+        params
+    }
 }
 
 /// A packet between the two halves of the path, parked in `Fabric::slots`.
@@ -128,8 +153,9 @@ impl<P> Fabric<P> {
         self.nodes.push(Node {
             group,
             params: LinkShape::default(),
-            up: LinkFifo::default(),
-            down: LinkFifo::default(),
+            up: Direction::default(),
+            down: Direction::default(),
+            delay: None,
             failed: false,
             counters: NodeCounters::default(),
         });
@@ -149,19 +175,66 @@ impl<P> Fabric<P> {
 
     /// Sets a node's access link at `now`; applies to the next packet offered to each FIFO
     /// (packets already queued keep their departure times).
+    ///
+    /// A trace replaces the constant rate or latency of its direction; it plays from its
+    /// offset at `now`, unless the link already played the same trace from the same offset.
+    /// A trace never loaded, or of the wrong kind, is an error that changes nothing.
     pub fn set_params(
         &mut self,
-        _now: Nanos,
+        now: Nanos,
         node: NodeIdx,
         params: LinkShape,
     ) -> Result<(), ModelError> {
+        self.node_mut(node)?;
+        let rate = |trace: Option<TraceRef>, rate, limit| -> Result<Service, ModelError> {
+            Ok(match trace {
+                None => Service::Rate { rate, limit },
+                Some(r) => Service::Trace {
+                    trace: self.trace(r.id, "rate")?,
+                    offset: r.offset,
+                    queue: params.queue,
+                },
+            })
+        };
+        let up = rate(params.traces.up, params.up_rate(), params.up_queue_limit())?;
+        let down = rate(
+            params.traces.down,
+            params.down_rate(),
+            params.down_queue_limit(),
+        )?;
+        let delay = match params.traces.delay {
+            None => None,
+            Some(reference) => Some((self.trace(reference.id, "delay")?, reference)),
+        };
         let n = self.node_mut(node)?;
         n.params = params;
-        n.up.set_rate(params.up_rate());
-        n.up.set_limit(params.up_queue_limit());
-        n.down.set_rate(params.down_rate());
-        n.down.set_limit(params.down_queue_limit());
+        n.up.set(now, up);
+        n.down.set(now, down);
+        n.delay = delay.map(|(trace, reference)| {
+            let start = match &n.delay {
+                Some(d) if d.reference == reference => d.start,
+                _ => now,
+            };
+            PlayingDelay {
+                trace,
+                reference,
+                start,
+            }
+        });
         Ok(())
+    }
+
+    /// A loaded trace of the `wanted` kind.
+    fn trace(&self, id: TraceId, wanted: &'static str) -> Result<Arc<LinkTrace>, ModelError> {
+        let trace = self.traces.get(&id).ok_or(ModelError::UnknownTrace(id))?;
+        if trace.kind() != wanted {
+            return Err(ModelError::WrongTrace {
+                id,
+                kind: trace.kind(),
+                wanted,
+            });
+        }
+        Ok(trace.clone())
     }
 
     /// A node's access-link parameters.
@@ -263,17 +336,17 @@ impl<P> Fabric<P> {
             }
         };
         let (a, b) = (&self.nodes[si], &self.nodes[di]);
-        let group = self.groups.get(a.group, b.group);
+        let (pa, pb) = (a.params_at(depart), b.params_at(depart));
+        let (a, b) = (&pa, &pb);
+        let group = self.groups.get(self.nodes[si].group, self.nodes[di].group);
         // 3. Loss after the uplink: a lost packet still used the sender's bandwidth.
-        if loss::lost([a.params.loss, b.params.loss, group.loss], rng) {
+        if loss::lost([a.loss, b.loss, group.loss], rng) {
             self.nodes[si].counters.on_loss();
             return Err(Dropped::Loss);
         }
         // 4. Propagation to the receiver's downlink.
         self.delay.forget_until(now);
-        Ok(self
-            .delay
-            .arrival(depart, src, dst, &a.params, &b.params, group, rng))
+        Ok(self.delay.arrival(depart, src, dst, a, b, group, rng))
     }
 
     /// The receiver's half, steps 5–7: the packet waits until `arrival`, is offered to `dst`'s

@@ -50,6 +50,17 @@ impl LinkFifo {
         }
     }
 
+    /// A FIFO whose queue is busy until `end` with work it cannot see (a rate trace's): the
+    /// next packet starts then, and the queue limit counts that work at `rate`.
+    pub fn starting_at(rate: Option<NonZeroU64>, limit: Option<u64>, end: Nanos) -> Self {
+        LinkFifo {
+            rate,
+            limit,
+            busy_ns: end,
+            ..LinkFifo::default()
+        }
+    }
+
     /// The current rate in bits/s (`None`: unlimited).
     pub fn rate(&self) -> Option<NonZeroU64> {
         self.rate

@@ -42,22 +42,26 @@
 //! ```
 
 mod delay;
+mod direction;
 mod fabric;
 mod fifo;
 mod groups;
 pub mod loss;
 #[cfg(test)]
 mod tests;
+mod trace_fifo;
 
 use std::fmt;
 
-use crate::experiment::{GroupLink, LinkShape, NodeCounters};
+use crate::experiment::{GroupLink, LinkShape, NodeCounters, TraceId};
 use crate::units::Nanos;
 
 pub use delay::DelayLine;
+pub use direction::{Direction, Service};
 pub use fabric::Fabric;
 pub use fifo::LinkFifo;
 pub use groups::GroupMatrix;
+pub use trace_fifo::TraceFifo;
 
 /// A virtual node, as a dense index into the fabric's node table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -106,4 +110,14 @@ pub enum ModelError {
     /// The group matrix is dense, so group indices are capped at [`GroupMatrix::MAX_GROUPS`].
     #[error("{0} is beyond the limit of {max} groups", max = GroupMatrix::MAX_GROUPS)]
     TooManyGroups(GroupIdx),
+    /// A link named a trace that was never loaded.
+    #[error("trace #{} was never loaded", .0.0)]
+    UnknownTrace(TraceId),
+    /// A rate trace where a delay trace belongs, or the other way round.
+    #[error("trace #{} is a {kind} trace, not a {wanted} trace", .id.0)]
+    WrongTrace {
+        id: TraceId,
+        kind: &'static str,
+        wanted: &'static str,
+    },
 }
