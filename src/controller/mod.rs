@@ -12,14 +12,15 @@ pub mod workers;
 
 use std::collections::BTreeSet;
 use std::io;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rand_chacha::ChaCha8Rng;
 
 use crate::experiment::{
-    Action, Clock, ExecError, Executor, ExitStatus, Experiment, GroupId, GroupLink, NodeCounters,
-    NodeId, NodeLimits, NodeRecord, Outcome, ProcExit, ProcId, ProcStatus, ShapeUpdate, SpawnSpec,
-    StateError, signal_name,
+    Action, Clock, ExecError, Executor, ExitStatus, Experiment, GroupId, GroupLink, LinkTrace,
+    NodeCounters, NodeId, NodeLimits, NodeRecord, Outcome, ProcExit, ProcId, ProcStatus,
+    ShapeUpdate, SpawnSpec, StateError, TraceId, TraceRef, signal_name,
 };
 use crate::results::{Conformance, Event, EventLog, HealthCsv, TrafficCsv};
 use crate::units::{self, Nanos};
@@ -296,6 +297,10 @@ impl Lab {
                 .with_opt("jitter", update.jitter.map(units::secs))
                 .with_opt("loss", update.loss)
                 .with_opt("queue", update.queue)
+                .with_opt("up_trace", self.trace_name(update.up_trace))
+                .with_opt("down_trace", self.trace_name(update.down_trace))
+                .with_opt("delay_trace", self.trace_name(update.delay_trace))
+                .with_opt("trace_offset", trace_offset(update).map(units::secs))
                 .with_opt("cpu", limits.cpu)
                 .with_opt("cpu_weight", limits.cpu_weight)
                 .with_opt("memory", limits.memory);
@@ -314,6 +319,12 @@ impl Lab {
             .with("jitter", units::secs(link.jitter))
             .with("loss", link.loss);
         self.record(event)
+    }
+
+    /// The file name of a trace an update names; `None` when it names none.
+    fn trace_name(&self, reference: Option<Option<TraceRef>>) -> Option<String> {
+        let id = reference.flatten()?.id;
+        self.state.trace(id).map(|(name, _)| name.to_string())
     }
 
     /// Links group `a` with each group of `links` at once (a topology's row), in one action
@@ -335,6 +346,40 @@ impl Lab {
             .with("a", self.state.group_name(a))
             .with("links", count);
         self.record(event)
+    }
+
+    /// Loads a trace once per run: the file at `path` (named `file` in the script) gets an
+    /// id every data plane knows it by, and one `load_trace` event. Loading the same file
+    /// again returns that id.
+    pub fn load_trace(
+        &mut self,
+        file: &str,
+        path: &Path,
+        trace: LinkTrace,
+    ) -> Result<TraceId, LabError> {
+        if let Some(id) = self.state.trace_at(path) {
+            return Ok(id);
+        }
+        let id = self.state.next_trace_id();
+        let trace = Arc::new(trace);
+        self.execute(&Action::LoadTrace {
+            id,
+            trace: trace.clone(),
+        })?;
+        self.state.add_trace(file, path, trace.clone());
+        let event = Event::new(self.now(), "load_trace")
+            .with("trace", id.0)
+            .with("file", file)
+            .with("kind", trace.kind())
+            .with_opt("period", trace.period().map(units::secs));
+        let event = match &*trace {
+            LinkTrace::Rate(r) => event
+                .with("opportunities", r.opportunities().len())
+                .with("mean_rate", r.mean_rate().round() as u64),
+            LinkTrace::Delay(d) => event.with("points", d.points().len()),
+        };
+        self.record(event)?;
+        Ok(id)
     }
 
     pub fn spawn(&mut self, node: NodeId, spec: SpawnSpec) -> Result<ProcId, LabError> {
@@ -581,4 +626,14 @@ impl Lab {
         }
         Ok(())
     }
+}
+
+/// The offset an update's traces start from (all of them share it).
+fn trace_offset(update: &ShapeUpdate) -> Option<Nanos> {
+    [update.up_trace, update.down_trace, update.delay_trace]
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|r| r.offset)
+        .next()
 }

@@ -98,8 +98,9 @@ impl Readings {
                 Some(NodeInterval {
                     ip: *ip,
                     counts: *counts,
-                    up_bps: rate(shape.up),
-                    down_bps: rate(shape.down),
+                    // A trace-driven direction has no one rate to hold it to.
+                    up_bps: rate(shape.up).filter(|_| shape.traces.up.is_none()),
+                    down_bps: rate(shape.down).filter(|_| shape.traces.down.is_none()),
                 })
             })
             .collect()

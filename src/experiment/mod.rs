@@ -28,6 +28,8 @@ pub const MAX_GROUPS: u32 = 4096;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub u32);
@@ -87,6 +89,9 @@ pub struct Experiment {
     /// Running processes per worker, kept as processes start and exit (`running_on`).
     running: Vec<usize>,
     placement: Placement,
+    /// Loaded traces, by `TraceId`: the file's name as the script gave it, and the trace.
+    traces: Vec<(String, Arc<LinkTrace>)>,
+    trace_files: HashMap<PathBuf, TraceId>,
 }
 
 impl Experiment {
@@ -279,6 +284,31 @@ impl Experiment {
 
     pub fn placement(&self) -> &Placement {
         &self.placement
+    }
+
+    /// The id the next loaded trace gets.
+    pub fn next_trace_id(&self) -> TraceId {
+        TraceId(self.traces.len() as u32)
+    }
+
+    /// Keeps a trace loaded from `file` (found at `path`) under `next_trace_id()`.
+    pub fn add_trace(&mut self, file: &str, path: &Path, trace: Arc<LinkTrace>) -> TraceId {
+        let id = self.next_trace_id();
+        self.traces.push((file.to_string(), trace));
+        self.trace_files.insert(path.to_path_buf(), id);
+        id
+    }
+
+    /// The trace already loaded from `path`, if any.
+    pub fn trace_at(&self, path: &Path) -> Option<TraceId> {
+        self.trace_files.get(path).copied()
+    }
+
+    /// A loaded trace's file name (as the script gave it) and content.
+    pub fn trace(&self, id: TraceId) -> Option<(&str, &Arc<LinkTrace>)> {
+        self.traces
+            .get(id.0 as usize)
+            .map(|(name, t)| (name.as_str(), t))
     }
 }
 

@@ -159,6 +159,13 @@ impl DelayTrace {
             }
             match (time, latency) {
                 (Some(t), Some(l)) => points.push((t, l)),
+                (Some(_), None) if points.is_empty() => {
+                    return Err(TraceError::at(
+                        i,
+                        "expected `<time ms> <latency ms>`, found a time only (a time alone \
+                         ends a trace, after its latencies; is this a rate trace?)",
+                    ));
+                }
                 (Some(t), None) => period = Some(t),
                 _ => return Err(TraceError::at(i, "expected `<time ms> <latency ms>`")),
             }
@@ -218,7 +225,7 @@ fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 /// A non-negative number of milliseconds (decimals allowed) in ns.
 fn millis(line: usize, what: &str, field: &str) -> Result<Nanos, TraceError> {
     match field.parse::<f64>() {
-        Ok(ms) if ms.is_finite() && ms >= 0.0 && ms < 1e12 => Ok((ms * MS as f64).round() as u64),
+        Ok(ms) if (0.0..1e12).contains(&ms) => Ok((ms * MS as f64).round() as u64),
         _ => Err(TraceError::at(
             line,
             format!("expected the {what} in milliseconds (a number ≥ 0), found {field:?}"),

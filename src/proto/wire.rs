@@ -26,7 +26,8 @@ pub enum WireAction {
     },
     Shape {
         node: u32,
-        link: Link,
+        /// Boxed: a link is the largest action by far.
+        link: Box<Link>,
     },
     Limit {
         node: u32,
@@ -256,7 +257,7 @@ impl WireAction {
             },
             Action::Shape { node, shape } => WireAction::Shape {
                 node: node.0,
-                link: Link::from(shape),
+                link: Box::new(Link::from(shape)),
             },
             Action::Limit { node, limits } => WireAction::Limit {
                 node: node.0,
@@ -339,7 +340,7 @@ impl WireAction {
             }),
             WireAction::Shape { node, link } => Action::Shape {
                 node: NodeId(node),
-                shape: link.into(),
+                shape: (*link).into(),
             },
             WireAction::Limit {
                 node,

@@ -1,5 +1,5 @@
 //! When the TUN device may hand over TCP super-packets (segmentation offload): only while
-//! no link has a rate limit or loss, no other worker exists and no node is captured. A
+//! no link has a rate limit (a constant one or a trace) or loss, no other worker exists and no node is captured. A
 //! super-packet is a burst of segments: a loss draw would drop them all at once, and a FIFO
 //! would release them together instead of one by one; nor does it fit a UDP datagram to
 //! another worker, nor is it a packet a real link would carry (a capture shows those).
@@ -35,7 +35,9 @@ impl SuperPackets {
     pub(super) fn node_shaped(&mut self, ip: Ipv4Addr, shape: &LinkShape) {
         // A rate of 0 reads as unlimited, and a NaN loss as none (see `LinkShape`).
         let limited = |rate: Option<u64>| rate.is_some_and(|r| r > 0);
-        if shape.loss > 0.0 || limited(shape.up) || limited(shape.down) {
+        // A trace-driven direction is rate-limited too: segments leave one opportunity apart.
+        let traced = shape.traces.up.is_some() || shape.traces.down.is_some();
+        if shape.loss > 0.0 || limited(shape.up) || limited(shape.down) || traced {
             self.impaired_nodes.insert(ip);
         } else {
             self.impaired_nodes.remove(&ip);

@@ -630,3 +630,68 @@ fn bench_send_and_poll_1000_nodes() {
         );
     }
 }
+
+/// Trace-driven links through the whole path: a downlink at a rate trace's opportunities
+/// (after the latency), a delay trace's latency at each departure, and errors for traces
+/// not loaded or of the wrong kind that leave the node as it was.
+#[test]
+fn traces_drive_the_downlink_and_the_latency() {
+    use crate::experiment::{DelayTrace, LinkTrace, LinkTraces, RateTrace, TraceId, TraceRef};
+    use std::sync::Arc;
+
+    let (mut f, n) = fabric::<u32>(&[LinkShape::default(), LinkShape::default()]);
+    let rate = TraceId(0);
+    let delay = TraceId(1);
+    f.load_trace(
+        rate,
+        Arc::new(LinkTrace::Rate(RateTrace::new(vec![5, 10]).unwrap())),
+    );
+    let steps = DelayTrace::new(vec![(0, 10 * MS), (100 * MS, 50 * MS)], Some(200 * MS));
+    f.load_trace(delay, Arc::new(LinkTrace::Delay(steps.unwrap())));
+    let reference = |id| Some(TraceRef { id, offset: 0 });
+    let mut b = shaped(None, None, 0);
+    b.traces = LinkTraces {
+        down: reference(rate),
+        delay: reference(delay),
+        ..LinkTraces::NONE
+    };
+    // Shaped at 1 ms: trace time 0 is then. Opportunities at 6, 11, 16, 21 ms...
+    f.set_params(MS, n[1], b).unwrap();
+    let mut rng = CountingRng::seeded(1);
+    for i in 0..3 {
+        f.send(MS, n[0], n[1], 1500, i, &mut rng).unwrap();
+    }
+    // Sent at 1 ms with 10 ms of latency: they reach the downlink at 11 ms, after which
+    // the opportunities are at 16, 21 and 26 ms (the one at 11 ms is not after 11 ms).
+    let mut out = Vec::new();
+    f.poll(100 * MS, &mut out);
+    assert_eq!(
+        out,
+        vec![(16 * MS, n[1], 0), (21 * MS, n[1], 1), (26 * MS, n[1], 2)]
+    );
+    // From trace time 100 ms (experiment 101 ms) the latency is 50 ms.
+    out.clear();
+    f.send(101 * MS, n[0], n[1], 100, 3, &mut rng).unwrap();
+    f.poll(SEC, &mut out);
+    // It reaches the downlink at 151 ms; the next opportunity is at trace 155 ms.
+    assert_eq!(out, vec![(156 * MS, n[1], 3)]);
+    assert_eq!(rng.draws, 0);
+
+    let before = f.params(n[1]).copied();
+    let mut wrong = b;
+    wrong.traces.up = reference(delay);
+    assert_eq!(
+        f.set_params(SEC, n[1], wrong),
+        Err(ModelError::WrongTrace {
+            id: delay,
+            kind: "delay",
+            wanted: "rate"
+        })
+    );
+    wrong.traces.up = reference(TraceId(9));
+    assert_eq!(
+        f.set_params(SEC, n[1], wrong),
+        Err(ModelError::UnknownTrace(TraceId(9)))
+    );
+    assert_eq!(f.params(n[1]).copied(), before);
+}

@@ -10,6 +10,7 @@ pub mod nodes;
 pub mod procs;
 pub mod rand;
 pub mod time;
+pub mod traces;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

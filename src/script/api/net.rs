@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, ImmutableString, Map, NativeCallContext};
 
 use super::limits::{LIMIT_KEYS, limits_update};
+use super::traces::{TRACE_KEYS, trace_keys};
 use super::{
     RhaiResult, ScriptState, check_keys, duration, lab_err, probability, rate, size, targets,
 };
@@ -23,10 +24,22 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
         move |ctx: NativeCallContext, target: Dynamic, opts: Map| -> RhaiResult<()> {
             let update = shape_update(&ctx, &opts)?;
             let limits = limits_update(&ctx, &opts)?;
+            let traces = trace_keys(&ctx, &s, &opts)?;
             let ids = targets(&ctx, &s, &target)?;
-            s.lab()
-                .shape(&ids, &update, &limits)
-                .map_err(|e| lab_err(&ctx, e))
+            if traces.is_empty() {
+                return s
+                    .lab()
+                    .shape(&ids, &update, &limits)
+                    .map_err(|e| lab_err(&ctx, e));
+            }
+            let traces = traces.load(&ctx, &s)?;
+            let mut lab = s.lab();
+            for id in ids {
+                let update = traces.update(&update, &mut lab.rng);
+                lab.shape(&[id], &update, &limits)
+                    .map_err(|e| lab_err(&ctx, e))?;
+            }
+            Ok(())
         },
     );
 
@@ -64,7 +77,12 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
 }
 
 fn shape_update(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<ShapeUpdate> {
-    let keys: Vec<&str> = SHAPE_KEYS.iter().chain(LIMIT_KEYS).copied().collect();
+    let keys: Vec<&str> = SHAPE_KEYS
+        .iter()
+        .chain(LIMIT_KEYS)
+        .chain(TRACE_KEYS)
+        .copied()
+        .collect();
     check_keys(ctx, opts, &keys)?;
     if opts.is_empty() {
         return Err(at_call(
