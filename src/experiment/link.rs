@@ -244,6 +244,24 @@ pub struct GroupLink {
 }
 
 impl GroupLink {
+    /// The link's value as bits, so that equal links (floats included) find each other.
+    pub fn bits(&self) -> [u64; 9] {
+        let burst = self.burst.map_or([u64::MAX; 4], |b| {
+            [b.p, b.r, b.loss_bad, b.loss_good].map(f64::to_bits)
+        });
+        [
+            self.latency,
+            self.jitter,
+            self.loss.to_bits(),
+            self.jitter_model.dist as u64,
+            self.jitter_model.correlation.to_bits(),
+            burst[0],
+            burst[1],
+            burst[2],
+            burst[3],
+        ]
+    }
+
     /// What pairs never linked read as: nothing added.
     pub const NONE: GroupLink = GroupLink {
         latency: 0,

@@ -6,6 +6,7 @@
 
 mod action;
 mod executor;
+mod group_table;
 mod limits;
 mod link;
 mod placement;
@@ -14,6 +15,7 @@ mod traffic;
 
 pub use action::{Action, ExitStatus, ProcExit, SpawnSpec};
 pub use executor::{Clock, DryRun, ExecError, Executor, Outcome, VirtualClock, signal_name};
+pub use group_table::GroupTable;
 pub use limits::NodeLimits;
 pub use link::{
     GilbertElliott, GroupLink, JitterDist, JitterModel, LinkShape, LinkTraces, MIN_DEFAULT_QUEUE,
@@ -23,10 +25,11 @@ pub use placement::{AddressPlan, MAX_WORKERS, NODES_PER_WORKER, Placement};
 pub use trace::{DelayTrace, LinkTrace, OPPORTUNITY_BYTES, RateTrace, TraceError};
 pub use traffic::{DataplaneHealth, NodeCounters, TrafficReading};
 
-/// Most groups an experiment may have: the link model keeps a dense matrix of group pairs.
+/// Most groups an experiment may have: the link model keeps a dense matrix of group pairs,
+/// 4 bytes a pair (64 MiB at this many groups).
 pub const MAX_GROUPS: u32 = 4096;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,7 +87,7 @@ pub struct Experiment {
     group_names: Vec<String>,
     group_members: Vec<Vec<NodeId>>,
     group_index: HashMap<String, GroupId>,
-    group_links: BTreeMap<(GroupId, GroupId), GroupLink>,
+    group_links: GroupTable,
     procs: Vec<ProcRecord>,
     /// Running processes per worker, kept as processes start and exit (`running_on`).
     running: Vec<usize>,
@@ -207,14 +210,16 @@ impl Experiment {
     }
 
     pub fn set_group_link(&mut self, a: GroupId, b: GroupId, link: GroupLink) {
-        self.group_links.insert((a.min(b), a.max(b)), link);
+        self.group_links.set(a.0, b.0, link);
     }
 
     pub fn group_link(&self, a: GroupId, b: GroupId) -> GroupLink {
-        self.group_links
-            .get(&(a.min(b), a.max(b)))
-            .copied()
-            .unwrap_or_default()
+        *self.group_links.get(a.0, b.0)
+    }
+
+    /// The links between groups, all of them.
+    pub fn group_links(&self) -> &GroupTable {
+        &self.group_links
     }
 
     pub fn next_proc_id(&self) -> ProcId {

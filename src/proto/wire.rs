@@ -431,33 +431,14 @@ fn distinct_links(row: &[(GroupId, GroupLink)]) -> (Vec<WireGroupLink>, Vec<(u32
     let pairs = row
         .iter()
         .map(|(b, link)| {
-            let wire = WireGroupLink::from(link);
-            let i = *index.entry(link_key(&wire)).or_insert_with(|| {
-                links.push(wire);
+            let i = *index.entry(link.bits()).or_insert_with(|| {
+                links.push(WireGroupLink::from(link));
                 (links.len() - 1) as u32
             });
             (b.0, i)
         })
         .collect();
     (links, pairs)
-}
-
-/// A link's value as bits, so equal links (floats included) find each other.
-fn link_key(l: &WireGroupLink) -> [u64; 9] {
-    let burst = l.burst.map_or([u64::MAX; 4], |b| {
-        [b.p, b.r, b.loss_bad, b.loss_good].map(f64::to_bits)
-    });
-    [
-        l.latency_ns,
-        l.jitter_ns,
-        l.loss.to_bits(),
-        l.jitter.dist as u64,
-        l.jitter.correlation.to_bits(),
-        burst[0],
-        burst[1],
-        burst[2],
-        burst[3],
-    ]
 }
 
 impl From<JitterModel> for Jitter {
@@ -813,6 +794,38 @@ mod tests {
                     ..GroupLink::default()
                 },
             },
+            Action::LinkGroupRow {
+                a: GroupId(1),
+                links: vec![
+                    (GroupId(0), GroupLink::NONE),
+                    (
+                        GroupId(2),
+                        GroupLink {
+                            latency: 9,
+                            burst: Some(GilbertElliott {
+                                p: 0.1,
+                                r: 0.5,
+                                loss_bad: 1.0,
+                                loss_good: 0.0,
+                            }),
+                            ..GroupLink::NONE
+                        },
+                    ),
+                    (GroupId(3), GroupLink::NONE),
+                ],
+            },
+            Action::LoadTrace {
+                id: TraceId(4),
+                trace: Arc::new(LinkTrace::Rate(
+                    RateTrace::new(vec![1, 1, 1, 3, 7]).unwrap(),
+                )),
+            },
+            Action::LoadTrace {
+                id: TraceId(5),
+                trace: Arc::new(LinkTrace::Delay(
+                    DelayTrace::new(vec![(0, 5), (10, 7)], Some(20)).unwrap(),
+                )),
+            },
             Action::Spawn {
                 proc: ProcId(7),
                 node: NodeId(3),
@@ -852,6 +865,40 @@ mod tests {
             WireAction::from_action(&Action::Wait { proc: ProcId(1) }),
             None
         );
+        // A row sends each distinct link once; a trace as runs of equal timestamps.
+        let row = WireAction::from_action(&actions_row()).unwrap();
+        let json = serde_json::to_string(&row).unwrap();
+        assert!(json.contains(r#""pairs":[[0,0],[2,1],[3,0]]"#), "{json}");
+        let trace = serde_json::to_string(&WireTrace::from(&LinkTrace::Rate(
+            RateTrace::new(vec![1, 1, 1, 3]).unwrap(),
+        )))
+        .unwrap();
+        assert_eq!(trace, r#"{"kind":"rate","runs":[[1,3],[3,1]]}"#);
+        // A malformed trace is refused, not taken.
+        let bad = WireAction::LoadTrace {
+            id: 1,
+            trace: WireTrace::Rate {
+                runs: vec![(5, 1), (2, 1)],
+            },
+        };
+        assert!(bad.into_action().is_err());
+    }
+
+    fn actions_row() -> Action {
+        Action::LinkGroupRow {
+            a: GroupId(1),
+            links: vec![
+                (GroupId(0), GroupLink::NONE),
+                (
+                    GroupId(2),
+                    GroupLink {
+                        latency: 9,
+                        ..GroupLink::NONE
+                    },
+                ),
+                (GroupId(3), GroupLink::NONE),
+            ],
+        }
     }
 
     #[test]

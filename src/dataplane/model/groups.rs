@@ -1,25 +1,20 @@
 //! `GroupMatrix`: the symmetric table of extra latency, jitter and loss between two groups
-//! (`link_groups`), with O(1) lookup. It knows groups by index only, not by name.
+//! (`link_groups`), with O(1) lookup, by group index (`GroupIdx`), bounded to
+//! [`GroupMatrix::MAX_GROUPS`]. It knows groups by index only, not by name.
 
 use super::{GroupIdx, GroupLink, ModelError};
+use crate::experiment::GroupTable;
 
 /// Symmetric map `(g1, g2) → GroupLink`; a group may be linked with itself, and pairs
-/// never set read as the zero default.
-///
-/// Stored dense (`g1 * n + g2`, both orders written) because it is read once per packet and
-/// labs have few groups; it grows to the largest group index set so far.
+/// never set read as the zero default. Stored as `experiment::GroupTable` stores it: dense,
+/// 4 bytes a pair, each distinct link once, because it is read once per packet.
 #[derive(Clone, Debug, Default)]
 pub struct GroupMatrix {
-    /// Side of the square `cells`.
-    n: usize,
-    cells: Vec<GroupLink>,
+    table: GroupTable,
 }
 
-/// What pairs never set read as.
-const NONE: GroupLink = GroupLink::NONE;
-
 impl GroupMatrix {
-    /// Largest number of groups: bounds the dense table to 1024² cells (24 MiB).
+    /// Largest number of groups: bounds the dense table to 4096² cells (64 MiB).
     pub const MAX_GROUPS: u32 = crate::experiment::MAX_GROUPS;
 
     /// An empty matrix: every pair reads as zero.
@@ -29,12 +24,7 @@ impl GroupMatrix {
 
     /// The parameters between `g1` and `g2` (in either order).
     pub fn get(&self, g1: GroupIdx, g2: GroupIdx) -> &GroupLink {
-        let (i, j) = (g1.0 as usize, g2.0 as usize);
-        if i < self.n && j < self.n {
-            &self.cells[i * self.n + j]
-        } else {
-            &NONE
-        }
+        self.table.get(g1.0, g2.0)
     }
 
     /// Sets the parameters between `g1` and `g2`, both directions; applies to the next packet.
@@ -44,23 +34,8 @@ impl GroupMatrix {
                 return Err(ModelError::TooManyGroups(g));
             }
         }
-        let (i, j) = (g1.0 as usize, g2.0 as usize);
-        self.grow_to(i.max(j) + 1);
-        self.cells[i * self.n + j] = params;
-        self.cells[j * self.n + i] = params;
+        self.table.set(g1.0, g2.0, params);
         Ok(())
-    }
-
-    fn grow_to(&mut self, n: usize) {
-        if n <= self.n {
-            return;
-        }
-        let mut cells = vec![NONE; n * n];
-        for i in 0..self.n {
-            cells[i * n..i * n + self.n].copy_from_slice(&self.cells[i * self.n..(i + 1) * self.n]);
-        }
-        self.cells = cells;
-        self.n = n;
     }
 }
 
