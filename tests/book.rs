@@ -83,10 +83,36 @@ fn chapters() -> Vec<PathBuf> {
     files
 }
 
-/// Runs one block in its own folder (so `import` finds only the stdlib); `Err` says why it
-/// did not behave as its fence promised.
+/// The repository's example data, which book blocks name as a reader in `scripts/` would:
+/// `traces/lte-like.down`, `data/world.gml`.
+const DATA: &[&str] = &["traces", "data"];
+
+/// Copies the example data folders into `dir`.
+fn copy_data(dir: &Path) -> Result<(), String> {
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    for name in DATA {
+        let from = scripts.join(name);
+        let Ok(entries) = std::fs::read_dir(&from) else {
+            continue;
+        };
+        let to = dir.join(name);
+        std::fs::create_dir_all(&to).map_err(|e| format!("{}: {e}", to.display()))?;
+        for entry in entries {
+            let path = entry.map_err(|e| format!("{}: {e}", from.display()))?.path();
+            if let Some(file) = path.file_name().filter(|_| path.is_file()) {
+                std::fs::copy(&path, to.join(file))
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs one block in its own folder (so `import` finds only the stdlib), with the example
+/// data next to it; `Err` says why it did not behave as its fence promised.
 fn check_block(block: &Block, index: usize) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    copy_data(dir.path())?;
     let stem = block
         .chapter
         .file_stem()
