@@ -298,4 +298,106 @@ mod tests {
         }
         assert_eq!(last, 40_000 * MS);
     }
+
+    /// Mahimahi's `LinkQueue` (`src/frontend/link_queue.cc`) transcribed, with an unlimited
+    /// queue: packets are sizes, time is whole milliseconds, `rationalize(now)` runs every
+    /// opportunity up to `now` before the packets of `now` are enqueued.
+    struct Mahimahi {
+        schedule: Vec<u64>,
+        next: usize,
+        base: u64,
+        queue: VecDeque<(usize, u64)>,
+        in_transit: Option<(usize, u64)>,
+        departures: Vec<(usize, u64)>,
+    }
+
+    impl Mahimahi {
+        fn next_delivery_time(&self) -> u64 {
+            self.schedule[self.next] + self.base
+        }
+
+        fn rationalize(&mut self, now: u64) {
+            while self.next_delivery_time() <= now {
+                let this = self.next_delivery_time();
+                let mut bytes_left = OPPORTUNITY_BYTES;
+                self.next = (self.next + 1) % self.schedule.len();
+                if self.next == 0 {
+                    self.base += self.schedule.last().unwrap();
+                }
+                while bytes_left > 0 {
+                    if self.in_transit.is_none() {
+                        match self.queue.pop_front() {
+                            Some(p) => self.in_transit = Some(p),
+                            None => break,
+                        }
+                    }
+                    let (id, left) = self.in_transit.as_mut().unwrap();
+                    let amount = bytes_left.min(*left);
+                    *left -= amount;
+                    bytes_left -= amount;
+                    if *left == 0 {
+                        self.departures.push((*id, this));
+                        self.in_transit = None;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_packet_leaves_at_the_opportunity_mahimahi_gives_it() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for round in 0..50 {
+            // A random schedule: gaps of 0 (repeated lines) to 5 ms, 1 to 40 lines.
+            let mut schedule = Vec::new();
+            let mut t = rng.random_range(0..3u64);
+            for _ in 0..rng.random_range(1..40) {
+                t += rng.random_range(0..6u64);
+                schedule.push(t);
+            }
+            if *schedule.last().unwrap() == 0 {
+                schedule.push(1);
+            }
+            let mut ours = fifo(&schedule, 0, None);
+            let mut theirs = Mahimahi {
+                schedule: schedule.clone(),
+                next: 0,
+                base: 0,
+                queue: VecDeque::new(),
+                in_transit: None,
+                departures: Vec::new(),
+            };
+            let mut want_depart = Vec::new();
+            let mut id = 0;
+            // Bursts and idle stretches over 2 s, packet sizes from 40 to 1500 bytes.
+            for now in 0..2000u64 {
+                theirs.rationalize(now);
+                let burst = if rng.random_bool(0.1) {
+                    rng.random_range(1..8)
+                } else {
+                    0
+                };
+                for _ in 0..burst {
+                    let len = rng.random_range(40..=1500u64);
+                    theirs.queue.push_back((id, len));
+                    want_depart.push(ours.offer(now * MS, len).unwrap());
+                    id += 1;
+                }
+            }
+            let mut now = 2000;
+            while !theirs.queue.is_empty() || theirs.in_transit.is_some() {
+                theirs.rationalize(now);
+                now += 1;
+            }
+            assert_eq!(theirs.departures.len(), id, "round {round}");
+            for (id, at) in theirs.departures {
+                assert_eq!(
+                    want_depart[id],
+                    at * MS,
+                    "round {round}, packet {id}, schedule {schedule:?}"
+                );
+            }
+        }
+    }
 }
