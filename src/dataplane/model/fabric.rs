@@ -285,9 +285,10 @@ impl<P> Fabric<P> {
         let pair = (a.group, b.group);
         let group = self.groups.get(pair.0, pair.1);
         let remembers = group.jitter_model.correlation > 0.0 || group.burst.is_some();
-        let pair_state = match remembers {
-            true => self.pairs.get(&pair).copied().unwrap_or_default(),
-            false => HopState::default(),
+        let pair_state = if remembers {
+            self.pairs.get(&pair).copied().unwrap_or_default()
+        } else {
+            HopState::default()
         };
         let hops = [a.sending, b.receiving, pair_state];
         // 3. Loss after the uplink: a lost packet still used the sender's bandwidth.

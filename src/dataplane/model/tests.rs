@@ -501,6 +501,16 @@ fn random_lab(seed: u64, nodes: usize) -> (Vec<LinkShape>, Vec<Planned>) {
             jitter: u64::from(rng.next_u32() % 3) * MS,
             loss: f64::from(rng.next_u32() % 3) * 0.01,
             queue: (rng.next_u32() % 2 == 0).then_some(20_000),
+            jitter_model: JitterModel {
+                dist: JitterDist::NAMES[rng.next_u32() as usize % 4].1,
+                correlation: f64::from(rng.next_u32() % 4) * 0.25,
+            },
+            burst: (rng.next_u32() % 4 == 0).then_some(GilbertElliott {
+                p: 0.01,
+                r: 0.3,
+                loss_bad: 0.8,
+                loss_good: 0.001,
+            }),
             ..LinkShape::default()
         })
         .collect();
@@ -522,7 +532,16 @@ fn remote_halves_compose_to_the_same_result_as_send() {
     let link = GroupLink {
         latency: 7 * MS,
         jitter: MS,
-        loss: 0.01,
+        jitter_model: JitterModel {
+            dist: JitterDist::Pareto,
+            correlation: 0.3,
+        },
+        burst: Some(GilbertElliott {
+            p: 0.02,
+            r: 0.4,
+            loss_bad: 1.0,
+            loss_good: 0.0,
+        }),
         ..GroupLink::NONE
     };
     let setup = || {
