@@ -1,6 +1,7 @@
-//! Jitter distributions and correlation on real traffic (needs root): the RTTs of pings over
-//! a link with normal jitter have the mean and spread the model says, and correlated jitter
-//! makes consecutive RTTs alike.
+//! Jitter distributions, correlation and bursty loss on real traffic (needs root): the RTTs
+//! of pings over a link with normal jitter have the mean and spread the model says,
+//! correlated jitter makes consecutive RTTs alike, and Gilbert–Elliott loss loses pings at
+//! its closed-form rate, in runs.
 
 mod common;
 
@@ -79,5 +80,53 @@ fn normal_jitter_gives_its_mean_spread_and_correlation() {
     assert!(
         lag1 > 0.5,
         "correlated jitter: lag-1 autocorrelation {lag1}"
+    );
+}
+
+/// 4000 pings to a node whose link has Gilbert–Elliott loss `p = 0.05, r = 0.3` (bad packets
+/// lost, good ones kept): each direction loses π = p/(p+r) = 14.3 % of what reaches it, so a
+/// round is lost with probability 1 - (1-π)² = 26.5 %, and losses come in runs.
+#[test]
+fn burst_loss_loses_pings_at_its_rate_in_runs() {
+    if !can_run_real_mode_with("burst_loss_loses_pings_at_its_rate_in_runs", &["ping"]) {
+        return;
+    }
+    let s = Scenario::new(
+        r#"
+        let n = alloc_ip(2);
+        shape(n[1], #{ loss: #{ p: 0.05, r: 0.3 } });
+        spawn(n[0], `ping -c 4000 -i 0.002 -W 1 -I {ip} ${n[1].ip}`).wait();
+        "#,
+    );
+    real_run(&s);
+    let log = node_file(&s, "10.0.0.1", "stdout.log");
+    let replied: std::collections::HashSet<u32> = log
+        .lines()
+        .filter_map(|l| {
+            l.split("icmp_seq=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let lost: Vec<bool> = (1..=4000).map(|seq| !replied.contains(&seq)).collect();
+    let rate = lost.iter().filter(|&&l| l).count() as f64 / lost.len() as f64;
+    // Losses are correlated, so the standard error is √(π(1-π)(1+λ)/(1-λ)/n) with λ = 1-p-r,
+    // about 0.012 per direction: 0.08 on the round is over five of them.
+    let pi: f64 = 0.05 / 0.35;
+    let want = 1.0 - (1.0 - pi).powi(2);
+    assert!(
+        (rate - want).abs() < 0.08,
+        "lost {rate} of rounds, want {want}"
+    );
+    // Independent losses at this rate would give runs of 1/(1-0.265) = 1.36 rounds; bursts
+    // of the request direction alone average 1/r = 3.3.
+    let runs = lost.windows(2).filter(|w| w[1] && !w[0]).count() + usize::from(lost[0]);
+    let mean_run = lost.iter().filter(|&&l| l).count() as f64 / runs as f64;
+    assert!(
+        mean_run > 2.0,
+        "lost pings come in runs of {mean_run} on average"
     );
 }
