@@ -58,7 +58,7 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
               -> RhaiResult<()> {
             check_keys(&ctx, &opts, GROUP_KEYS)?;
             let get = |key: &str| opts.get(key);
-            let loss = get("loss").map(|v| loss(&ctx, v)).transpose()?;
+            let loss = get("loss").map(|v| loss_model(&ctx, v)).transpose()?;
             let link = GroupLink {
                 latency: get("latency")
                     .map(|v| duration(&ctx, "latency", v))
@@ -99,7 +99,7 @@ fn shape_update(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<ShapeUpdate> 
         ));
     }
     let get = |key: &str| opts.get(key);
-    let loss = get("loss").map(|v| loss(ctx, v)).transpose()?;
+    let loss = get("loss").map(|v| loss_model(ctx, v)).transpose()?;
     Ok(ShapeUpdate {
         up: get("up").map(|v| rate(ctx, "up", v)).transpose()?,
         down: get("down").map(|v| rate(ctx, "down", v)).transpose()?,
@@ -133,7 +133,7 @@ enum Loss {
 
 /// `loss: 0.01` (Bernoulli) or `loss: #{ p, r, loss_bad, loss_good }` (Gilbert–Elliott, with
 /// netem's defaults for what is left out: `r = 1 - p`, `loss_bad = 1`, `loss_good = 0`).
-fn loss(ctx: &NativeCallContext, v: &Dynamic) -> RhaiResult<Loss> {
+fn loss_model(ctx: &NativeCallContext, v: &Dynamic) -> RhaiResult<Loss> {
     let Some(map) = v.read_lock::<Map>() else {
         if number(v).is_none() {
             return Err(expected(
