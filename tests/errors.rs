@@ -53,8 +53,56 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "let n = alloc_ip(1);\nshape(n, #{ upload: \"1mbit\" });\n",
         "2:1",
-        "unknown option \"upload\" (expected one of: up, down, latency, jitter, loss, queue, \
-         cpu, cpu_weight, memory)",
+        "unknown option \"upload\" (expected one of: up, down, latency, jitter, jitter_dist, \
+         jitter_correlation, loss, queue, cpu, cpu_weight, memory)",
+    ),
+    (
+        "let n = alloc_ip(1);\nshape(n, #{ jitter: \"5ms\", jitter_dist: \"gauss\" });\n",
+        "2:1",
+        "shape: jitter_dist: \"gauss\" is not a distribution (expected one of: uniform, normal, \
+         pareto, paretonormal)",
+    ),
+    (
+        "let n = alloc_ip(1);\nshape(n, #{ jitter_dist: 2 });\n",
+        "2:1",
+        "shape: jitter_dist: expected a distribution name (uniform, normal, pareto, paretonormal)",
+    ),
+    (
+        "let n = alloc_ip(1);\nshape(n, #{ jitter_correlation: 1.0 });\n",
+        "2:1",
+        "shape: jitter_correlation: 1 is out of range (expected a correlation in [0, 1)",
+    ),
+    (
+        "let n = alloc_ip(1);\nshape(n, #{ jitter_correlation: \"25\" });\n",
+        "2:1",
+        "shape: jitter_correlation: expected a correlation in [0, 1) such as 0.25 or \"25%\"",
+    ),
+    (
+        "alloc_ip(1, #{ group: \"a\" });\nlink_groups(\"a\", \"a\", #{ jitter_correlation: \"-5%\" });\n",
+        "2:1",
+        "link_groups: jitter_correlation: -0.05 is out of range",
+    ),
+    (
+        "let n = alloc_ip(1);\nshape(n, #{ loss: #{ p: 0.1, q: 0.2 } });\n",
+        "2:1",
+        "shape: loss: unknown key \"q\" of a burst model (expected one of: p, r, loss_bad, \
+         loss_good)",
+    ),
+    (
+        "let n = alloc_ip(1);\nshape(n, #{ loss: #{ r: 0.2 } });\n",
+        "2:1",
+        "shape: loss: a burst model needs p",
+    ),
+    (
+        "alloc_ip(1, #{ group: \"a\" });\nlink_groups(\"a\", \"a\", #{ loss: #{ p: 0.1, loss_bad: 2 } });\n",
+        "2:1",
+        "link_groups: loss.loss_bad: a loss rate must be between 0.0 and 1.0",
+    ),
+    (
+        "let n = alloc_ip(1);\nshape(n, #{ loss: \"1%\" });\n",
+        "2:1",
+        "shape: loss: expected a number between 0.0 and 1.0, or a burst model such as \
+         #{ p: 0.01, r: 0.3 }",
     ),
     (
         "let n = alloc_ip(1);\nshape(n, #{ cpu: -0.5 });\n",

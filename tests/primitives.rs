@@ -94,6 +94,56 @@ fn link_groups_records_the_pair() {
 }
 
 #[test]
+fn jitter_models_and_burst_loss_are_recorded_only_when_given() {
+    let events = Scenario::new(
+        r#"
+        let n = alloc_ip(1, #{ group: "dsl" });
+        alloc_ip(1, #{ group: "fiber" });
+        shape(n, #{ jitter: "5ms", jitter_dist: "normal", jitter_correlation: "25%" });
+        shape(n, #{ jitter_correlation: 0.5 });
+        shape(n, #{ loss: #{ p: 0.01, r: 0.3, loss_bad: 0.9 } });
+        shape(n, #{ loss: #{ p: 0.25 } });
+        shape(n, #{ loss: 0.02 });
+        link_groups("dsl", "fiber", #{ jitter: "2ms", jitter_dist: "paretonormal", loss: #{ p: 0.5 } });
+        link_groups("dsl", "dsl", #{ jitter: "2ms", loss: 0.1 });
+        "#,
+    )
+    .run_ok();
+    let shapes = of(&events, "shape");
+    assert_eq!(
+        *shapes[0],
+        json!({"t": 0.0, "event": "shape", "node": 0, "ip": "10.0.0.1", "jitter": 0.005,
+               "jitter_dist": "normal", "jitter_correlation": 0.25})
+    );
+    // The two keys go together, as in netem: the one left out takes its default.
+    assert_eq!(shapes[1]["jitter_dist"], "uniform");
+    assert_eq!(shapes[1]["jitter_correlation"], 0.5);
+    assert_eq!(
+        shapes[2]["loss"],
+        json!({"p": 0.01, "r": 0.3, "loss_bad": 0.9, "loss_good": 0.0})
+    );
+    // netem's defaults: r = 1 - p, loss_bad = 1, loss_good = 0.
+    assert_eq!(
+        shapes[3]["loss"],
+        json!({"p": 0.25, "r": 0.75, "loss_bad": 1.0, "loss_good": 0.0})
+    );
+    assert_eq!(shapes[4]["loss"], 0.02);
+    assert!(shapes[4].get("jitter_dist").is_none());
+    let links = of(&events, "link_groups");
+    assert_eq!(
+        *links[0],
+        json!({"t": 0.0, "event": "link_groups", "a": "dsl", "b": "fiber", "latency": 0.0,
+               "jitter": 0.002, "jitter_dist": "paretonormal", "jitter_correlation": 0.0,
+               "loss": {"p": 0.5, "r": 0.5, "loss_bad": 1.0, "loss_good": 0.0}})
+    );
+    assert_eq!(
+        *links[1],
+        json!({"t": 0.0, "event": "link_groups", "a": "dsl", "b": "dsl", "latency": 0.0,
+               "jitter": 0.002, "loss": 0.1})
+    );
+}
+
+#[test]
 fn spawn_fills_placeholders_and_procs_behave() {
     let events = Scenario::new(
         r#"

@@ -295,7 +295,12 @@ impl Lab {
                 .with_opt("down", update.down)
                 .with_opt("latency", update.latency.map(units::secs))
                 .with_opt("jitter", update.jitter.map(units::secs))
-                .with_opt("loss", update.loss)
+                .with_opt("jitter_dist", update.jitter_model.map(|m| m.dist.name()))
+                .with_opt(
+                    "jitter_correlation",
+                    update.jitter_model.map(|m| m.correlation),
+                )
+                .with_opt("loss", loss_value(update.loss, update.burst.flatten()))
                 .with_opt("queue", update.queue)
                 .with_opt("up_trace", self.trace_name(update.up_trace))
                 .with_opt("down_trace", self.trace_name(update.down_trace))
@@ -312,12 +317,17 @@ impl Lab {
     pub fn link_groups(&mut self, a: GroupId, b: GroupId, link: GroupLink) -> Result<(), LabError> {
         self.execute(&Action::LinkGroups { a, b, link })?;
         self.state.set_group_link(a, b, link);
+        // Only a model other than the default is recorded, so older events read the same.
+        let model =
+            Some(link.jitter_model).filter(|m| *m != crate::experiment::JitterModel::UNIFORM);
         let event = Event::new(self.now(), "link_groups")
             .with("a", self.state.group_name(a))
             .with("b", self.state.group_name(b))
             .with("latency", units::secs(link.latency))
             .with("jitter", units::secs(link.jitter))
-            .with("loss", link.loss);
+            .with_opt("jitter_dist", model.map(|m| m.dist.name()))
+            .with_opt("jitter_correlation", model.map(|m| m.correlation))
+            .with_opt("loss", loss_value(Some(link.loss), link.burst));
         self.record(event)
     }
 
@@ -636,4 +646,21 @@ fn trace_offset(update: &ShapeUpdate) -> Option<Nanos> {
         .flatten()
         .map(|r| r.offset)
         .next()
+}
+
+/// The `loss` of a `shape` or `link_groups` event: the probability, or the burst model's
+/// parameters as an object when there is one.
+fn loss_value(
+    loss: Option<f64>,
+    burst: Option<crate::experiment::GilbertElliott>,
+) -> Option<serde_json::Value> {
+    match burst {
+        Some(ge) => Some(serde_json::json!({
+            "p": ge.p,
+            "r": ge.r,
+            "loss_bad": ge.loss_bad,
+            "loss_good": ge.loss_good,
+        })),
+        None => loss.map(Into::into),
+    }
 }

@@ -24,7 +24,8 @@ pub struct LinkShape {
     pub down: Option<u64>,
     /// One-way latency this node's link adds to every packet it sends or receives.
     pub latency: Nanos,
-    /// Each packet's delay through this link varies uniformly in `[-jitter, +jitter]`.
+    /// Each packet's delay through this link varies by this much, as `jitter_model` says
+    /// (by default uniformly in `[-jitter, +jitter]`).
     pub jitter: Nanos,
     /// Probability in `[0, 1]` that a packet through this link is lost (NaN reads as 0).
     pub loss: f64,
@@ -55,8 +56,9 @@ impl Default for LinkShape {
     }
 }
 
-/// The distribution of a link's jitter, as netem names them: uniform in `[-j, +j]`, or a
-/// normal, pareto or paretonormal distribution with standard deviation `j`.
+/// The distribution of a link's jitter `j`, as netem names them: uniform in `[-j, +j]`, normal
+/// with standard deviation `j`, or netem's pareto and paretonormal tables scaled by `j`
+/// (standard deviations 0.82 `j` and 0.83 `j`); see `dataplane::model::jitter::quantile`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum JitterDist {
     #[default]
@@ -233,7 +235,7 @@ impl Default for GroupLink {
 pub struct GroupLink {
     /// One-way latency added once per direction.
     pub latency: Nanos,
-    /// The group delay varies uniformly in `[-jitter, +jitter]`.
+    /// The group delay varies by this much, as `jitter_model` says.
     pub jitter: Nanos,
     /// Probability in `[0, 1]` that a packet between the two groups is lost.
     pub loss: f64,

@@ -791,7 +791,7 @@ mod tests {
                     latency: 5,
                     jitter: 1,
                     loss: 0.5,
-                    ..GroupLink::default()
+                    ..GroupLink::NONE
                 },
             },
             Action::LinkGroupRow {

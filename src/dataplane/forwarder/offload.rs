@@ -14,9 +14,9 @@ pub(super) struct SuperPackets {
     /// Whether the device can offload at all (it frames packets with a virtio-net header)
     /// and no other worker exists.
     possible: bool,
-    /// Nodes with a rate limit or loss.
+    /// Nodes with a rate limit or loss (Bernoulli or bursty).
     impaired_nodes: HashSet<Ipv4Addr>,
-    /// Group pairs (smaller index first) with loss.
+    /// Group pairs (smaller index first) with loss (Bernoulli or bursty).
     lossy_groups: HashSet<(u32, u32)>,
     /// Whether some node's packets are captured.
     capturing: bool,
@@ -35,9 +35,10 @@ impl SuperPackets {
     pub(super) fn node_shaped(&mut self, ip: Ipv4Addr, shape: &LinkShape) {
         // A rate of 0 reads as unlimited, and a NaN loss as none (see `LinkShape`).
         let limited = |rate: Option<u64>| rate.is_some_and(|r| r > 0);
+        let lossy = shape.loss > 0.0 || shape.burst.is_some();
         // A trace-driven direction is rate-limited too: segments leave one opportunity apart.
         let traced = shape.traces.up.is_some() || shape.traces.down.is_some();
-        if shape.loss > 0.0 || limited(shape.up) || limited(shape.down) || traced {
+        if lossy || limited(shape.up) || limited(shape.down) || traced {
             self.impaired_nodes.insert(ip);
         } else {
             self.impaired_nodes.remove(&ip);
@@ -46,7 +47,7 @@ impl SuperPackets {
 
     pub(super) fn groups_linked(&mut self, a: u32, b: u32, link: &GroupLink) {
         let pair = (a.min(b), a.max(b));
-        if link.loss > 0.0 {
+        if link.loss > 0.0 || link.burst.is_some() {
             self.lossy_groups.insert(pair);
         } else {
             self.lossy_groups.remove(&pair);
@@ -68,6 +69,7 @@ impl SuperPackets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiment::GilbertElliott;
 
     #[test]
     fn only_unlimited_lossless_links_of_one_worker_allow_super_packets() {
@@ -112,5 +114,31 @@ mod tests {
             "no virtio-net header"
         );
         assert!(!SuperPackets::new(true, true).allowed(), "other workers");
+    }
+
+    #[test]
+    fn burst_loss_counts_as_loss() {
+        let burst = Some(GilbertElliott {
+            p: 0.01,
+            r: 0.3,
+            loss_bad: 1.0,
+            loss_good: 0.0,
+        });
+        let mut sp = SuperPackets::new(true, false);
+        let node = LinkShape {
+            burst,
+            ..LinkShape::default()
+        };
+        sp.node_shaped(Ipv4Addr::new(10, 0, 0, 1), &node);
+        assert!(!sp.allowed());
+        sp.node_shaped(Ipv4Addr::new(10, 0, 0, 1), &LinkShape::default());
+        let group = GroupLink {
+            burst,
+            ..GroupLink::default()
+        };
+        sp.groups_linked(0, 1, &group);
+        assert!(!sp.allowed());
+        sp.groups_linked(0, 1, &GroupLink::default());
+        assert!(sp.allowed());
     }
 }

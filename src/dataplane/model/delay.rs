@@ -6,16 +6,19 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use rand::Rng;
 
+use super::jitter::{self, JitterState};
 use super::{GroupLink, LinkShape, Nanos, NodeIdx};
+use crate::experiment::JitterModel;
 
 /// Below this many remembered flows, forgetting old ones is not worth a pass over the map.
 const MIN_PRUNE: usize = 1024;
 
 /// Computes when a packet reaches the destination's downlink.
 ///
-/// Delay = `latency(a) + latency(b) + group(g(a), g(b)).latency`, plus one independent uniform
-/// draw in `[-j, +j]` for each non-zero jitter `j` of `a`, `b` and the group pair (drawn in
-/// that order; a zero jitter draws nothing), clamped at ≥ 0. Then the arrival is held back to
+/// Delay = `latency(a) + latency(b) + group(g(a), g(b)).latency`, plus one draw of
+/// [`jitter::offset`] for each non-zero jitter `j` of `a`, `b` and the group pair, each with its
+/// own distribution, correlation and state (drawn in that order, one `u64` each; a zero jitter
+/// draws nothing), clamped at ≥ 0. Then the arrival is held back to
 /// the last arrival of the same (src, dst) pair, so jitter never reorders a flow (like netem's
 /// rate-limited jitter, not its reordering one). Deterministic for a given RNG stream.
 #[derive(Clone, Debug, Default)]
@@ -33,7 +36,8 @@ impl DelayLine {
     }
 
     /// Arrival time at `dst`'s downlink of a packet that leaves `src`'s uplink at `depart`,
-    /// with `a`, `b` the two nodes' parameters and `group` their groups' link.
+    /// with `a`, `b` the two nodes' parameters, `group` their groups' link, and `states` the
+    /// jitter states of `a` sending, `b` receiving and the group pair, in that order.
     #[allow(clippy::too_many_arguments)] // each is one fact of the path; a struct would only rename them
     pub fn arrival<R: Rng + ?Sized>(
         &mut self,
@@ -43,11 +47,17 @@ impl DelayLine {
         a: &LinkShape,
         b: &LinkShape,
         group: &GroupLink,
+        states: &mut [JitterState; 3],
         rng: &mut R,
     ) -> Nanos {
         let delay = propagation(
             [a.latency, b.latency, group.latency],
-            [a.jitter, b.jitter, group.jitter],
+            [
+                (a.jitter, a.jitter_model),
+                (b.jitter, b.jitter_model),
+                (group.jitter, group.jitter_model),
+            ],
+            states,
             rng,
         );
         let computed = depart.saturating_add(delay);
@@ -74,32 +84,20 @@ impl DelayLine {
     }
 }
 
-/// Sum of `latencies` plus a uniform draw in `[-j, +j]` for each non-zero `j` in `jitters`,
-/// clamped to `[0, u64::MAX]`.
+/// Sum of `latencies` plus a [`jitter::offset`] for each `(j, model)` of `jitters` with its
+/// state in `states`, clamped to `[0, u64::MAX]`.
 pub fn propagation<R: Rng + ?Sized>(
     latencies: [Nanos; 3],
-    jitters: [Nanos; 3],
+    jitters: [(Nanos, JitterModel); 3],
+    states: &mut [JitterState; 3],
     rng: &mut R,
 ) -> Nanos {
-    // i128 holds three u64 latencies and three signed jitters without overflow.
+    // i128 holds three u64 latencies and three offsets of at most ±4·2⁶³ without overflow.
     let mut total: i128 = latencies.iter().map(|&l| i128::from(l)).sum();
-    for j in jitters {
-        // Capped at 146 years so that 2j + 1 values fit the u64 × u128 draw below.
-        let j = j.min(u64::MAX / 2);
-        if j > 0 {
-            total += i128::from(uniform_inclusive(2 * j, rng)) - i128::from(j);
-        }
+    for ((j, model), state) in jitters.into_iter().zip(states.iter_mut()) {
+        total += jitter::offset(j, &model, state, rng);
     }
     u64::try_from(total.max(0)).unwrap_or(u64::MAX)
-}
-
-/// A uniform integer in `[0, max]` from one `u64`, by widening multiply (Lemire, without the
-/// rejection step: the bias is below `max / 2⁶⁴`, under 10⁻⁹ for jitters up to hours). Written
-/// out rather than `random_range` so the stream does not depend on `rand`'s internals.
-fn uniform_inclusive<R: Rng + ?Sized>(max: u64, rng: &mut R) -> u64 {
-    let span = u128::from(max) + 1;
-    // < 2⁶⁴ × span ≤ 2¹²⁸, and the result is < span ≤ 2⁶⁴: neither overflows.
-    ((u128::from(rng.next_u64()) * span) >> 64) as u64
 }
 
 /// Hashes a (src, dst) pair key: a folded 64×64→128 multiply, so both halves of the key reach
@@ -132,6 +130,14 @@ mod tests {
     use crate::dataplane::model::tests::CountingRng;
     use crate::units::{MS, SEC, US};
 
+    fn fresh() -> [JitterState; 3] {
+        [JitterState::default(); 3]
+    }
+
+    fn uniform(jitters: [Nanos; 3]) -> [(Nanos, JitterModel); 3] {
+        jitters.map(|j| (j, JitterModel::UNIFORM))
+    }
+
     fn node(latency: Nanos, jitter: Nanos) -> LinkShape {
         LinkShape {
             latency,
@@ -149,7 +155,16 @@ mod tests {
             latency: 40 * MS,
             ..GroupLink::default()
         };
-        let t = d.arrival(5, NodeIdx(0), NodeIdx(1), &a, &a, &g, &mut rng);
+        let t = d.arrival(
+            5,
+            NodeIdx(0),
+            NodeIdx(1),
+            &a,
+            &a,
+            &g,
+            &mut fresh(),
+            &mut rng,
+        );
         assert_eq!(t, 5 + 100 * MS);
         assert_eq!(rng.draws, 0);
     }
@@ -162,8 +177,7 @@ mod tests {
         let g = GroupLink {
             latency: 20 * MS,
             jitter: 3 * MS,
-            loss: 0.0,
-            ..GroupLink::default()
+            ..GroupLink::NONE
         };
         let (lo, hi) = (29 * MS, 41 * MS);
         let (mut min, mut max, mut sum) = (u64::MAX, 0, 0u128);
@@ -171,7 +185,16 @@ mod tests {
         let mut held_back = 0;
         for i in 0..10_000u64 {
             let depart = i * 100 * US;
-            let t = d.arrival(depart, NodeIdx(4), NodeIdx(9), &a, &b, &g, &mut rng);
+            let t = d.arrival(
+                depart,
+                NodeIdx(4),
+                NodeIdx(9),
+                &a,
+                &b,
+                &g,
+                &mut fresh(),
+                &mut rng,
+            );
             assert!(t >= prev, "packet {i} reordered: {t} < {prev}");
             let delay = t - depart;
             assert!((lo..=hi).contains(&delay), "packet {i}: delay {delay}");
@@ -192,7 +215,16 @@ mod tests {
         let mut sum = 0;
         for i in 0..10_000u64 {
             let depart = SEC + i * 20 * MS;
-            let t = d.arrival(depart, NodeIdx(4), NodeIdx(9), &a, &b, &g, &mut rng);
+            let t = d.arrival(
+                depart,
+                NodeIdx(4),
+                NodeIdx(9),
+                &a,
+                &b,
+                &g,
+                &mut fresh(),
+                &mut rng,
+            );
             sum += t - depart;
         }
         let mean = sum / 10_000;
@@ -215,6 +247,7 @@ mod tests {
                         &a,
                         &a,
                         &g,
+                        &mut fresh(),
                         &mut rng,
                     )
                 })
@@ -235,14 +268,22 @@ mod tests {
     fn jitter_larger_than_latency_clamps_at_zero() {
         let mut rng = CountingRng::seeded(2);
         let delays: Vec<_> = (0..1000)
-            .map(|_| propagation([MS, 0, 0], [10 * MS, 0, 0], &mut rng))
+            .map(|_| propagation([MS, 0, 0], uniform([10 * MS, 0, 0]), &mut fresh(), &mut rng))
             .collect();
         assert!(delays.iter().all(|&d| d <= 11 * MS));
         assert!(delays.iter().filter(|&&d| d == 0).count() > 300);
         // Absurd values saturate instead of overflowing.
-        let huge = propagation([u64::MAX; 3], [u64::MAX; 3], &mut rng);
+        let huge = propagation(
+            [u64::MAX; 3],
+            uniform([u64::MAX; 3]),
+            &mut fresh(),
+            &mut rng,
+        );
         assert_eq!(huge, u64::MAX);
-        assert_eq!(propagation([0; 3], [0; 3], &mut rng), 0);
+        assert_eq!(
+            propagation([0; 3], uniform([0; 3]), &mut fresh(), &mut rng),
+            0
+        );
     }
 
     #[test]
@@ -252,7 +293,16 @@ mod tests {
         let a = node(MS, 0);
         let g = GroupLink::default();
         for i in 0..5000u32 {
-            d.arrival(0, NodeIdx(i), NodeIdx(0), &a, &a, &g, &mut rng);
+            d.arrival(
+                0,
+                NodeIdx(i),
+                NodeIdx(0),
+                &a,
+                &a,
+                &g,
+                &mut fresh(),
+                &mut rng,
+            );
         }
         // Flows still in flight are kept; the next sweep waits until the map has doubled.
         d.forget_until(2 * MS - 1);
@@ -260,7 +310,16 @@ mod tests {
         d.forget_until(2 * MS);
         assert_eq!(d.flows(), 5000);
         for i in 5000..10_000u32 {
-            d.arrival(0, NodeIdx(i), NodeIdx(0), &a, &a, &g, &mut rng);
+            d.arrival(
+                0,
+                NodeIdx(i),
+                NodeIdx(0),
+                &a,
+                &a,
+                &g,
+                &mut fresh(),
+                &mut rng,
+            );
         }
         d.forget_until(2 * MS);
         assert_eq!(d.flows(), 0);

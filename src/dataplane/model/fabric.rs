@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use rand::Rng;
 
+use super::jitter::JitterState;
+use super::loss::{GeState, HopLoss};
 use super::{
     DelayLine, Direction, Dropped, GroupIdx, GroupLink, GroupMatrix, LinkShape, ModelError, Nanos,
     NodeCounters, NodeIdx, Service, loss,
@@ -28,6 +30,17 @@ struct Node {
     delay: Option<PlayingDelay>,
     failed: bool,
     counters: NodeCounters,
+    /// The correlated jitter's and the burst loss's memory, for packets this node sends...
+    sending: HopState,
+    /// ... and for packets it receives.
+    receiving: HopState,
+}
+
+/// What one hop of the path remembers between packets, per direction.
+#[derive(Clone, Copy, Debug, Default)]
+struct HopState {
+    jitter: JitterState,
+    loss: GeState,
 }
 
 /// A delay trace as a link plays it: trace time `t - start + offset` at experiment time `t`.
@@ -122,6 +135,9 @@ pub struct Fabric<P> {
     clock: Nanos,
     /// Traces links may name, loaded once per run.
     traces: HashMap<TraceId, Arc<LinkTrace>>,
+    /// Hop states of group links from `.0` to `.1`, made only for links with correlated
+    /// jitter or burst loss (the others remember nothing).
+    pairs: HashMap<(GroupIdx, GroupIdx), HopState>,
 }
 
 impl<P> Default for Fabric<P> {
@@ -136,6 +152,7 @@ impl<P> Default for Fabric<P> {
             seq: 0,
             clock: 0,
             traces: HashMap::new(),
+            pairs: HashMap::new(),
         }
     }
 }
@@ -158,6 +175,8 @@ impl<P> Fabric<P> {
             delay: None,
             failed: false,
             counters: NodeCounters::default(),
+            sending: HopState::default(),
+            receiving: HopState::default(),
         });
         idx
     }
@@ -336,17 +355,48 @@ impl<P> Fabric<P> {
             }
         };
         let (a, b) = (&self.nodes[si], &self.nodes[di]);
-        let (pa, pb) = (a.params_at(depart), b.params_at(depart));
-        let (a, b) = (&pa, &pb);
-        let group = self.groups.get(self.nodes[si].group, self.nodes[di].group);
+        let pair = (a.group, b.group);
+        let group = self.groups.get(pair.0, pair.1);
+        let remembers = group.jitter_model.correlation > 0.0 || group.burst.is_some();
+        let pair_state = if remembers {
+            self.pairs.get(&pair).copied().unwrap_or_default()
+        } else {
+            HopState::default()
+        };
+        let hops = [a.sending, b.receiving, pair_state];
         // 3. Loss after the uplink: a lost packet still used the sender's bandwidth.
-        if loss::lost([a.loss, b.loss, group.loss], rng) {
-            self.nodes[si].counters.on_loss();
-            return Err(Dropped::Loss);
+        let mut ge = hops.map(|h| h.loss);
+        let lost = loss::lost(
+            [
+                HopLoss::of(a.params.loss, a.params.burst),
+                HopLoss::of(b.params.loss, b.params.burst),
+                HopLoss::of(group.loss, group.burst),
+            ],
+            &mut ge,
+            rng,
+        );
+        // 4. Propagation to the receiver's downlink (a lost packet draws no jitter).
+        let mut jitter = hops.map(|h| h.jitter);
+        let arrival = (!lost).then(|| {
+            self.delay.forget_until(now);
+            // A delay trace's latency is the one of the moment the packet departs.
+            let (a, b) = (&a.params_at(depart), &b.params_at(depart));
+            self.delay
+                .arrival(depart, src, dst, a, b, group, &mut jitter, rng)
+        });
+        let [sending, receiving, pair_state] = [0, 1, 2].map(|i| HopState {
+            jitter: jitter[i],
+            loss: ge[i],
+        });
+        self.nodes[si].sending = sending;
+        self.nodes[di].receiving = receiving;
+        if remembers {
+            self.pairs.insert(pair, pair_state);
         }
-        // 4. Propagation to the receiver's downlink.
-        self.delay.forget_until(now);
-        Ok(self.delay.arrival(depart, src, dst, a, b, group, rng))
+        arrival.ok_or_else(|| {
+            self.nodes[si].counters.on_loss();
+            Dropped::Loss
+        })
     }
 
     /// The receiver's half, steps 5–7: the packet waits until `arrival`, is offered to `dst`'s

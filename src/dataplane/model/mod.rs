@@ -7,10 +7,20 @@
 //!
 //! 1. **Failure**: if `a` or `b` is failed, the packet is dropped silently.
 //! 2. **Uplink of `a`**: a [`LinkFifo`] serialising at `up(a)`; drop-tail at the queue limit.
-//! 3. **Loss**: `loss(a)`, `loss(b)` and the group pair's loss, each one Bernoulli draw
-//!    ([`loss`]).
+//! 3. **Loss**: `a`'s link, `b`'s link and the group pair's link, in that order, each one
+//!    Bernoulli draw of its `loss` or, where it has a burst model, one step of its own
+//!    Gilbert–Elliott chain ([`loss`]); the first loss ends the packet (later hops do not
+//!    draw, and their chains do not move).
 //! 4. **Propagation**: the [`DelayLine`] adds `latency(a) + latency(b) + group latency` and
-//!    jitter, never reordering packets of one (src, dst) pair.
+//!    the three hops' jitters in the same order, each drawn from its distribution with its
+//!    correlation ([`jitter`]), never reordering packets of one (src, dst) pair.
+//!
+//! Every draw comes from the RNG passed in, in that order: a Bernoulli hop takes one `u64`
+//! (none at loss 0 or 1), a Gilbert–Elliott hop always two, a jitter one (none when it is 0).
+//! A hop that remembers (a correlated jitter's last value, a chain's state) keeps it per
+//! direction: a node's link has one state for what it sends and one for what it receives, a
+//! group link one per ordered pair of groups. Each machine of a decentralized lab keeps the
+//! states of the packets its own senders send.
 //! 5. The packet waits in the [`Fabric`]'s event heap until it reaches `b`'s downlink.
 //! 6. **Downlink of `b`**: the same FIFO at `down(b)`, offered at the arrival time, so
 //!    packets from different senders meet there in arrival order.
@@ -46,6 +56,7 @@ mod direction;
 mod fabric;
 mod fifo;
 mod groups;
+pub mod jitter;
 pub mod loss;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng, TryRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
+use crate::experiment::{GilbertElliott, JitterDist, JitterModel};
 use crate::units::{MS, SEC, US};
 
 /// A seeded ChaCha8 that counts the words drawn, to prove what consumes randomness.
@@ -377,6 +378,111 @@ fn late_remote_arrivals_are_not_scheduled_in_the_past() {
     assert_eq!(f.next_deadline(), Some(SEC));
 }
 
+/// Mean length of the runs of `true` in `xs`, and how many runs there are.
+fn mean_run(xs: impl IntoIterator<Item = bool>) -> (f64, usize) {
+    let (mut runs, mut total, mut run) = (0, 0, 0);
+    for x in xs.into_iter().chain([false]) {
+        if x {
+            run += 1;
+        } else if run > 0 {
+            (runs, total, run) = (runs + 1, total + run, 0);
+        }
+    }
+    (total as f64 / runs.max(1) as f64, runs)
+}
+
+#[test]
+fn each_direction_of_a_group_link_has_its_own_burst_chain() {
+    // a → b and b → a alternate over a bursty group link. If the two directions shared one
+    // chain, each would see it every other step and its bursts would shrink to a mean of
+    // 1/(1-(1-r)²) ≈ 2.3; with a chain each they stay geometric with mean 1/r = 4.
+    let mut f = Fabric::<()>::new();
+    let a = f.add_node(GroupIdx(0));
+    let b = f.add_node(GroupIdx(1));
+    let (p, r) = (0.05, 0.25);
+    let burst = GilbertElliott {
+        p,
+        r,
+        loss_bad: 1.0,
+        loss_good: 0.0,
+    };
+    let link = GroupLink {
+        burst: Some(burst),
+        // Ignored while a burst model is set.
+        loss: 1.0,
+        ..GroupLink::NONE
+    };
+    f.set_group_link(GroupIdx(0), GroupIdx(1), link).unwrap();
+    let mut rng = CountingRng::seeded(31);
+    let n = 100_000;
+    let mut lost = [Vec::new(), Vec::new()];
+    for i in 0..n {
+        for (dir, (src, dst)) in [(a, b), (b, a)].into_iter().enumerate() {
+            let sent = f.send_to_remote(i * MS, src, dst, 100, &mut rng);
+            lost[dir].push(sent == Err(Dropped::Loss));
+        }
+    }
+    assert_eq!(
+        rng.draws,
+        4 * n as usize,
+        "two draws per packet, no jitter draw"
+    );
+    for (dir, losses) in lost.into_iter().enumerate() {
+        let rate = losses.iter().filter(|&&l| l).count() as f64 / n as f64;
+        // Five standard errors of a correlated rate: √(π(1-π)(1+λ)/(1-λ)/n), λ = 1-p-r.
+        let (pi, lambda) = (p / (p + r), 1.0 - p - r);
+        let se = (pi * (1.0 - pi) * (1.0 + lambda) / (1.0 - lambda) / n as f64).sqrt();
+        assert!((rate - pi).abs() < 5.0 * se, "direction {dir}: rate {rate}");
+        let (mean, runs) = mean_run(losses);
+        // A geometric length has standard deviation √(1-r)/r: five standard errors.
+        let se = (1.0 - r).sqrt() / r / (runs as f64).sqrt();
+        assert!(
+            (mean - 1.0 / r).abs() < 5.0 * se,
+            "direction {dir}: bursts {mean}"
+        );
+    }
+}
+
+#[test]
+fn correlated_jitter_follows_the_last_packet_of_the_same_hop() {
+    // Packets 100 ms apart never wait for each other (normal jitter clips at ±4j = 20 ms),
+    // so the delays are the jitter draws themselves: correlated when the model says so.
+    let lag1 = |correlation: f64| {
+        let shape = LinkShape {
+            latency: 50 * MS,
+            jitter: 5 * MS,
+            jitter_model: JitterModel {
+                dist: JitterDist::Normal,
+                correlation,
+            },
+            ..LinkShape::default()
+        };
+        let (mut f, n) = fabric::<()>(&[shape, LinkShape::default()]);
+        let mut rng = CountingRng::seeded(12);
+        let delays: Vec<f64> = (0..20_000u64)
+            .map(|i| {
+                let t = i * 100 * MS;
+                // The reverse flow draws a's jitter too, from a's receiving state: it must
+                // not break the chain of a → b.
+                f.send_to_remote(t, n[1], n[0], 100, &mut rng).unwrap();
+                (f.send_to_remote(t, n[0], n[1], 100, &mut rng).unwrap() - t) as f64
+            })
+            .collect();
+        assert_eq!(rng.draws, 40_000);
+        let mean = delays.iter().sum::<f64>() / delays.len() as f64;
+        let var = delays.iter().map(|d| (d - mean).powi(2)).sum::<f64>();
+        let cov: f64 = delays
+            .windows(2)
+            .map(|w| (w[0] - mean) * (w[1] - mean))
+            .sum();
+        cov / var
+    };
+    // One standard error of a lag-1 autocorrelation is ≈ 1/√n = 0.007 here.
+    let (none, strong) = (lag1(0.0), lag1(0.8));
+    assert!(none.abs() < 0.035, "{none}");
+    assert!(strong > 0.7, "{strong}");
+}
+
 /// One planned send: (time, src, dst, len).
 type Planned = (Nanos, u32, u32, usize);
 
@@ -395,6 +501,16 @@ fn random_lab(seed: u64, nodes: usize) -> (Vec<LinkShape>, Vec<Planned>) {
             jitter: u64::from(rng.next_u32() % 3) * MS,
             loss: f64::from(rng.next_u32() % 3) * 0.01,
             queue: (rng.next_u32() % 2 == 0).then_some(20_000),
+            jitter_model: JitterModel {
+                dist: JitterDist::NAMES[rng.next_u32() as usize % 4].1,
+                correlation: f64::from(rng.next_u32() % 4) * 0.25,
+            },
+            burst: (rng.next_u32() % 4 == 0).then_some(GilbertElliott {
+                p: 0.01,
+                r: 0.3,
+                loss_bad: 0.8,
+                loss_good: 0.001,
+            }),
             ..LinkShape::default()
         })
         .collect();
@@ -416,8 +532,17 @@ fn remote_halves_compose_to_the_same_result_as_send() {
     let link = GroupLink {
         latency: 7 * MS,
         jitter: MS,
-        loss: 0.01,
-        ..GroupLink::default()
+        jitter_model: JitterModel {
+            dist: JitterDist::Pareto,
+            correlation: 0.3,
+        },
+        burst: Some(GilbertElliott {
+            p: 0.02,
+            r: 0.4,
+            loss_bad: 1.0,
+            loss_good: 0.0,
+        }),
+        ..GroupLink::NONE
     };
     let setup = || {
         let mut f = Fabric::new();
@@ -595,7 +720,7 @@ fn bench_send_and_poll_1000_nodes() {
                 latency: 20 * MS,
                 jitter: MS,
                 loss: 0.001,
-                ..GroupLink::default()
+                ..GroupLink::NONE
             },
         )
         .unwrap();
