@@ -523,10 +523,10 @@ fn start_and_end_events_frame_the_run() {
 #[test]
 fn the_group_limit_of_the_data_plane_is_a_script_error() {
     let err =
-        Scenario::new("for i in 0..1025 {\n    alloc_ip(1, #{ group: `g${i}` });\n}\n").run_err();
+        Scenario::new("for i in 0..4097 {\n    alloc_ip(1, #{ group: `g${i}` });\n}\n").run_err();
     assert!(
         err.contains("main.rhai:2:5: alloc_ip: too many groups"),
         "{err}"
     );
-    assert!(err.contains("\"g1024\""), "{err}");
+    assert!(err.contains("\"g4096\""), "{err}");
 }

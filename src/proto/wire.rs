@@ -554,14 +554,29 @@ impl From<&LinkTrace> for WireTrace {
     }
 }
 
+/// Most delivery opportunities a rate trace may hold (a gigabit for 12 minutes).
+const MAX_OPPORTUNITIES: u64 = 1 << 26;
+
 impl WireTrace {
     fn into_trace(self) -> Result<LinkTrace, TraceError> {
         Ok(match self {
-            WireTrace::Rate { runs } => LinkTrace::Rate(RateTrace::new(
-                runs.into_iter()
-                    .flat_map(|(ms, n)| std::iter::repeat_n(ms, n as usize))
-                    .collect(),
-            )?),
+            WireTrace::Rate { runs } => {
+                // A run's count is a number on the wire: bound what it may expand to.
+                let total: u64 = runs.iter().map(|&(_, n)| u64::from(n)).sum();
+                if total > MAX_OPPORTUNITIES {
+                    return Err(TraceError {
+                        line: 0,
+                        message: format!(
+                            "{total} opportunities, more than the {MAX_OPPORTUNITIES} a trace may hold"
+                        ),
+                    });
+                }
+                LinkTrace::Rate(RateTrace::new(
+                    runs.into_iter()
+                        .flat_map(|(ms, n)| std::iter::repeat_n(ms, n as usize))
+                        .collect(),
+                )?)
+            }
             WireTrace::Delay { points, period_ns } => {
                 LinkTrace::Delay(DelayTrace::new(points, period_ns)?)
             }
