@@ -17,6 +17,7 @@
 //!  dataplane netns proto results
 //!                        link model and forwarder; lab namespaces and cgroups; the wire;
 //!                        results folder
+//!  topology              graph files (Shadow's GML, latency matrices), paths, placement
 //!  experiment            state, Action, the Executor and Clock interfaces, DryRun
 //!  clock interrupt       the monotonic experiment clock; the Ctrl-C flag
 //!  units bpf             Nanos, rates, sizes, durations; the node-binding eBPF programs
@@ -133,5 +134,6 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod script;
+pub mod topology;
 pub mod units;
 pub mod worker;

@@ -778,6 +778,7 @@ mod tests {
             jitter: 1_000_000,
             loss: 0.01,
             queue: Some(65_536),
+            ..LinkShape::default()
         };
         let actions = [
             Action::AddNode(NodeRecord {
@@ -808,6 +809,7 @@ mod tests {
                     latency: 5,
                     jitter: 1,
                     loss: 0.5,
+                    ..GroupLink::NONE
                 },
             },
             Action::Spawn {

@@ -163,6 +163,7 @@ mod tests {
             latency: 20 * MS,
             jitter: 3 * MS,
             loss: 0.0,
+            ..GroupLink::NONE
         };
         let (lo, hi) = (29 * MS, 41 * MS);
         let (mut min, mut max, mut sum) = (u64::MAX, 0, 0u128);

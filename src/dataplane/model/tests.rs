@@ -395,6 +395,7 @@ fn random_lab(seed: u64, nodes: usize) -> (Vec<LinkShape>, Vec<Planned>) {
             jitter: u64::from(rng.next_u32() % 3) * MS,
             loss: f64::from(rng.next_u32() % 3) * 0.01,
             queue: (rng.next_u32() % 2 == 0).then_some(20_000),
+            ..LinkShape::default()
         })
         .collect();
     let mut t = 0;
@@ -416,6 +417,7 @@ fn remote_halves_compose_to_the_same_result_as_send() {
         latency: 7 * MS,
         jitter: MS,
         loss: 0.01,
+        ..GroupLink::NONE
     };
     let setup = || {
         let mut f = Fabric::new();
@@ -578,6 +580,7 @@ fn bench_send_and_poll_1000_nodes() {
         jitter: MS,
         loss: 0.001,
         queue: None,
+        ..LinkShape::default()
     };
     for (name, params) in [("unshaped", LinkShape::default()), ("shaped", shaped_lab)] {
         let mut f = Fabric::new();
@@ -592,6 +595,7 @@ fn bench_send_and_poll_1000_nodes() {
                 latency: 20 * MS,
                 jitter: MS,
                 loss: 0.001,
+                ..GroupLink::NONE
             },
         )
         .unwrap();
