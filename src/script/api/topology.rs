@@ -424,12 +424,12 @@ fn place_nodes(
             lab.shape(&ids, &update, &NodeLimits::default())
                 .map_err(|e| lab_err(ctx, e))?;
         }
-        if !t.group_of.contains_key(&v) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = t.group_of.entry(v) {
             let group = lab
                 .state()
                 .group(&vertex.name)
                 .map_err(|e| at_call(ctx, e))?;
-            t.group_of.insert(v, group);
+            slot.insert(group);
             t.used.push((v, group));
         }
         nodes.extend(
