@@ -83,10 +83,12 @@ fn chapters() -> Vec<PathBuf> {
     files
 }
 
-/// Runs one block in its own folder (so `import` finds only the stdlib); `Err` says why it
-/// did not behave as its fence promised.
+/// Runs one block in its own folder (so `import` finds only the stdlib), with the book's data
+/// files in `data/` (graphs the blocks load); `Err` says why it did not behave as its fence
+/// promised.
 fn check_block(block: &Block, index: usize) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    copy_data(dir.path()).map_err(|e| format!("copying book/src/data: {e}"))?;
     let stem = block
         .chapter
         .file_stem()
@@ -106,6 +108,19 @@ fn check_block(block: &Block, index: usize) -> Result<(), String> {
         (Expect::Fail, Ok(_)) => Err("marked should_fail, but it passed".into()),
         (Expect::Skip, _) => Ok(()),
     }
+}
+
+/// The files of `book/src/data` into `dir/data`.
+fn copy_data(dir: &Path) -> std::io::Result<()> {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("book/src/data");
+    std::fs::create_dir(dir.join("data"))?;
+    for entry in std::fs::read_dir(data)? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, dir.join("data").join(name))?;
+        }
+    }
+    Ok(())
 }
 
 #[test]

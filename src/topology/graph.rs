@@ -254,6 +254,19 @@ impl Graph {
         Ok(id)
     }
 
+    /// Gives every vertex a new name, in order. `Err(v)`: vertex `v`'s name is an earlier
+    /// vertex's too (the names are then `v`'s and those before it changed).
+    pub fn rename(&mut self, names: Vec<String>) -> Result<(), u32> {
+        self.names.clear();
+        for (i, (vertex, name)) in self.vertices.iter_mut().zip(names).enumerate() {
+            vertex.name = name;
+            if self.names.insert(vertex.name.clone(), i as u32).is_some() {
+                return Err(i as u32);
+            }
+        }
+        Ok(())
+    }
+
     /// Adds an edge between two vertices (from `from` to `to` only, in a directed graph).
     pub fn add_edge(&mut self, from: u32, to: u32, link: Link) {
         let loss = if link.loss > 0.0 {

@@ -10,15 +10,20 @@ use super::gml::{Event, Pos, Reader, Value};
 use super::graph::{Attr, Graph, Link, Naming, Vertex};
 use super::{TopologyError, spelling};
 
-/// A node as read, before it is named.
-struct RawNode {
-    id: i64,
-    label: Option<String>,
-    vertex: Vertex,
-    at: Pos,
+/// The graph as it is read: vertices get their names at the end (labels, when every vertex
+/// has a distinct one, are only known then); edges go in as they come, so a graph of millions
+/// of edges is held once.
+struct Builder {
+    graph: Graph,
+    /// Vertex of each GML id.
+    index: HashMap<i64, u32>,
+    /// Each vertex's id, label and place in the file.
+    nodes: Vec<(i64, Option<String>, Pos)>,
+    /// Edges naming an id not seen yet (nodes usually come first).
+    pending: Vec<RawEdge>,
 }
 
-/// An edge as read; its ends are GML ids.
+/// An edge whose ends are GML ids.
 struct RawEdge {
     source: i64,
     target: i64,
@@ -30,9 +35,12 @@ struct RawEdge {
 pub fn read(file: &str, text: &str, naming: Naming) -> Result<Graph, TopologyError> {
     let mut r = Reader::new(file, text);
     let mut found = false;
-    let mut directed = false;
-    let mut nodes = Vec::new();
-    let mut edges = Vec::new();
+    let mut b = Builder {
+        graph: Graph::new(false),
+        index: HashMap::new(),
+        nodes: Vec::new(),
+        pending: Vec::new(),
+    };
     while let Some(event) = r.next_event()? {
         match event {
             Event::Open { key: "graph", at } => {
@@ -40,7 +48,7 @@ pub fn read(file: &str, text: &str, naming: Naming) -> Result<Graph, TopologyErr
                     return Err(r.error(at, "a second graph: a file holds one graph"));
                 }
                 found = true;
-                directed = read_graph(&mut r, &mut nodes, &mut edges)?;
+                read_graph(&mut r, &mut b)?;
             }
             Event::Open { .. } => skip_list(&mut r)?,
             Event::Pair { .. } | Event::Close { .. } => {}
@@ -52,46 +60,58 @@ pub fn read(file: &str, text: &str, naming: Naming) -> Result<Graph, TopologyErr
             "expected a graph [ ... ] list, found none",
         ));
     }
-    build(&r, directed, nodes, edges, naming)
+    finish(&r, b, naming)
 }
 
-/// Reads the body of `graph [`, up to its `]`; returns whether it is directed.
-fn read_graph(
-    r: &mut Reader<'_>,
-    nodes: &mut Vec<RawNode>,
-    edges: &mut Vec<RawEdge>,
-) -> Result<bool, TopologyError> {
-    let mut directed = false;
+/// Reads the body of `graph [`, up to its `]`.
+fn read_graph(r: &mut Reader<'_>, b: &mut Builder) -> Result<(), TopologyError> {
     while let Some(event) = r.next_event()? {
         match event {
-            Event::Close { .. } => return Ok(directed),
-            Event::Open { key: "node", at } => nodes.push(read_node(r, at)?),
-            Event::Open { key: "edge", at } => edges.push(read_edge(r, at)?),
+            Event::Close { .. } => return Ok(()),
+            Event::Open { key: "node", at } => {
+                let (id, label, vertex) = read_node(r, at)?;
+                if b.index.contains_key(&id) {
+                    return Err(r.error(at, format!("a second node with id {id}")));
+                }
+                // A name no label can take (NUL), until `finish` names every vertex.
+                let placeholder = Vertex {
+                    name: format!("\0{}", b.nodes.len()),
+                    ..vertex
+                };
+                let v = b.graph.add_vertex(placeholder)?;
+                b.index.insert(id, v);
+                b.nodes.push((id, label, at));
+            }
+            Event::Open { key: "edge", at } => {
+                let edge = read_edge(r, at)?;
+                match (b.index.get(&edge.source), b.index.get(&edge.target)) {
+                    (Some(&from), Some(&to)) => b.graph.add_edge(from, to, edge.link),
+                    _ => b.pending.push(edge),
+                }
+            }
             Event::Open { .. } => skip_list(r)?,
             Event::Pair {
                 key: "directed",
                 value,
                 at,
-            } => {
-                directed = match value {
-                    Value::Int(0) => false,
-                    Value::Int(1) => true,
-                    v => {
-                        return Err(r.error(
-                            at,
-                            format!("expected directed 0 or 1, found {}", v.describe()),
-                        ));
-                    }
+            } => match value {
+                Value::Int(0) => b.graph.set_directed(false),
+                Value::Int(1) => b.graph.set_directed(true),
+                v => {
+                    return Err(r.error(
+                        at,
+                        format!("expected directed 0 or 1, found {}", v.describe()),
+                    ));
                 }
-            }
+            },
             Event::Pair { .. } => {}
         }
     }
     // The reader reports a list left open before it ends.
-    Ok(directed)
+    Ok(())
 }
 
-fn read_node(r: &mut Reader<'_>, at: Pos) -> Result<RawNode, TopologyError> {
+fn read_node(r: &mut Reader<'_>, at: Pos) -> Result<(i64, Option<String>, Vertex), TopologyError> {
     let mut id = None;
     let mut label = None;
     let mut vertex = Vertex::named("");
@@ -119,12 +139,7 @@ fn read_node(r: &mut Reader<'_>, at: Pos) -> Result<RawNode, TopologyError> {
         }
     }
     let id = id.ok_or_else(|| r.error(at, "expected an id in this node, found none"))?;
-    Ok(RawNode {
-        id,
-        label,
-        vertex,
-        at,
-    })
+    Ok((id, label, vertex))
 }
 
 fn read_edge(r: &mut Reader<'_>, at: Pos) -> Result<RawEdge, TopologyError> {
@@ -189,56 +204,47 @@ fn skip_list(r: &mut Reader<'_>) -> Result<(), TopologyError> {
     Ok(())
 }
 
-fn build(
-    r: &Reader<'_>,
-    directed: bool,
-    nodes: Vec<RawNode>,
-    edges: Vec<RawEdge>,
-    naming: Naming,
-) -> Result<Graph, TopologyError> {
-    let mut index: HashMap<i64, u32> = HashMap::with_capacity(nodes.len());
-    let by_label = match naming {
-        Naming::Id => false,
-        Naming::Label => true,
-        Naming::Auto => {
-            let mut seen = std::collections::HashSet::new();
-            nodes
-                .iter()
-                .all(|n| n.label.as_ref().is_some_and(|l| seen.insert(l.as_str())))
-        }
-    };
-    let mut graph = Graph::new(directed);
-    for node in nodes {
-        let name = if by_label {
-            node.label
-                .ok_or_else(|| r.error(node.at, "expected a label in this node, found none"))?
-        } else {
-            node.id.to_string()
-        };
-        if index.contains_key(&node.id) {
-            return Err(r.error(node.at, format!("a second node with id {}", node.id)));
-        }
-        let v = graph
-            .add_vertex(Vertex {
-                name,
-                ..node.vertex
-            })
-            .map_err(|e| r.error(node.at, e.to_string()))?;
-        index.insert(node.id, v);
-    }
-    for edge in edges {
+/// Names the vertices and adds the edges that came before their nodes.
+fn finish(r: &Reader<'_>, mut b: Builder, naming: Naming) -> Result<Graph, TopologyError> {
+    for edge in std::mem::take(&mut b.pending) {
         let end = |id: i64| {
-            index.get(&id).copied().ok_or_else(|| {
+            b.index.get(&id).copied().ok_or_else(|| {
                 r.error(
                     edge.at,
                     format!("this edge names node {id}, which is not in the graph"),
                 )
             })
         };
-        let (a, b) = (end(edge.source)?, end(edge.target)?);
-        graph.add_edge(a, b, edge.link);
+        let (from, to) = (end(edge.source)?, end(edge.target)?);
+        b.graph.add_edge(from, to, edge.link);
     }
-    Ok(graph)
+    let by_label = match naming {
+        Naming::Id => false,
+        Naming::Label => true,
+        Naming::Auto => {
+            let mut seen = std::collections::HashSet::new();
+            b.nodes
+                .iter()
+                .all(|(_, label, _)| label.as_ref().is_some_and(|l| seen.insert(l.as_str())))
+        }
+    };
+    let names = b
+        .nodes
+        .iter()
+        .map(|(id, label, at)| match (by_label, label) {
+            (false, _) => Ok(id.to_string()),
+            (true, Some(label)) => Ok(label.clone()),
+            (true, None) => Err(r.error(*at, "expected a label in this node, found none")),
+        })
+        .collect::<Result<Vec<String>, TopologyError>>()?;
+    b.graph.rename(names).map_err(|v| {
+        let (_, _, at) = b.nodes[v as usize];
+        r.error(
+            at,
+            format!("two vertices are named {:?}", b.graph.vertex(v).name),
+        )
+    })?;
+    Ok(b.graph)
 }
 
 fn int(r: &Reader<'_>, key: &str, v: &Value<'_>, at: Pos) -> Result<i64, TopologyError> {
@@ -329,8 +335,16 @@ mod tests {
         assert_eq!(g.vertex(2).name, "7");
         assert_eq!(
             read("g.gml", text, Naming::Label).unwrap_err().to_string(),
+            "g.gml:1:57: expected a label in this node, found none"
+        );
+        let twice = "graph [ node [ id 4 label \"x\" ] node [ id 5 label \"x\" ] ]";
+        assert_eq!(
+            read("g.gml", twice, Naming::Label).unwrap_err().to_string(),
             "g.gml:1:33: two vertices are named \"x\""
         );
+        // Edges may come before the nodes they name.
+        let late = "graph [ edge [ source 1 target 2 latency 1 ] node [ id 1 ] node [ id 2 ] ]";
+        assert_eq!(read("g.gml", late, Naming::Auto).unwrap().edge_count(), 1);
     }
 
     #[test]
