@@ -47,7 +47,11 @@ fn node_lines(out: &mut String) {
 fn edge(out: &mut String, rng: &mut Lcg, a: u32, b: u32) {
     let latency = 1 + rng.next() % 150;
     // One edge in 50 loses packets, like the few lossy paths of a measured graph.
-    let loss = if rng.next() % 50 == 0 { "0.01" } else { "0.0" };
+    let loss = if rng.next().is_multiple_of(50) {
+        "0.01"
+    } else {
+        "0.0"
+    };
     let _ = writeln!(
         out,
         "  edge [ source {a} target {b} latency \"{latency} ms\" packet_loss {loss} ]"

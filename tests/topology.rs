@@ -317,3 +317,28 @@ fn ping_rtts_follow_the_graphs_shortest_paths() {
         );
     }
 }
+
+/// The example scenario on its made-up world graph, in a dry-run.
+#[test]
+fn the_world_scenario_places_peers_by_users() {
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg = p2plab::run::RunConfig::new(std::path::Path::new("scripts/world.rhai"));
+    cfg.seed = Some(3);
+    cfg.out = Some(out.path().to_path_buf());
+    p2plab::run::dry_run(cfg).expect("dry-run of scripts/world.rhai");
+    let ev = common::read_events(&out.path().join("events.jsonl"));
+    assert_eq!(of(&ev, "topology")[0]["file"], "data/world.gml");
+    assert_eq!(of(&ev, "topology")[0]["vertices"], 8);
+    // Sydney reaches Frankfurt through Singapore (45 + 80 ms), São Paulo through London
+    // (95 + 8 ms, not 60 + 45 through New York).
+    assert!((metric(&ev, "latency_to_frankfurt.sydney") - 0.125).abs() < 1e-12);
+    assert!((metric(&ev, "latency_to_frankfurt.sao_paulo") - 0.103).abs() < 1e-12);
+    assert!((metric(&ev, "latency_to_frankfurt.frankfurt") - 0.002).abs() < 1e-12);
+    // 1 server + 16 peers by users (3, 3, 4, 2, 1, 2, 3, 1 of 19).
+    let groups = groups_of(&ev);
+    assert_eq!(groups.len(), 17);
+    let in_city = |c: &str| groups[1..].iter().filter(|(_, g)| g == c).count();
+    assert_eq!(in_city("new_york"), 3);
+    assert_eq!(in_city("sydney"), 1);
+    assert_eq!(of(&ev, "spawn").len(), 17);
+}
