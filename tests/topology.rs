@@ -342,3 +342,26 @@ fn the_world_scenario_places_peers_by_users() {
     assert_eq!(in_city("sydney"), 1);
     assert_eq!(of(&ev, "spawn").len(), 17);
 }
+
+#[test]
+fn a_graph_grown_after_a_path_was_asked() {
+    let s = Scenario::new(
+        r#"
+        let g = graph();
+        g.add_vertex("x");
+        g.add_vertex("y");
+        g.add_edge("x", "y", #{ latency: "3ms" });
+        metric("xy", g.path("x", "y").latency);
+        g.add_vertex("z");
+        g.add_edge("y", "z", #{ latency: 0.004 });
+        metric("xz", g.path("x", "z").latency);
+        g.place(0);
+        "#,
+    );
+    let err = s.run_err();
+    assert!(
+        err.contains("expected a number of nodes between 1 and"),
+        "{err}"
+    );
+    assert!((metric(&s.events(), "xz") - 0.007).abs() < 1e-12);
+}

@@ -54,6 +54,8 @@ impl Topology {
 const GML_KEYS: &[&str] = &["names", "shortest_paths"];
 const EDGE_KEYS: &[&str] = &["latency", "jitter", "loss"];
 const PLACE_KEYS: &[&str] = &["vertex", "by", "key"];
+/// Most nodes one `place` makes: the address blocks of 256 workers.
+const MAX_PLACE: usize = 256 * crate::experiment::NODES_PER_WORKER as usize;
 
 pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     engine
@@ -222,11 +224,11 @@ fn add_vertex(ctx: &NativeCallContext, t: &mut Topology, name: &str, opts: &Map)
             }
         }
     }
-    t.lock()
-        .graph
-        .add_vertex(vertex)
-        .map(|_| ())
-        .map_err(|e| at_call(ctx, e))
+    let mut t = t.lock();
+    t.graph.add_vertex(vertex).map_err(|e| at_call(ctx, e))?;
+    // Rows are as long as the graph was.
+    t.rows.clear();
+    Ok(())
 }
 
 fn add_edge(
@@ -380,12 +382,15 @@ fn place_nodes(
     n: i64,
     opts: &Map,
 ) -> RhaiResult<Array> {
-    let n = usize::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
-        at_call(
-            ctx,
-            format!("expected a number of nodes of 1 or more, got {n}"),
-        )
-    })?;
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|n| (1..=MAX_PLACE).contains(n))
+        .ok_or_else(|| {
+            at_call(
+                ctx,
+                format!("expected a number of nodes between 1 and {MAX_PLACE}, got {n}"),
+            )
+        })?;
     let mut t = t.lock();
     let t = &mut *t;
     let counts = counts(ctx, state, &t.graph, n, opts)?;
