@@ -59,6 +59,13 @@
 //! too), processes, failed nodes, where nodes live (`Placement`: worker `k` owns
 //! `10.k.0.0/16`), the actions that change them and the `Executor`/`Clock` interfaces.
 //!
+//! ## Topologies (`topology`)
+//! Graph files researchers bring, free of I/O: Shadow's network graphs in GML (`topology::gml`
+//! reads events, `topology::shadow` the attributes), latency matrices (`topology::csv`), the
+//! paths between vertices as Shadow finds them (`topology::graph`: direct edges of a complete
+//! graph, or Dijkstra by latency) and which vertex each node goes to (`topology::place`).
+//! `script::api::topology` makes each used vertex a group, linked by one row per vertex.
+//!
 //! ## Worker (`worker`, `netns`)
 //! `p2plab worker` (`worker::server`) accepts one authenticated controller at a time; each
 //! session (`worker::session`, generic over what builds its lab) runs the requests on a thread
