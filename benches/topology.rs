@@ -6,7 +6,8 @@
 //! peak memory (VmHWM) of each run, which runs in a process of its own.
 //!
 //!     cargo bench --bench topology
-//!     P2PLAB_BENCH_REAL=1 cargo bench --bench topology   # also real mode (root): the worker's memory
+//!     cargo build --release && P2PLAB_BENCH_REAL=1 cargo bench --bench topology
+//!         # also real mode (root, the bind shim built): with the embedded worker's memory
 
 use std::fmt::Write as _;
 use std::path::Path;
