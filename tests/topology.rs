@@ -365,3 +365,36 @@ fn a_graph_grown_after_a_path_was_asked() {
     );
     assert!((metric(&s.events(), "xz") - 0.007).abs() < 1e-12);
 }
+
+/// A directed graph: each way has its own path, and a pair must be reachable both ways.
+#[test]
+fn directed_graphs_go_one_way_per_edge() {
+    let s = Scenario::new(
+        r#"
+        let t = load_gml("one_way.gml");
+        metric("ab", t.path("a", "b").latency);
+        metric("ba", t.path("b", "a").latency);
+        t.place(1, #{ vertex: "a" });
+        t.place(1, #{ vertex: "b" });
+        t.place(1, #{ vertex: "c" });
+        "#,
+    );
+    std::fs::write(
+        s.dir.path().join("one_way.gml"),
+        "graph [ directed 1\n node [ id 1 label \"a\" ] node [ id 2 label \"b\" ] node [ id 3 label \"c\" ]\n\
+         edge [ source 1 target 2 latency \"10 ms\" ]\n edge [ source 2 target 1 latency \"30 ms\" ]\n\
+         edge [ source 2 target 3 latency \"5 ms\" ] ]",
+    )
+    .unwrap();
+    let err = s.run_err();
+    assert!(err.contains("main.rhai:7:11"), "{err}");
+    assert!(
+        err.contains("no path from vertex \"c\" to vertex \"a\""),
+        "{err}"
+    );
+    let ev = s.events();
+    assert!((metric(&ev, "ab") - 0.01).abs() < 1e-12);
+    assert!((metric(&ev, "ba") - 0.03).abs() < 1e-12);
+    assert_eq!(of(&ev, "topology")[0]["directed"], true);
+    assert_eq!(of(&ev, "link_group_row").len(), 2);
+}

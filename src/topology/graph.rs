@@ -267,7 +267,8 @@ impl Graph {
         Ok(())
     }
 
-    /// Adds an edge between two vertices (from `from` to `to` only, in a directed graph).
+    /// Adds an edge between two vertices of this graph (from `find` or `add_vertex`), from
+    /// `from` to `to` only in a directed graph.
     pub fn add_edge(&mut self, from: u32, to: u32, link: Link) {
         let loss = if link.loss > 0.0 {
             link.loss.min(1.0)
