@@ -398,3 +398,49 @@ fn directed_graphs_go_one_way_per_edge() {
     assert_eq!(of(&ev, "topology")[0]["directed"], true);
     assert_eq!(of(&ev, "link_group_row").len(), 2);
 }
+
+#[test]
+fn the_stdlib_topologies() {
+    let s = Scenario::new(
+        r#"
+        import "topology" as topology;
+        let star = topology::star(#{ leaves: 5, latency: "7ms", up: "2mbit" });
+        metric("star", star.path("leaf1", "leaf5").latency);
+        metric("star_nodes_on_leaves", star.place(10, #{ by: "weight" }).filter(|n| n.group == "hub").len());
+        let d = topology::dumbbell(#{ latency: "30ms", side_latency: "2ms" });
+        metric("dumbbell", d.path("left", "right").latency);
+        metric("side", d.path("left", "left").latency);
+        let isp = topology::two_tier(#{ regions: 2, access: 2, core_latency: "20ms", access_latency: "5ms" });
+        metric("across", isp.path("region1.access1", "region2.access2").latency);
+        metric("within", isp.path("region1.access1", "region1.access2").latency);
+        let w = topology::continents();
+        metric("continents", w.vertices().len());
+        metric("complete", if w.complete { 1 } else { 0 });
+        metric("eu_na", w.path("europe", "north_america").latency);
+        metric("na_eu", w.path("north_america", "europe").latency);
+        topology::star(#{ leafs: 3 });
+        "#,
+    );
+    let err = s.run_err();
+    assert!(
+        err.contains("topology::star: unknown option leafs"),
+        "{err}"
+    );
+    let ev = s.events();
+    for (name, want) in [
+        ("star", 0.014),
+        ("star_nodes_on_leaves", 0.0),
+        ("dumbbell", 0.03),
+        ("side", 0.002),
+        ("across", 0.05),
+        ("within", 0.01),
+        ("continents", 6.0),
+        ("complete", 1.0),
+        ("eu_na", 0.045),
+        ("na_eu", 0.045),
+    ] {
+        let got = metric(&ev, name);
+        assert!((got - want).abs() < 1e-12, "{name}: {got}, want {want}");
+    }
+    assert_eq!(of(&ev, "shape")[0]["up"], 2_000_000);
+}

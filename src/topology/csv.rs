@@ -186,6 +186,27 @@ mod tests {
         assert_eq!(g.path(0, 2, Routing::Shortest).unwrap().latency, 15_500_000);
     }
 
+    /// Fuzz-style: every prefix of a matrix, and random text, never panic.
+    #[test]
+    fn never_panics_on_any_input() {
+        let valid = "from,a,b,\"c\"\na,0,1ms,\nb,1,,2\n# note\nc,,2,0\n";
+        for end in 0..=valid.len() {
+            let _ = read("m.csv", &valid[..end]);
+        }
+        let alphabet: &[u8] = b",\n\"#abc012.ms -";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            let mut text = String::new();
+            for _ in 0..(state % 48) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                text.push(alphabet[(state % alphabet.len() as u64) as usize] as char);
+            }
+            let _ = read("m.csv", &text);
+        }
+    }
+
     #[test]
     fn errors_point_at_the_cell() {
         let err = |t: &str| read("m.csv", t).unwrap_err().to_string();
