@@ -17,6 +17,7 @@
 //!  dataplane netns proto results
 //!                        link model and forwarder; lab namespaces and cgroups; the wire;
 //!                        results folder
+//!  topology              graph files (Shadow's GML, latency matrices), paths, placement
 //!  experiment            state, Action, the Executor and Clock interfaces, DryRun
 //!  clock interrupt       the monotonic experiment clock; the Ctrl-C flag
 //!  units bpf             Nanos, rates, sizes, durations; the node-binding eBPF programs
@@ -57,6 +58,13 @@
 //! Nodes, groups, link shapes (`LinkShape`, `GroupLink`: one type each, read by the link model
 //! too), processes, failed nodes, where nodes live (`Placement`: worker `k` owns
 //! `10.k.0.0/16`), the actions that change them and the `Executor`/`Clock` interfaces.
+//!
+//! ## Topologies (`topology`)
+//! Graph files researchers bring, free of I/O: Shadow's network graphs in GML (`topology::gml`
+//! reads events, `topology::shadow` the attributes), latency matrices (`topology::csv`), the
+//! paths between vertices as Shadow finds them (`topology::graph`: direct edges of a complete
+//! graph, or Dijkstra by latency) and which vertex each node goes to (`topology::place`).
+//! `script::api::topology` makes each used vertex a group, linked by one row per vertex.
 //!
 //! ## Worker (`worker`, `netns`)
 //! `p2plab worker` (`worker::server`) accepts one authenticated controller at a time; each
@@ -133,5 +141,6 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod script;
+pub mod topology;
 pub mod units;
 pub mod worker;

@@ -83,15 +83,20 @@ fn chapters() -> Vec<PathBuf> {
     files
 }
 
-/// The repository's example data, which book blocks name as a reader in `scripts/` would:
-/// `traces/lte-like.down`, `data/world.gml`.
-const DATA: &[&str] = &["traces", "data"];
+/// The example data book blocks name, and the folder each goes to: the repository's, as a
+/// reader in `scripts/` would name them (`traces/lte-like.down`, `data/world.gml`), and the
+/// book's own graphs (`data/campus.gml`).
+const DATA: &[(&str, &str)] = &[
+    ("scripts/traces", "traces"),
+    ("scripts/data", "data"),
+    ("book/src/data", "data"),
+];
 
 /// Copies the example data folders into `dir`.
 fn copy_data(dir: &Path) -> Result<(), String> {
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
-    for name in DATA {
-        let from = scripts.join(name);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (source, name) in DATA {
+        let from = root.join(source);
         let Ok(entries) = std::fs::read_dir(&from) else {
             continue;
         };

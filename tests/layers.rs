@@ -10,6 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["units", "bpf"],
     &["clock", "interrupt"],
     &["experiment"],
+    &["topology"],
     &["dataplane", "netns", "proto", "results"],
     &["worker"],
     &["controller"],

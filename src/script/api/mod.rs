@@ -10,6 +10,7 @@ pub mod nodes;
 pub mod procs;
 pub mod rand;
 pub mod time;
+pub mod topology;
 pub mod traces;
 
 use std::collections::BTreeMap;
@@ -112,6 +113,7 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     rand::register(engine, state);
     log::register(engine, state);
     capture::register(engine, state);
+    topology::register(engine, state);
 }
 
 /// A lab error raised inside a primitive, reported at its call site.

@@ -1,0 +1,35 @@
+# A small world of eight cities, made for p2plab's example scenario (not a measured graph):
+# one-way latencies in the range of public inter-city ping figures, rounded; not complete,
+# so paths between cities without an edge go through others (shortest by latency).
+# `users` weighs where peers are placed.
+graph [
+  directed 0
+  node [ id 0 label "frankfurt" host_bandwidth_up "50 Mbit" host_bandwidth_down "200 Mbit" users 3 ]
+  node [ id 1 label "london" host_bandwidth_up "40 Mbit" host_bandwidth_down "150 Mbit" users 3 ]
+  node [ id 2 label "new_york" host_bandwidth_up "40 Mbit" host_bandwidth_down "200 Mbit" users 4 ]
+  node [ id 3 label "sao_paulo" host_bandwidth_up "10 Mbit" host_bandwidth_down "50 Mbit" users 2 ]
+  node [ id 4 label "johannesburg" host_bandwidth_up "10 Mbit" host_bandwidth_down "40 Mbit" users 1 ]
+  node [ id 5 label "singapore" host_bandwidth_up "50 Mbit" host_bandwidth_down "200 Mbit" users 2 ]
+  node [ id 6 label "tokyo" host_bandwidth_up "50 Mbit" host_bandwidth_down "300 Mbit" users 3 ]
+  node [ id 7 label "sydney" host_bandwidth_up "20 Mbit" host_bandwidth_down "100 Mbit" users 1 ]
+  edge [ source 0 target 0 latency "2 ms" ]
+  edge [ source 1 target 1 latency "2 ms" ]
+  edge [ source 2 target 2 latency "3 ms" ]
+  edge [ source 3 target 3 latency "4 ms" jitter "1 ms" ]
+  edge [ source 4 target 4 latency "5 ms" jitter "1 ms" ]
+  edge [ source 5 target 5 latency "2 ms" ]
+  edge [ source 6 target 6 latency "2 ms" ]
+  edge [ source 7 target 7 latency "3 ms" ]
+  edge [ source 0 target 1 latency "8 ms" ]
+  edge [ source 1 target 2 latency "38 ms" ]
+  edge [ source 0 target 2 latency "45 ms" ]
+  edge [ source 2 target 3 latency "60 ms" jitter "2 ms" packet_loss 0.001 ]
+  edge [ source 1 target 3 latency "95 ms" jitter "2 ms" packet_loss 0.001 ]
+  edge [ source 0 target 4 latency "80 ms" jitter "3 ms" packet_loss 0.002 ]
+  edge [ source 0 target 5 latency "80 ms" ]
+  edge [ source 5 target 6 latency "35 ms" ]
+  edge [ source 5 target 7 latency "45 ms" ]
+  edge [ source 6 target 7 latency "55 ms" ]
+  edge [ source 2 target 6 latency "85 ms" ]
+  edge [ source 4 target 5 latency "110 ms" jitter "3 ms" packet_loss 0.002 ]
+]
