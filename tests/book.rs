@@ -98,7 +98,9 @@ fn copy_data(dir: &Path) -> Result<(), String> {
         let to = dir.join(name);
         std::fs::create_dir_all(&to).map_err(|e| format!("{}: {e}", to.display()))?;
         for entry in entries {
-            let path = entry.map_err(|e| format!("{}: {e}", from.display()))?.path();
+            let path = entry
+                .map_err(|e| format!("{}: {e}", from.display()))?
+                .path();
             if let Some(file) = path.file_name().filter(|_| path.is_file()) {
                 std::fs::copy(&path, to.join(file))
                     .map_err(|e| format!("{}: {e}", path.display()))?;

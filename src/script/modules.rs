@@ -12,7 +12,10 @@ use rhai::{Engine, EvalAltResult, Module, Position, Scope, Shared};
 type SharedModule = Shared<Module>;
 
 /// Modules shipped in `stdlib/`.
-pub const STDLIB: &[(&str, &str)] = &[("churn", include_str!("../../stdlib/churn.rhai"))];
+pub const STDLIB: &[(&str, &str)] = &[
+    ("churn", include_str!("../../stdlib/churn.rhai")),
+    ("conditions", include_str!("../../stdlib/conditions.rhai")),
+];
 
 pub struct LabModules {
     script: PathBuf,

@@ -9,6 +9,7 @@ pub mod net;
 pub mod nodes;
 pub mod procs;
 pub mod rand;
+pub mod series;
 pub mod time;
 pub mod traces;
 
@@ -112,6 +113,7 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     rand::register(engine, state);
     log::register(engine, state);
     capture::register(engine, state);
+    series::register(engine, state);
 }
 
 /// A lab error raised inside a primitive, reported at its call site.
