@@ -48,10 +48,10 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
         },
     );
     engine.register_fn("rate_bits", |ctx: NativeCallContext, v: Dynamic| {
-        rate(&ctx, "rate_bits", &v).map(|r| r as i64)
+        rate(&ctx, "", &v).map(|r| r as i64)
     });
     engine.register_fn("duration_secs", |ctx: NativeCallContext, v: Dynamic| {
-        duration(&ctx, "duration_secs", &v).map(units::secs)
+        duration(&ctx, "", &v).map(units::secs)
     });
 }
 
