@@ -1,12 +1,14 @@
 //! The `conditions` stdlib module and the trace natives in dry-runs: the exact `shape` and
 //! `link_groups` events (times and values) each function schedules, and what bad arguments
-//! are told.
+//! are told. In real mode (root), `scripts/cellular.rhai`: each phone receives what its part
+//! of the trace could carry, and the one in the tunnel loses the outage's share.
 
 mod common;
 
 use std::path::Path;
 
-use common::{Scenario, of};
+use common::{Scenario, can_run_real_mode_with, metric, of, read_events};
+use p2plab::run::{self, RunConfig};
 use serde_json::Value;
 
 /// A scenario importing the module, with the example traces next to it.
@@ -348,4 +350,79 @@ fn bad_arguments_say_what_was_expected_and_where() {
     let err = scenario("cond::step(alloc_ip(1), 3, #{ dwn: 1 });\nsleep(5);").run_err();
     assert!(err.contains("shape: unknown option \"dwn\""), "{err}");
     assert!(err.contains("main.rhai:3:1 (callback)"), "{err}");
+}
+
+/// Bytes a rate trace can carry in trace times (from, to] s, over as many passes as needed.
+fn capacity(trace: &[u64], from: f64, to: f64) -> f64 {
+    let period = *trace.last().unwrap() as f64 / 1000.0;
+    let mut opportunities = 0;
+    for pass in 0..=(to / period) as u64 {
+        let base = pass as f64 * period;
+        opportunities += trace
+            .iter()
+            .map(|&ms| base + ms as f64 / 1000.0)
+            .filter(|&t| t > from && t <= to)
+            .count();
+    }
+    opportunities as f64 * 1500.0
+}
+
+#[test]
+fn cellular_phones_receive_what_their_part_of_the_trace_carries() {
+    if !can_run_real_mode_with(
+        "cellular_phones_receive_what_their_part_of_the_trace_carries",
+        &["iperf3"],
+    ) {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let mut cfg =
+        RunConfig::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cellular.rhai"));
+    cfg.seed = Some(7);
+    cfg.out = Some(out.path().to_path_buf());
+    if let Err(e) = run::real(cfg) {
+        panic!("real run failed: {e}");
+    }
+    let events = read_events(&out.path().join("events.jsonl"));
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/traces/lte-like.down"),
+    )
+    .unwrap();
+    let trace: Vec<u64> = text.lines().map(|l| l.parse().unwrap()).collect();
+    let shaped = of(&events, "shape");
+    let spawns = of(&events, "spawn");
+    let seconds = 30.0;
+    for phone in 0..4u64 {
+        let node = phone + 1;
+        let offset = shaped
+            .iter()
+            .find(|e| e["node"] == node && !e["trace_offset"].is_null())
+            .expect("a trace-driven shape")["trace_offset"]
+            .as_f64()
+            .unwrap();
+        let t0 = spawns.iter().find(|e| e["node"] == node).unwrap()["t"]
+            .as_f64()
+            .unwrap();
+        // Trace time τ = offset + t: the phones were shaped at t = 0.
+        let window = |a: f64, b: f64| capacity(&trace, offset + a, offset + b);
+        let received = metric(&events, &format!("phone{phone}_mbit")) * 1e6 * seconds / 8.0;
+        let (could, low) = if phone == 3 {
+            // No signal in (10, 15]; TCP then waits for its retransmission timer.
+            (window(t0, 10.0) + window(15.0, t0 + seconds), 0.6)
+        } else {
+            (window(t0, t0 + seconds), 0.85)
+        };
+        let ratio = received / could;
+        eprintln!(
+            "phone {phone} (offset {offset:.2} s): received {:.2} Mbit/s, its part of the trace \
+             {:.2} Mbit/s: {:.1} %",
+            received * 8.0 / seconds / 1e6,
+            could * 8.0 / seconds / 1e6,
+            ratio * 100.0
+        );
+        assert!(
+            (low..1.02).contains(&ratio),
+            "phone {phone}: received {received:.0} B, the trace could carry {could:.0} B"
+        );
+    }
 }
