@@ -54,7 +54,8 @@ const CASES: &[(&str, &str, &str)] = &[
         "let n = alloc_ip(1);\nshape(n, #{ upload: \"1mbit\" });\n",
         "2:1",
         "unknown option \"upload\" (expected one of: up, down, latency, jitter, jitter_dist, \
-         jitter_correlation, loss, queue, cpu, cpu_weight, memory)",
+         jitter_correlation, loss, queue, cpu, cpu_weight, memory, up_trace, down_trace, \
+         delay_trace, trace_offset)",
     ),
     (
         "let n = alloc_ip(1);\nshape(n, #{ jitter: \"5ms\", jitter_dist: \"gauss\" });\n",

@@ -15,6 +15,7 @@ type SharedModule = Shared<Module>;
 pub const STDLIB: &[(&str, &str)] = &[
     ("churn", include_str!("../../stdlib/churn.rhai")),
     ("topology", include_str!("../../stdlib/topology.rhai")),
+    ("conditions", include_str!("../../stdlib/conditions.rhai")),
 ];
 
 pub struct LabModules {

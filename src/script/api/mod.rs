@@ -9,6 +9,7 @@ pub mod net;
 pub mod nodes;
 pub mod procs;
 pub mod rand;
+pub mod series;
 pub mod time;
 pub mod topology;
 pub mod traces;
@@ -114,6 +115,7 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     log::register(engine, state);
     capture::register(engine, state);
     topology::register(engine, state);
+    series::register(engine, state);
 }
 
 /// A lab error raised inside a primitive, reported at its call site.

@@ -22,7 +22,7 @@ const TRACES: [(&str, &str, Kind); 3] = [
 ];
 
 #[derive(Clone, Copy, PartialEq)]
-enum Kind {
+pub enum Kind {
     Rate,
     Delay,
 }
@@ -170,7 +170,24 @@ fn read(
             ),
         ));
     };
-    let found = state.data_file(&name);
+    let (path, trace) = read_trace(ctx, state, key, &name, kind)?;
+    Ok(Wanted::File {
+        name: name.to_string(),
+        path,
+        trace,
+    })
+}
+
+/// Reads and parses the trace file `name` (from the script's folder) for `key`; errors name
+/// the file and line and say what `key` expects. Returns the file's canonical path.
+pub fn read_trace(
+    ctx: &NativeCallContext,
+    state: &ScriptState,
+    key: &str,
+    name: &str,
+    kind: Kind,
+) -> RhaiResult<(PathBuf, LinkTrace)> {
+    let found = state.data_file(name);
     let text = std::fs::read_to_string(&found).map_err(|e| {
         at_call(
             ctx,
@@ -191,10 +208,5 @@ fn read(
             format!("{}:{}: {} ({key} expects {what})", name, e.line, e.message),
         )
     })?;
-    let path = found.canonicalize().unwrap_or(found);
-    Ok(Wanted::File {
-        name: name.to_string(),
-        path,
-        trace,
-    })
+    Ok((found.canonicalize().unwrap_or(found), trace))
 }
