@@ -81,7 +81,13 @@
 //!
 //! ## Data plane (`dataplane`)
 //! The link model of every node, free of I/O: uplink FIFO, propagation delay with group
-//! latency, jitter and loss, downlink FIFO (`dataplane::model`), run on real packets by a
+//! latency, jitter (netem's distributions, correlated or not) and loss (Bernoulli or
+//! Gilbert–Elliott), downlink FIFO (`dataplane::model`). Each direction of a link is served at
+//! a constant rate (`LinkFifo`) or at a rate trace's delivery opportunities with Mahimahi's
+//! semantics (`TraceFifo`), and a delay trace may replace a node's latency; traces are
+//! parsed once per run (`experiment::trace`) and sent to every data plane. Group links are
+//! kept 4 bytes a pair (`experiment::GroupTable`), so graphs of thousands of groups fit. It is
+//! run on real packets by a
 //! forwarding thread between the TUN device and the kernel (`dataplane::forwarder`), on a
 //! timerfd precise to tens of microseconds, with TCP segmentation offload while no link is
 //! rate-limited or lossy, no node is captured and no other worker exists. Captured nodes'

@@ -64,6 +64,12 @@ fn a_gml_graph_loads_into_groups_bandwidths_and_pair_links() {
         t.place(1, #{ vertex: "tokyo" });
         t.place(1, #{ vertex: "sydney" });
         t.place(1, #{ vertex: "paris" });
+        for pair in [["paris", "tokyo"], ["sydney", "paris"], ["berlin", "sydney"], ["paris", "paris"], ["tokyo", "tokyo"]] {
+            let l = group_link(pair[0], pair[1]);
+            metric(`lab ${pair[0]}-${pair[1]}.latency`, l.latency);
+            metric(`lab ${pair[0]}-${pair[1]}.jitter`, l.jitter);
+            metric(`lab ${pair[0]}-${pair[1]}.loss`, l.loss);
+        }
         "#,
     );
     let ev = s.run_ok();
@@ -93,6 +99,16 @@ fn a_gml_graph_loads_into_groups_bandwidths_and_pair_links() {
     close("berlin-sydney.latency", 0.150);
     close("paris-paris.latency", 0.001);
     close("berlin-berlin.latency", 0.0);
+    // The lab's matrix between the groups holds the same shortest paths, either way round.
+    close("lab paris-tokyo.latency", 0.110);
+    close("lab paris-tokyo.loss", 0.01);
+    close("lab sydney-paris.latency", 0.160);
+    close("lab sydney-paris.jitter", 0.002);
+    close("lab sydney-paris.loss", 1.0 - 0.99 * 0.98);
+    close("lab berlin-sydney.latency", 0.150);
+    close("lab paris-paris.latency", 0.001);
+    close("lab tokyo-tokyo.latency", 0.0);
+    close("lab tokyo-tokyo.loss", 0.0);
 
     let groups: Vec<String> = groups_of(&ev).into_iter().map(|(_, g)| g).collect();
     assert_eq!(

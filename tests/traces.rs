@@ -222,24 +222,34 @@ fn per_second_throughput_follows_a_square_wave_trace() {
 fn ping_follows_a_delay_trace_and_a_flow_is_never_reordered() {
     if !can_run_real_mode_with(
         "ping_follows_a_delay_trace_and_a_flow_is_never_reordered",
-        &["ping", "python3"],
+        &["ping", "python3", "iperf3", "nstat"],
     ) {
         return;
     }
     // Node 2's latency: 20 ms, then 80, then 40, one second each, repeating. Node 3 sends
     // numbered datagrams every millisecond through the same link (the 80 → 40 step would
     // reorder them if packets were not held behind earlier ones); node 4 checks the order.
+    // A TCP flow runs through it too: the lab's kernel counts the segments it received out of
+    // order (`TcpExtTCPOFOQueue`) and the reorderings it detected.
     let s = with_traces(
         r#"
+        const REORDER = "TcpExtTCPOFOQueue TcpExtTCPSACKReorder TcpExtTCPTSReorder";
         let n = alloc_ip(4);
         shape(n[1], #{ delay_trace: "delay-steps.trace", trace_offset: 0 });
         shape(n[3], #{ delay_trace: "delay-steps.trace", trace_offset: 0 });
         let rx = spawn(n[3], `python3 order.py recv {ip}`);
+        let tcp_rx = spawn(n[3], "iperf3 -s -1 -B {ip}");
+        spawn(n[0], `nstat -az ${REORDER} > before.txt`, #{ shell: true }).wait();
         sleep(0.2);
         let tx = spawn(n[2], `python3 order.py send ${n[3].ip}`);
+        let tcp_tx = spawn(n[2], `iperf3 -c ${n[3].ip} -B {ip} -b 50M -t 5 -J > iperf.json`,
+                           #{ shell: true });
         spawn(n[0], `ping -c 60 -i 0.1 -I {ip} ${n[1].ip}`).wait();
         tx.wait();
         rx.wait();
+        tcp_tx.wait();
+        tcp_rx.wait();
+        spawn(n[0], `nstat -az ${REORDER} > after.txt`, #{ shell: true }).wait();
         "#,
     );
     std::fs::write(
@@ -317,4 +327,21 @@ else:
         .collect();
     assert!(nums[0] >= 3900, "{line}");
     assert_eq!(nums[1], 0, "datagrams reordered: {line}");
+    let tcp = iperf_received(&s, "10.0.0.3", "iperf.json");
+    let bytes = tcp["end"]["sum_received"]["bytes"].as_f64().unwrap();
+    assert!(bytes > 10e6, "the TCP flow carried only {bytes} bytes");
+    let counters = |file| -> Vec<(String, u64)> {
+        node_file(&s, "10.0.0.1", file)
+            .lines()
+            .filter(|l| l.starts_with("TcpExt"))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[0].to_string(), f[1].parse().unwrap())
+            })
+            .collect()
+    };
+    let (before, after) = (counters("before.txt"), counters("after.txt"));
+    assert_eq!(before.len(), 3, "{before:?}");
+    eprintln!("TCP {bytes} bytes; reordering counters before {before:?}, after {after:?}");
+    assert_eq!(before, after, "the TCP flow saw reordering");
 }

@@ -14,6 +14,7 @@ use super::{
 };
 use crate::experiment::{GilbertElliott, GroupLink, JitterDist, JitterModel, ShapeUpdate};
 use crate::script::error::at_call;
+use crate::units;
 
 const SHAPE_KEYS: &[&str] = &[
     "up",
@@ -63,6 +64,12 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
 
     let s = state.clone();
     engine.register_fn(
+        "group_link",
+        move |ctx: NativeCallContext, a: &str, b: &str| group_link(&ctx, &s, a, b),
+    );
+
+    let s = state.clone();
+    engine.register_fn(
         "link_groups",
         move |ctx: NativeCallContext,
               a: ImmutableString,
@@ -97,6 +104,20 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
             lab.link_groups(ga, gb, link).map_err(|e| lab_err(&ctx, e))
         },
     );
+}
+
+/// What the lab holds between two groups, as `link_groups` or a topology set it (both
+/// directions are the same): `#{ latency, jitter, loss }` in seconds, seconds, probability.
+fn group_link(ctx: &NativeCallContext, s: &ScriptState, a: &str, b: &str) -> RhaiResult<Map> {
+    let lab = s.lab();
+    let ga = lab.state().group(a).map_err(|e| at_call(ctx, e))?;
+    let gb = lab.state().group(b).map_err(|e| at_call(ctx, e))?;
+    let link = lab.state().group_link(ga, gb);
+    let mut m = Map::new();
+    m.insert("latency".into(), Dynamic::from(units::secs(link.latency)));
+    m.insert("jitter".into(), Dynamic::from(units::secs(link.jitter)));
+    m.insert("loss".into(), Dynamic::from(link.loss));
+    Ok(m)
 }
 
 fn shape_update(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<ShapeUpdate> {
