@@ -809,26 +809,7 @@ mod tests {
                     ..GroupLink::NONE
                 },
             },
-            Action::LinkGroupRow {
-                a: GroupId(1),
-                links: vec![
-                    (GroupId(0), GroupLink::NONE),
-                    (
-                        GroupId(2),
-                        GroupLink {
-                            latency: 9,
-                            burst: Some(GilbertElliott {
-                                p: 0.1,
-                                r: 0.5,
-                                loss_bad: 1.0,
-                                loss_good: 0.0,
-                            }),
-                            ..GroupLink::NONE
-                        },
-                    ),
-                    (GroupId(3), GroupLink::NONE),
-                ],
-            },
+            actions_row(),
             Action::LoadTrace {
                 id: TraceId(4),
                 trace: Arc::new(LinkTrace::Rate(
@@ -908,6 +889,12 @@ mod tests {
                     GroupId(2),
                     GroupLink {
                         latency: 9,
+                        burst: Some(GilbertElliott {
+                            p: 0.1,
+                            r: 0.5,
+                            loss_bad: 1.0,
+                            loss_good: 0.0,
+                        }),
                         ..GroupLink::NONE
                     },
                 ),

@@ -115,15 +115,7 @@ fn read_node(r: &mut Reader<'_>, at: Pos) -> Result<(i64, Option<String>, Vertex
     let mut id = None;
     let mut label = None;
     let mut vertex = Vertex::named("");
-    while let Some(event) = r.next_event()? {
-        let (key, value, vat) = match event {
-            Event::Close { .. } => break,
-            Event::Open { .. } => {
-                skip_list(r)?;
-                continue;
-            }
-            Event::Pair { key, value, at } => (key, value, at),
-        };
+    while let Some((key, value, vat)) = next_pair(r)? {
         match key {
             "id" => id = Some(int(r, "id", &value, vat)?),
             "label" => label = Some(string(r, "label", &value, vat)?.to_string()),
@@ -145,15 +137,7 @@ fn read_node(r: &mut Reader<'_>, at: Pos) -> Result<(i64, Option<String>, Vertex
 fn read_edge(r: &mut Reader<'_>, at: Pos) -> Result<RawEdge, TopologyError> {
     let (mut source, mut target, mut latency) = (None, None, None);
     let mut link = Link::ZERO;
-    while let Some(event) = r.next_event()? {
-        let (key, value, vat) = match event {
-            Event::Close { .. } => break,
-            Event::Open { .. } => {
-                skip_list(r)?;
-                continue;
-            }
-            Event::Pair { key, value, at } => (key, value, at),
-        };
+    while let Some((key, value, vat)) = next_pair(r)? {
         match key {
             "source" => source = Some(int(r, key, &value, vat)?),
             "target" => target = Some(int(r, key, &value, vat)?),
@@ -187,6 +171,19 @@ fn read_edge(r: &mut Reader<'_>, at: Pos) -> Result<RawEdge, TopologyError> {
 }
 
 /// Skips the rest of a list whose `[` was just read.
+/// The next `key value` pair of the list being read, skipping nested lists (Shadow's graphs
+/// have none inside a node or an edge); `None` at the list's `]`.
+fn next_pair<'a>(r: &mut Reader<'a>) -> Result<Option<(&'a str, Value<'a>, Pos)>, TopologyError> {
+    while let Some(event) = r.next_event()? {
+        match event {
+            Event::Close { .. } => return Ok(None),
+            Event::Open { .. } => skip_list(r)?,
+            Event::Pair { key, value, at } => return Ok(Some((key, value, at))),
+        }
+    }
+    Ok(None)
+}
+
 fn skip_list(r: &mut Reader<'_>) -> Result<(), TopologyError> {
     let mut depth = 1usize;
     while let Some(event) = r.next_event()? {
