@@ -3,7 +3,7 @@
 //! makes nodes on the graph's vertices: each vertex is a group, shaped with the vertex's host
 //! bandwidth, linked with every other used vertex by one `link_group_row` per vertex.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rhai::{Array, Dynamic, Engine, ImmutableString, Map, NativeCallContext};
@@ -30,7 +30,7 @@ struct Topo {
     shortest: bool,
     /// The vertices that have nodes, in the order they got them, and their groups.
     used: Vec<(u32, GroupId)>,
-    group_of: HashMap<u32, GroupId>,
+    group_of: BTreeMap<u32, GroupId>,
     /// Paths from the vertices `path()` asked about: one Dijkstra per source.
     rows: HashMap<u32, Vec<Option<Link>>>,
 }
@@ -41,7 +41,7 @@ impl Topology {
             graph,
             shortest,
             used: Vec::new(),
-            group_of: HashMap::new(),
+            group_of: BTreeMap::new(),
             rows: HashMap::new(),
         })))
     }
@@ -429,7 +429,7 @@ fn place_nodes(
             lab.shape(&ids, &update, &NodeLimits::default())
                 .map_err(|e| lab_err(ctx, e))?;
         }
-        if let std::collections::hash_map::Entry::Vacant(slot) = t.group_of.entry(v) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = t.group_of.entry(v) {
             let group = lab
                 .state()
                 .group(&vertex.name)
