@@ -59,8 +59,12 @@ fn normal_jitter_gives_its_mean_spread_and_correlation() {
     // (plus a little for the host's own timing noise). A uniform ±4 ms jitter would spread
     // RTTs by only 3.27 ms.
     let want = 40.0 + base;
-    assert!((mean - want).abs() < 1.5, "mean RTT {mean} ms, want {want}");
     let want_sd = 4.0 * 2f64.sqrt();
+    eprintln!(
+        "normal jitter: RTT mean {mean:.2} ms (want {want:.2}), sd {sd:.2} (want {want_sd:.2}), \
+         lag-1 {lag1:.2}"
+    );
+    assert!((mean - want).abs() < 1.5, "mean RTT {mean} ms, want {want}");
     assert!(
         (sd - want_sd).abs() < 1.0,
         "RTT spread {sd} ms, want {want_sd}"
@@ -74,6 +78,7 @@ fn normal_jitter_gives_its_mean_spread_and_correlation() {
     let alike = rtts("10.0.0.5");
     assert!(alike.len() >= 495, "{} replies of 500", alike.len());
     let (mean, sd, lag1) = stats(&alike);
+    eprintln!("correlated normal jitter: RTT mean {mean:.2} ms, sd {sd:.2}, lag-1 {lag1:.2}");
     assert!((mean - want).abs() < 3.0, "correlated: mean RTT {mean} ms");
     // netem's correlation averages draws: the spread narrows as well.
     assert!(sd < want_sd, "correlated: spread {sd} ms");
@@ -125,6 +130,7 @@ fn burst_loss_loses_pings_at_its_rate_in_runs() {
     // of the request direction alone average 1/r = 3.3.
     let runs = lost.windows(2).filter(|w| w[1] && !w[0]).count() + usize::from(lost[0]);
     let mean_run = lost.iter().filter(|&&l| l).count() as f64 / runs as f64;
+    eprintln!("Gilbert-Elliott: {rate:.3} of rounds lost (want {want:.3}), runs of {mean_run:.2}");
     assert!(
         mean_run > 2.0,
         "lost pings come in runs of {mean_run} on average"

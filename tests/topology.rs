@@ -327,6 +327,7 @@ fn ping_rtts_follow_the_graphs_shortest_paths() {
         assert!(rtts.len() >= 10, "{ip}: {} replies of 20", rtts.len());
         let rtt = median(rtts);
         let want = 2.0 * (path_ms + 4.0);
+        eprintln!("{ip}: median RTT {rtt} ms, graph path {want} ms");
         // ping prints whole milliseconds from 100 ms on: 208.5 shows as 209.
         assert!(
             (rtt - want).abs() <= 1.0,
