@@ -2,6 +2,7 @@
 //! per-node FIFOs, the delay line, the group matrix, the counters and the packets in flight.
 //! It does not own a clock, a timer or a device: the caller polls it at `next_deadline()`.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
@@ -54,15 +55,17 @@ struct PlayingDelay {
 impl Node {
     /// The node's parameters as a packet departing at `t` meets them: a delay trace's
     /// latency of that moment instead of the constant one.
-    fn params_at(&self, t: Nanos) -> LinkShape {
-        let mut params = self.params;
-        if let Some(d) = &self.delay
-            && let LinkTrace::Delay(trace) = &*d.trace
-        {
-            let tau = t.saturating_sub(d.start).saturating_add(d.reference.offset);
-            params.latency = trace.latency_at(tau);
+    /// Borrowed as they are without a delay trace: the common case copies nothing.
+    fn params_at(&self, t: Nanos) -> Cow<'_, LinkShape> {
+        match &self.delay {
+            Some(d) if let LinkTrace::Delay(trace) = &*d.trace => {
+                let tau = t.saturating_sub(d.start).saturating_add(d.reference.offset);
+                let mut params = self.params;
+                params.latency = trace.latency_at(tau);
+                Cow::Owned(params)
+            }
+            _ => Cow::Borrowed(&self.params),
         }
-        params
     }
 }
 
@@ -380,7 +383,8 @@ impl<P> Fabric<P> {
         let arrival = (!lost).then(|| {
             self.delay.forget_until(now);
             // A delay trace's latency is the one of the moment the packet departs.
-            let (a, b) = (&a.params_at(depart), &b.params_at(depart));
+            let (a, b) = (a.params_at(depart), b.params_at(depart));
+            let (a, b) = (&*a, &*b);
             self.delay
                 .arrival(depart, src, dst, a, b, group, &mut jitter, rng)
         });
