@@ -76,7 +76,9 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     let s = state.clone();
     engine.register_fn(
         "pick",
-        move |ctx: NativeCallContext, items: Array| -> RhaiResult<Dynamic> {
+        // By reference: taking the array by value would copy it on every call, and a churn
+        // loop picking from a large swarm would be quadratic.
+        move |ctx: NativeCallContext, items: &mut Array| -> RhaiResult<Dynamic> {
             if items.is_empty() {
                 return Err(at_call(&ctx, "cannot pick from an empty array"));
             }
