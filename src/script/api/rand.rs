@@ -76,8 +76,9 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     let s = state.clone();
     engine.register_fn(
         "pick",
-        // By reference: taking the array by value would copy it on every call, and a churn
-        // loop picking from a large swarm would be quadratic.
+        // By reference: by value, Rhai would copy the array on every call (a millisecond at
+        // 8,000 nodes). It still measures the array against the size limit after the call,
+        // under a nanosecond a node.
         move |ctx: NativeCallContext, items: &mut Array| -> RhaiResult<Dynamic> {
             if items.is_empty() {
                 return Err(at_call(&ctx, "cannot pick from an empty array"));
