@@ -1,11 +1,11 @@
 //! How the cost of a dry-run grows with the swarm: a churn loop over 1k, 10k and 50k nodes,
 //! four steps per node (pick a node, fail it, revive it, reshape it), choosing nodes with
 //! `pick(peers)` and, as the baseline in the same run, by index (`peers[rand_int(..)]`, which
-//! copies nothing). Then the stdlib's `churn::run` over the same swarms. Prints the time per
-//! node for each size: a primitive that copies its array on every call makes it grow with
-//! the swarm (quadratic in all), a linear one keeps it flat. `pick` takes its array by
-//! reference, but Rhai (1.27) still measures a `&mut` argument against the array-size limit
-//! after every call: under a nanosecond a node, which shows from tens of thousands of nodes.
+//! copies nothing). Then a loop that records four samples a node in an array (`push`, `len`),
+//! and the stdlib's `churn::run` over the same swarms. Prints the time per node for each
+//! size: a primitive that copies or measures its array on every call makes it grow with the
+//! swarm (quadratic in all), a linear one keeps it flat. Rhai itself measured the array after
+//! every such call until the patch in `vendor/rhai` (vendor/README.md).
 //!
 //!     cargo bench --bench script_scale
 
@@ -25,6 +25,17 @@ for i in 0..(4 * n) {
     fail_node(p);
     revive(p);
     shape(p, #{ latency: "20ms" });
+}
+"#;
+
+/// Samples kept in an array as they come, as a lab keeps its measurements.
+const SAMPLES: &str = r#"
+let n = param("n").parse_int();
+let peers = alloc_ip(n, #{ group: "peers" });
+let samples = [];
+for i in 0..(4 * n) {
+    samples.push(i * 0.5);
+    if samples.len() % 1000 == 0 { sleep(0.01); }
 }
 "#;
 
@@ -54,6 +65,7 @@ fn main() {
     let cases = [
         ("pick", LOOP.replace("CHOOSE", "pick(peers)")),
         ("index", LOOP.replace("CHOOSE", "peers[rand_int(0, n - 1)]")),
+        ("samples", SAMPLES.to_string()),
         ("churn", CHURN.to_string()),
     ];
     println!("dry-run time per node as the swarm grows (flat = linear in the swarm)");

@@ -249,6 +249,21 @@ fn every_way_of_growing_meets_a_limit() {
             "let s = \"ab\";\nloop { s += s; let c = s.to_chars(); }\n",
             "max_array_size",
         ),
+        // Growth one element at a time (measured at each new power of two of the length).
+        ("let a = [];\nloop { a.push(1); }\n", "max_array_size"),
+        (
+            "let a = [0.5];\nloop { a.insert(-1, 0.5); }\n",
+            "max_array_size",
+        ),
+        // With data in the argument, measured after every call.
+        (
+            "let a = [];\nlet b = [];\nb.pad(1000, 0);\nloop { a.push(b); }\n",
+            "max_array_size",
+        ),
+        (
+            "let a = [];\nlet s = \"x\";\ns.pad(16384, \"y\");\nloop { a.push(s); }\n",
+            "max_string_size",
+        ),
         ("let b = blob(100000000000, 0);\n", "max_array_size"),
         ("let b = blob(1, 0);\nloop { b += b; }\n", "max_array_size"),
     ];
