@@ -9,7 +9,6 @@ use std::collections::hash_map::Entry;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -54,12 +53,13 @@ fn io_error<'a>(
     }
 }
 
-/// A node's cgroup: its `cgroup.procs`, and those of its v1 cgroups, open for writing so
-/// that a child can move itself in between fork and exec with one `write` each.
+/// A node's cgroup and those of its v1 hierarchies. Their `cgroup.procs` are opened for
+/// each spawn, not held: four descriptors a node ran the process out of them near 5,000
+/// nodes (`ulimit -n` is often 1,024 to 20,000).
 struct NodeCgroup {
-    procs: File,
+    dir: PathBuf,
     /// Its cgroup in each v1 hierarchy of [`Controllers::V1`], in the same order.
-    v1: Vec<(PathBuf, File)>,
+    v1: Vec<PathBuf>,
     /// The out-of-memory kills already told of.
     oom_seen: u64,
 }
@@ -205,26 +205,28 @@ impl LabCgroup {
         &self.dir
     }
 
-    /// The open `cgroup.procs` of node `ip`'s cgroups (v2, then v1), made (and mapped to
-    /// `ip`) on first use: writing `0` to each moves the writer into the node.
-    pub fn node_procs(&mut self, ip: Ipv4Addr) -> Result<Vec<BorrowedFd<'_>>, CgroupError> {
+    /// The `cgroup.procs` of node `ip`'s cgroups (v2, then v1), opened for writing; the
+    /// cgroups are made (and mapped to `ip`) on first use. Writing `0` to each moves the
+    /// writer into the node, so a child can move itself between fork and exec.
+    pub fn node_procs(&mut self, ip: Ipv4Addr) -> Result<Vec<File>, CgroupError> {
         let node = match self.nodes.entry(ip) {
             Entry::Occupied(known) => known.into_mut(),
             Entry::Vacant(slot) => {
                 let mut node = make_node(&self.dir, self.binding.as_ref(), ip)?;
                 if let Controllers::V1(mounts) = &self.controllers {
                     for (lab_dir, _) in mounts {
-                        node.v1
-                            .push(make_v1_node(&lab_dir.join(node_dir_name(ip)))?);
+                        let dir = lab_dir.join(node_dir_name(ip));
+                        make_cgroup(&dir)?;
+                        node.v1.push(dir);
                     }
                 }
                 slot.insert(node)
             }
         };
-        Ok(std::iter::once(&node.procs)
-            .chain(node.v1.iter().map(|(_, f)| f))
-            .map(|f| f.as_fd())
-            .collect())
+        std::iter::once(&node.dir)
+            .chain(&node.v1)
+            .map(|dir| open_procs(dir))
+            .collect()
     }
 
     /// Kills every process of node `ip`, however it left its process group (a daemon that
@@ -318,22 +320,21 @@ fn v1_dir<'a>(
         .iter()
         .zip(&node.v1)
         .find(|((_, cs), _)| cs.contains(&controller))
-        .map(|(_, (dir, _))| dir.as_path())
+        .map(|(_, dir)| dir.as_path())
 }
 
-/// A node's cgroup in a v1 hierarchy, with its `cgroup.procs` open.
-fn make_v1_node(dir: &Path) -> Result<(PathBuf, File), CgroupError> {
-    Ok((dir.to_path_buf(), open_cgroup(dir)?))
-}
-
-/// Makes cgroup `dir` (one already there is fine) and opens its `cgroup.procs` for writing.
-fn open_cgroup(dir: &Path) -> Result<File, CgroupError> {
+/// Makes cgroup `dir`; one already there is fine.
+fn make_cgroup(dir: &Path) -> Result<(), CgroupError> {
     match fs::create_dir(dir) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            return Err(io_error("create cgroup", dir)(e));
+            Err(io_error("create cgroup", dir)(e))
         }
-        _ => {}
+        _ => Ok(()),
     }
+}
+
+/// Opens cgroup `dir`'s `cgroup.procs` for writing.
+fn open_procs(dir: &Path) -> Result<File, CgroupError> {
     let path = dir.join("cgroup.procs");
     OpenOptions::new()
         .write(true)
@@ -427,12 +428,12 @@ fn make_node(
     ip: Ipv4Addr,
 ) -> Result<NodeCgroup, CgroupError> {
     let dir = dir.join(node_dir_name(ip));
-    let procs = open_cgroup(&dir)?;
+    make_cgroup(&dir)?;
     if let Some(b) = binding {
         b.set_node(binding::cgroup_id(&dir)?, ip)?;
     }
     Ok(NodeCgroup {
-        procs,
+        dir,
         v1: Vec::new(),
         oom_seen: 0,
     })

@@ -224,9 +224,11 @@ impl LocalWorker {
             None => Ok(None),
         };
         let started = match &cgroups {
-            Ok(Some(fds)) => self
-                .spawner
-                .spawn(spec, node, ip, &dir, procs::Bind::Cgroup(fds)),
+            Ok(Some(files)) => {
+                let fds: Vec<_> = files.iter().map(std::os::fd::AsFd::as_fd).collect();
+                self.spawner
+                    .spawn(spec, node, ip, &dir, procs::Bind::Cgroup(&fds))
+            }
             Ok(None) => self
                 .spawner
                 .spawn(spec, node, ip, &dir, procs::Bind::Preload(&self.shim)),

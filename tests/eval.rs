@@ -1,0 +1,125 @@
+//! The seed's evaluation (`eval/`): each experiment's script passes `p2plab check`, and each
+//! runs end to end at a tiny size through `eval/run` (real mode, needs root, ctorrent,
+//! opentracker, curl and python3), writing its table of figures. The figures themselves are
+//! measured at the scaled-down and full sizes by `eval/run`, not here. Also: what the worker
+//! holds open does not grow with the nodes that run programs.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Scenario, can_run_real_mode_with, node_file, real_run};
+
+const EXPERIMENTS: [&str; 3] = ["scale", "fairness", "busy"];
+
+fn runner() -> Command {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new("python3");
+    cmd.arg(root.join("eval/run"))
+        .env("P2PLAB", env!("CARGO_BIN_EXE_p2plab"));
+    cmd
+}
+
+#[test]
+fn every_experiment_script_passes_check() {
+    for name in EXPERIMENTS {
+        let out = runner().args([name, "--check"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Runs `name` at the tiny size; returns its table. Exit status 1 (a target missed) is a
+/// result at this size, on a busy test machine; 2 is a failed run.
+fn run_tiny(name: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(name);
+    let run = runner()
+        .args([name, "--size", "tiny", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        matches!(run.status.code(), Some(0 | 1)),
+        "{name} failed: {printed}"
+    );
+    let table = std::fs::read_to_string(out.join("figures.md"))
+        .unwrap_or_else(|e| panic!("{name}: no figures.md ({e}): {printed}"));
+    assert!(
+        out.join("report/index.html").exists(),
+        "{name}: no report: {printed}"
+    );
+    println!("{table}");
+    table
+}
+
+const SWARM: [&str; 4] = ["python3", "ctorrent", "opentracker", "curl"];
+
+#[test]
+fn the_scale_experiment_runs_at_a_tiny_size() {
+    if !can_run_real_mode_with("the_scale_experiment_runs_at_a_tiny_size", &SWARM) {
+        return;
+    }
+    let table = run_tiny("scale");
+    assert!(
+        table.contains("| leechers done, intact file | 5 of 5 | 5 (0 corrupt) | yes |"),
+        "{table}"
+    );
+}
+
+#[test]
+fn the_busy_experiment_runs_at_a_tiny_size() {
+    if !can_run_real_mode_with("the_busy_experiment_runs_at_a_tiny_size", &SWARM) {
+        return;
+    }
+    let table = run_tiny("busy");
+    assert!(table.contains("| probe RTT p99 with the hog |"), "{table}");
+}
+
+#[test]
+fn the_fairness_experiment_runs_at_a_tiny_size() {
+    if !can_run_real_mode_with("the_fairness_experiment_runs_at_a_tiny_size", &["python3"]) {
+        return;
+    }
+    let table = run_tiny("fairness");
+    assert!(table.contains("spread (max - min) / median"), "{table}");
+}
+
+/// The worker opened four `cgroup.procs` per node and kept them: a swarm of 5,000 nodes ran
+/// out of descriptors. Counted by a program of the lab, whose parent is the test process
+/// (the embedded worker's spawner).
+#[test]
+fn descriptors_do_not_grow_with_the_nodes_that_run_programs() {
+    if !can_run_real_mode_with(
+        "descriptors_do_not_grow_with_the_nodes_that_run_programs",
+        &[],
+    ) {
+        return;
+    }
+    let s = Scenario::new(
+        r#"
+let nodes = alloc_ip(301);
+let count = "ls /proc/$PPID/fd | wc -l";
+spawn(nodes[0], `${count} > before`, #{ shell: true }).wait();
+for i in 1..301 { spawn(nodes[i], "sleep 30"); }
+spawn(nodes[0], `${count} > after`, #{ shell: true }).wait();
+"#,
+    );
+    real_run(&s);
+    let count = |name: &str| -> i64 { node_file(&s, "10.0.0.1", name).trim().parse().unwrap() };
+    let (before, after) = (count("before"), count("after"));
+    // Other tests of this binary run beside it and open a few of their own.
+    assert!(
+        after - before < 50,
+        "descriptors went from {before} to {after} for 300 more nodes"
+    );
+}
