@@ -122,7 +122,7 @@ impl Forwarder {
             };
             self.wakeups.arm(wake, &self.clock)?;
             if !full_batch {
-                self.wakeups.wait(&self.clock)?;
+                self.wakeups.wait()?;
             }
         }
     }

@@ -3,11 +3,6 @@
 //! late by tens of microseconds, where a runtime's timer wheel is late by a millisecond) and
 //! the waker that announces commands. mio registers every source edge-triggered: the loop
 //! reads each one until it would block, or does not sleep before reading it again.
-//!
-//! The timer fires at most once per `TIMER_GAP` after the thread last woke. On a busy
-//! machine a wakeup costs tens of microseconds of scheduling (a swarm of a thousand peers
-//! had the thread wake 10,000 times a second for 0.6 of a core); packets due closer together
-//! than the gap then leave together, up to the gap late, and their lateness says so.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -27,25 +22,14 @@ const UDP: Token = Token(1);
 const TIMER: Token = Token(2);
 const COMMANDS: Token = Token(3);
 
-/// The shortest time between a wakeup and the next timer expiry: 0.2 ms, a fifth of the
-/// fidelity verdict's bound on lateness.
-pub(super) const TIMER_GAP: Nanos = 200_000;
-
-/// When to arm the timer for `deadline`, the thread having last woken at `woke`.
-fn timer_at(deadline: Nanos, woke: Option<Nanos>) -> Nanos {
-    woke.map_or(deadline, |w| deadline.max(w.saturating_add(TIMER_GAP)))
-}
-
 pub(super) struct Wakeups {
     poll: Poll,
     events: Events,
     /// Never read: arming it again resets its count, and the edge-triggered registration
     /// reports each expiry anew.
     timer: TimerFd,
-    /// The time the timer is armed at; `None` when disarmed or expired.
+    /// The deadline the timer is armed at; `None` when disarmed or expired.
     armed: Option<Nanos>,
-    /// When the thread last woke, on the forwarder's clock.
-    woke: Option<Nanos>,
 }
 
 impl Wakeups {
@@ -73,19 +57,16 @@ impl Wakeups {
             events: Events::with_capacity(4),
             timer,
             armed: None,
-            woke: None,
         };
         Ok((wakeups, waker))
     }
 
-    /// Arms the timer for `deadline` on `clock` (disarms it for `None`), unless it is
-    /// already: at the deadline, or `TIMER_GAP` after the last wakeup if that is later.
+    /// Arms the timer at `deadline` on `clock` (disarms it for `None`), unless it is already.
     pub(super) fn arm(
         &mut self,
         deadline: Option<Nanos>,
         clock: &MonotonicClock,
     ) -> io::Result<()> {
-        let deadline = deadline.map(|d| timer_at(d, self.woke));
         if deadline == self.armed {
             return Ok(());
         }
@@ -104,10 +85,8 @@ impl Wakeups {
     }
 
     /// Sleeps until a packet arrives, the timer expires or a command is announced.
-    pub(super) fn wait(&mut self, clock: &MonotonicClock) -> io::Result<()> {
-        let polled = self.poll.poll(&mut self.events, None);
-        self.woke = Some(clock.now());
-        match polled {
+    pub(super) fn wait(&mut self) -> io::Result<()> {
+        match self.poll.poll(&mut self.events, None) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             result => result?,
         }
@@ -133,26 +112,18 @@ mod tests {
     }
 
     #[test]
-    fn the_timer_waits_for_the_gap_after_a_wakeup_and_never_fires_early() {
-        assert_eq!(timer_at(5_000, None), 5_000);
-        assert_eq!(timer_at(5_000, Some(0)), TIMER_GAP);
-        assert_eq!(timer_at(TIMER_GAP + 7, Some(0)), TIMER_GAP + 7);
-        assert_eq!(timer_at(3, Some(Nanos::MAX)), Nanos::MAX);
-    }
-
-    #[test]
     fn the_timer_wakes_at_its_deadline_never_before() {
         let (mut w, _waker, _tun) = wakeups();
         let clock = MonotonicClock::start();
         let deadline = clock.now() + 2_000_000;
         w.arm(Some(deadline), &clock).unwrap();
-        w.wait(&clock).unwrap();
+        w.wait().unwrap();
         assert!(clock.now() >= deadline, "woken before the deadline");
         assert_eq!(w.armed, None, "an expired timer must be armed again");
         // Armed again after expiring, without reading it: the next expiry wakes too.
         let deadline = clock.now() + 1_000_000;
         w.arm(Some(deadline), &clock).unwrap();
-        w.wait(&clock).unwrap();
+        w.wait().unwrap();
         assert!(clock.now() >= deadline);
     }
 
@@ -163,9 +134,9 @@ mod tests {
         // A far deadline, so that only the waker or the packet can end the waits.
         w.arm(Some(clock.now() + 60_000_000_000), &clock).unwrap();
         waker.wake().unwrap();
-        w.wait(&clock).unwrap();
+        w.wait().unwrap();
         tun.send_to(b"x", tun.local_addr().unwrap()).unwrap();
-        w.wait(&clock).unwrap();
+        w.wait().unwrap();
         w.arm(None, &clock).unwrap();
         assert_eq!(w.timer.get().unwrap(), None, "disarmed");
     }
