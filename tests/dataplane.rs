@@ -48,8 +48,10 @@ fn rtt_follows_node_latencies_and_group_latency() {
         let ip = format!("10.0.0.{}", 2 * i + 1);
         let rtt = median(ping_rtts(&node_file(&s, &ip, "stdout.log")));
         let want = 4.0 * lat + baseline;
+        // ping prints RTTs of 100 ms and more in whole milliseconds: half of that on top.
+        let resolution = if want >= 100.0 { 0.5 } else { 0.0 };
         assert!(
-            (rtt - want).abs() < 0.5,
+            (rtt - want).abs() < 0.5 + resolution,
             "latency {lat} ms: median RTT {rtt} ms, want {want} ms"
         );
     }
