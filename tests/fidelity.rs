@@ -1,11 +1,14 @@
 //! The fidelity verdict on real runs (needs root): a light run is clean, a run that sends far
 //! more packets than one forwarding thread can move is flagged, and `dataplane.csv`
 //! holds every interval of each, summing to the data plane's own counters. One test runs
-//! both, one after the other, so the light run never shares the machine with the flood.
+//! both, one after the other, so the light run never shares the machine with the flood; a
+//! thread of the data plane's priority beside the light run tells a stalled machine apart.
 
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{Scenario, can_run_real_mode_with, real_run};
 use p2plab::results::health::HEADER;
@@ -59,6 +62,92 @@ fn summary_counter(s: &Scenario, name: &str) -> u64 {
     summary["dataplane"][0][name].as_u64().expect(name)
 }
 
+/// A baseline's p99 wake-up lateness above this says the machine stalled: a quiet one wakes
+/// a real-time thread within some tens of µs.
+const STALLED_NS: u64 = 500_000;
+
+/// A thread at the data plane's real-time priority (where allowed) that sleeps to a deadline
+/// every millisecond and records how late it woke: the machine's own lateness.
+struct TimerProbe {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<u64>>,
+}
+
+struct Wakeups {
+    count: usize,
+    p99_ns: u64,
+    max_ns: u64,
+}
+
+impl std::fmt::Debug for Wakeups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a thread of the same priority woke {:.2} ms late at p99, {:.2} ms at most, of {}",
+            self.p99_ns as f64 / 1e6,
+            self.max_ns as f64 / 1e6,
+            self.count
+        )
+    }
+}
+
+impl TimerProbe {
+    fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let param = libc::sched_param { sched_priority: 10 };
+            // SAFETY: a valid sched_param for the calling thread (pid 0).
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+            let mut late = Vec::new();
+            let mut deadline = now_ns();
+            while !flag.load(Ordering::Relaxed) {
+                deadline += 1_000_000;
+                let ts = libc::timespec {
+                    tv_sec: (deadline / 1_000_000_000) as libc::time_t,
+                    tv_nsec: (deadline % 1_000_000_000) as libc::c_long,
+                };
+                // SAFETY: an absolute sleep on the monotonic clock; `ts` outlives the call.
+                unsafe {
+                    libc::clock_nanosleep(
+                        libc::CLOCK_MONOTONIC,
+                        libc::TIMER_ABSTIME,
+                        &ts,
+                        std::ptr::null_mut(),
+                    )
+                };
+                let woke = now_ns();
+                late.push(woke.saturating_sub(deadline));
+                deadline = deadline.max(woke);
+            }
+            late
+        });
+        TimerProbe { stop, thread }
+    }
+
+    fn finish(self) -> Wakeups {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut late = self.thread.join().expect("timer probe");
+        late.sort_unstable();
+        let at = |q: f64| late[((late.len() - 1) as f64 * q) as usize];
+        Wakeups {
+            count: late.len(),
+            p99_ns: at(0.99),
+            max_ns: at(1.0),
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC exists on every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 #[test]
 fn a_light_run_is_clean_and_a_flood_is_flagged() {
     if !can_run_real_mode_with(
@@ -67,14 +156,17 @@ fn a_light_run_is_clean_and_a_flood_is_flagged() {
     ) {
         return;
     }
-    // A clean verdict needs the machine's timers to wake the data plane within 1 ms. A shared
-    // virtual machine now and then stalls a vCPU for longer (CI saw a p99 of 1.5 ms at 2.5 %
-    // of a core), and the verdict rightly flags that; so the light run gets three chances,
-    // and a verdict that flags every quiet run still fails.
-    let mut flagged = Vec::new();
+    // A clean verdict needs the machine to wake the data plane within 1 ms. A shared virtual
+    // machine now and then stalls for longer (CI saw a light run's p99 at 1.5 to 4.6 ms, at
+    // 2.5 % of a core), and the verdict rightly flags that. So beside each light run a
+    // thread of the same real-time priority times its own wake-ups: a flagged light run is
+    // excused only when that baseline was late too, and a clean one is needed in 5 tries.
+    let mut excused = Vec::new();
     let light = loop {
         let light = Scenario::new(LIGHT);
+        let baseline = TimerProbe::start();
         let outcome = real_run(&light);
+        let baseline = baseline.finish();
         for file in [
             "events.jsonl",
             "traffic.csv",
@@ -101,14 +193,16 @@ fn a_light_run_is_clean_and_a_flood_is_flagged() {
                 .all(|p| p.as_str().unwrap().contains("late at the 99th percentile")),
             "only a stalled machine may flag a light run: {verdict:#}"
         );
-        eprintln!(
-            "light run flagged (attempt {}): {problems:?}",
-            flagged.len() + 1
-        );
-        flagged.push(verdict);
         assert!(
-            flagged.len() < 3,
-            "three light runs in a row flagged: {flagged:#?}"
+            baseline.p99_ns > STALLED_NS,
+            "the light run was flagged while a thread of the same priority woke on time \
+             ({baseline:?}): {verdict:#}"
+        );
+        eprintln!("light run flagged on a stalling machine ({baseline:?}): {problems:?}");
+        excused.push(baseline);
+        assert!(
+            excused.len() < 5,
+            "five light runs in a row on a machine that stalled: {excused:?}"
         );
     };
     let rows = read_health(&light.out().join("dataplane.csv"));

@@ -65,6 +65,8 @@ pub struct Conformance {
 #[derive(Debug, Default)]
 struct WorkerRecord {
     seconds: f64,
+    /// Readings of the health (about one a second; the last one may be shorter).
+    intervals: u64,
     timed_packets: u64,
     worst_late_p99_ns: u64,
     late_max_ns: u64,
@@ -143,6 +145,7 @@ impl Conformance {
         for (worker, h) in health {
             let w = self.workers.entry(*worker).or_default();
             w.seconds += secs;
+            w.intervals += 1;
             w.timed_packets += h.timed_packets;
             w.worst_late_p99_ns = w.worst_late_p99_ns.max(h.late_p99_ns);
             w.late_max_ns = w.late_max_ns.max(h.late_max_ns);
@@ -187,10 +190,11 @@ impl Conformance {
                 if judged && late_p99_ns > b.late_p99_ns {
                     problems.push(format!(
                         "worker {worker}: packets left {} late at the 99th percentile (bound {}); \
-                         {} of {:.0} s above it",
+                         {} of {} readings ({:.0} s) above it",
                         ms(late_p99_ns),
                         ms(b.late_p99_ns),
                         w.late_intervals,
+                        w.intervals,
                         w.seconds
                     ));
                 }
