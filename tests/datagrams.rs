@@ -253,6 +253,8 @@ fn forged_replayed_and_other_run_datagrams_are_dropped_counted_and_reach_no_node
         late_p99_ns: stats.late_p99_ns,
         late_max_ns: stats.late_max_ns,
         cpu_ns: stats.cpu_ns,
+        cut_super_packets: 0,
+        segment_runs: 0,
         captured_packets: 0,
         capture_capped: 0,
         capture_errors: 0,

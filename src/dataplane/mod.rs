@@ -4,7 +4,8 @@
 //! other workers travel in authenticated datagrams (`encap`); `peers` keeps the keys,
 //! counters and replay windows (`replay`) of the other workers. `lateness` is the
 //! histogram of how late the forwarder wrote what the model delivered; `capture` writes the
-//! packet captures of nodes.
+//! packet captures of nodes; `segments` cuts TCP super-packets where the model charges them
+//! segment by segment.
 
 pub mod capture;
 pub mod encap;
@@ -14,6 +15,7 @@ pub mod model;
 pub mod packet;
 mod peers;
 mod replay;
+pub mod segments;
 pub mod tun;
 
 pub use forwarder::{Command, Dataplane, ForwarderStats, RemoteLinks};

@@ -102,6 +102,11 @@ impl TunDevice {
     pub fn write(&self, packet: &[u8]) -> io::Result<usize> {
         Ok(unistd::write(&self.fd, packet)?)
     }
+
+    /// The same, for a packet in pieces (one write: the device takes it as one packet).
+    pub fn write_vectored(&self, pieces: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        Ok(nix::sys::uio::writev(&self.fd, pieces)?)
+    }
 }
 
 impl AsFd for TunDevice {

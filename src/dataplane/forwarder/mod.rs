@@ -4,7 +4,8 @@
 //! worker leaves in a UDP datagram after the sending half of the model, and datagrams from
 //! other workers are checked before the receiving half takes them (`remote`), both sent and
 //! read in batches of datagrams (`batch`). Super-packets
-//! keep the buffer they were read into (`buffers`). The thread sleeps on the TUN device, the
+//! keep the buffer they were read into (`buffers`); on a shaped route they travel as their
+//! segments, and segments due together are written together (`runs`). The thread sleeps on the TUN device, the
 //! UDP socket, a timerfd armed at the earliest deadline and a waker for commands (`wakeup`);
 //! the rest of the worker talks to it only through `Dataplane`.
 
@@ -14,6 +15,7 @@ mod forwarding;
 mod offload;
 mod priority;
 mod remote;
+mod runs;
 mod wakeup;
 
 use std::fs::File;
@@ -121,6 +123,10 @@ pub struct ForwarderStats {
     pub late_max_ns: u64,
     /// CPU time the data-plane thread used, user and system.
     pub cpu_ns: u64,
+    /// TCP super-packets that travelled as their segments (a shaped or lossy route), and
+    /// the packets those segments were written back in (runs of segments due together).
+    pub cut_super_packets: u64,
+    pub segment_runs: u64,
     /// Packets written into the captures of nodes.
     pub captured_packets: u64,
     /// Captures of nodes that reached their `max_size` and stopped there.

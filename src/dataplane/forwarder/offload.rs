@@ -1,9 +1,9 @@
-//! When the TUN device may hand over TCP super-packets (segmentation offload): only while
-//! no link has a rate limit (a constant one or a trace) or loss, no other worker exists and no node is captured. A
-//! super-packet is a burst of segments: a loss draw would drop them all at once, and a FIFO
-//! would release them together instead of one by one; nor does it fit a UDP datagram to
-//! another worker, nor is it a packet a real link would carry (a capture shows those).
-//! Unlimited, lossless links deliver a burst at once anyway, so there it changes nothing.
+//! When the TUN device may hand over TCP super-packets (segmentation offload), and which of
+//! them travel whole. The device offloads unless another worker exists (a super-packet does
+//! not fit a UDP datagram to it) or a node is captured (a capture shows the packets a real
+//! link carries). A super-packet between unlimited, lossless links travels as one packet:
+//! they deliver a burst at once anyway. On any other route it is a burst of segments, each
+//! with its own place in the FIFOs, serialisation time and loss draw (`segments`).
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -59,10 +59,15 @@ impl SuperPackets {
     }
 
     pub(super) fn allowed(&self) -> bool {
-        self.possible
-            && !self.capturing
-            && self.impaired_nodes.is_empty()
-            && self.lossy_groups.is_empty()
+        self.possible && !self.capturing
+    }
+
+    /// Whether a super-packet from `src` (in group `a`) to `dst` (in group `b`) may travel
+    /// as one packet.
+    pub(super) fn whole(&self, src: Ipv4Addr, dst: Ipv4Addr, a: u32, b: u32) -> bool {
+        !self.impaired_nodes.contains(&src)
+            && !self.impaired_nodes.contains(&dst)
+            && !self.lossy_groups.contains(&(a.min(b), a.max(b)))
     }
 }
 
@@ -72,19 +77,23 @@ mod tests {
     use crate::experiment::GilbertElliott;
 
     #[test]
-    fn only_unlimited_lossless_links_of_one_worker_allow_super_packets() {
+    fn super_packets_travel_whole_only_between_unlimited_lossless_links() {
         let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
         let mut sp = SuperPackets::new(true, false);
-        assert!(sp.allowed());
+        assert!(sp.allowed() && sp.whole(a, b, 0, 0));
         let slow = LinkShape {
             up: Some(1_000_000),
             ..LinkShape::default()
         };
         sp.node_shaped(a, &slow);
         sp.node_shaped(b, &slow);
-        assert!(!sp.allowed());
+        assert!(
+            sp.allowed(),
+            "shaped links take super-packets too, in segments"
+        );
+        assert!(!sp.whole(a, b, 0, 0) && !sp.whole(b, a, 0, 0));
         sp.node_shaped(a, &LinkShape::default());
-        assert!(!sp.allowed(), "b is still limited");
+        assert!(!sp.whole(a, b, 0, 0), "b is still limited");
         let latency_only = LinkShape {
             latency: 5_000_000,
             up: Some(0),
@@ -92,7 +101,7 @@ mod tests {
         };
         sp.node_shaped(b, &latency_only);
         assert!(
-            sp.allowed(),
+            sp.whole(a, b, 0, 0),
             "latency and a rate of 0 (unlimited) keep bursts intact"
         );
 
@@ -101,9 +110,13 @@ mod tests {
             ..GroupLink::default()
         };
         sp.groups_linked(2, 1, &lossy);
-        assert!(!sp.allowed());
+        assert!(!sp.whole(a, b, 1, 2) && !sp.whole(a, b, 2, 1));
+        assert!(sp.whole(a, b, 0, 1), "another pair of groups");
         sp.groups_linked(1, 2, &GroupLink::default());
-        assert!(sp.allowed(), "a group pair is the same either way round");
+        assert!(
+            sp.whole(a, b, 1, 2),
+            "a group pair is the same either way round"
+        );
         sp.capturing(true);
         assert!(!sp.allowed(), "a capture shows MTU-sized packets");
         sp.capturing(false);
@@ -129,16 +142,17 @@ mod tests {
             burst,
             ..LinkShape::default()
         };
-        sp.node_shaped(Ipv4Addr::new(10, 0, 0, 1), &node);
-        assert!(!sp.allowed());
-        sp.node_shaped(Ipv4Addr::new(10, 0, 0, 1), &LinkShape::default());
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        sp.node_shaped(a, &node);
+        assert!(!sp.whole(a, b, 0, 1));
+        sp.node_shaped(a, &LinkShape::default());
         let group = GroupLink {
             burst,
             ..GroupLink::default()
         };
         sp.groups_linked(0, 1, &group);
-        assert!(!sp.allowed());
+        assert!(!sp.whole(a, b, 0, 1));
         sp.groups_linked(0, 1, &GroupLink::default());
-        assert!(sp.allowed());
+        assert!(sp.whole(a, b, 0, 1));
     }
 }

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, UdpSocket};
 use super::ForwarderStats;
 use super::batch::{Inbox, Outbox};
 use super::buffers::Packet;
-use super::forwarding::{Forwarder, READ_BATCH};
+use super::forwarding::{Carried, Forwarder, READ_BATCH};
 use crate::dataplane::packet::{ipv4_endpoints, wire_len};
 use crate::dataplane::peers::{Peers, Refused};
 use crate::units::Nanos;
@@ -173,7 +173,9 @@ impl Forwarder {
         self.stats.remote_received += 1;
         let len = wire_len(vnet, ip.len());
         let arrival = self.clock.now().saturating_add(remaining);
-        let _ = self.fabric.receive_from_remote(arrival, dst, len, packet);
+        let _ = self
+            .fabric
+            .receive_from_remote(arrival, dst, len, Carried::Whole(packet));
     }
 }
 
