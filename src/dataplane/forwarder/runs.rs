@@ -2,7 +2,9 @@
 //! consecutive segments due within `WINDOW` of the first of them are written as one packet
 //! (a real NIC's interrupt coalescing and GRO do the same to the receiver), and a segment the
 //! model dropped or delayed further starts a new run. Each segment keeps its own deadline,
-//! so a segment held back for the others counts as late by that much.
+//! so a segment held back for the others counts as late by that much. A run does not wait
+//! for a segment that, spaced as the flow's segments were so far, would come too late: on a
+//! slow link every segment leaves at its own deadline.
 //! Runs are kept per flow (sender, receiver): a flow's packets leave in order.
 
 use std::collections::HashMap;
@@ -49,12 +51,24 @@ pub(super) struct Segment<B> {
 #[derive(Debug)]
 pub(super) struct Runs<B> {
     open: HashMap<Flow, Run<B>>,
+    /// Per flow that had segments: its last one and the spacing of the last two in a row.
+    /// One entry per flow ever cut, some tens of bytes each.
+    spacing: HashMap<Flow, Spacing>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Spacing {
+    id: u64,
+    index: usize,
+    deadline: Nanos,
+    gap: Option<Nanos>,
 }
 
 impl<B> Default for Runs<B> {
     fn default() -> Self {
         Runs {
             open: HashMap::new(),
+            spacing: HashMap::new(),
         }
     }
 }
@@ -66,6 +80,23 @@ impl<B> Runs<B> {
 
     /// Takes a delivered segment; runs it completes or ends go to `out`, in write order.
     pub(super) fn segment(&mut self, s: Segment<B>, out: &mut Vec<Run<B>>) {
+        let last = self.spacing.get(&s.flow).copied();
+        let gap = match last {
+            Some(l) if l.id == s.id && l.index + 1 == s.index => {
+                Some(s.deadline.saturating_sub(l.deadline))
+            }
+            Some(l) => l.gap,
+            None => None,
+        };
+        self.spacing.insert(
+            s.flow,
+            Spacing {
+                id: s.id,
+                index: s.index,
+                deadline: s.deadline,
+                gap,
+            },
+        );
         let extends = self.open.get(&s.flow).is_some_and(|run| {
             run.id == s.id
                 && run.segments().end == s.index
@@ -86,7 +117,9 @@ impl<B> Runs<B> {
                 deadlines: vec![s.deadline],
             })
         };
-        if run.segments().end == s.count {
+        let closes = run.deadlines[0].saturating_add(WINDOW);
+        let next_too_late = gap.is_some_and(|g| s.deadline.saturating_add(g) > closes);
+        if run.segments().end == s.count || next_too_late {
             out.extend(self.open.remove(&s.flow));
         }
     }
@@ -165,6 +198,25 @@ mod tests {
             runs.segment(seg(A, 1, 20, i, i as u64 * 12_000), &mut out);
         }
         assert_eq!(ranges(&out), [(1, 0..9), (1, 9..18), (1, 18..20)]);
+    }
+
+    #[test]
+    fn on_a_slow_link_segments_leave_at_their_deadlines_once_their_spacing_is_known() {
+        // 128 kbit/s: 94 ms a segment. The first waits out its window (nothing is known
+        // of the flow yet); from the second on, none waits.
+        let mut runs = Runs::default();
+        let mut out = Vec::new();
+        runs.segment(seg(A, 1, 3, 0, 0), &mut out);
+        assert!(out.is_empty());
+        runs.due(WINDOW, &mut out);
+        assert_eq!(ranges(&out), [(1, 0..1)]);
+        out.clear();
+        runs.segment(seg(A, 1, 3, 1, 94_000_000), &mut out);
+        assert_eq!(ranges(&out), [(1, 1..2)], "written at once");
+        out.clear();
+        runs.segment(seg(A, 2, 3, 0, 300_000_000), &mut out);
+        assert_eq!(ranges(&out), [(2, 0..1)], "the flow's next burst too");
+        assert!(runs.is_empty());
     }
 
     #[test]
