@@ -396,25 +396,28 @@ impl Forwarder {
         let burst = &*run.burst;
         let (bytes, segments) = (burst.packet.bytes(), run.segments());
         let ip = &bytes[self.hdr..];
-        let written = if segments == (0..burst.layout.count()) {
+        let whole = segments == (0..burst.layout.count());
+        let mut payload: &[u8] = &[];
+        let written = if whole {
             self.tun.write(bytes)
         } else {
             burst
                 .layout
                 .run_headers(ip, segments.clone(), &mut self.run_headers);
-            let payload = &ip[burst.layout.payload(segments.clone())];
+            payload = &ip[burst.layout.payload(segments)];
             self.tun
                 .write_vectored(&[IoSlice::new(&self.run_headers), IoSlice::new(payload)])
         };
         match written {
             Err(_) => self.stats.write_errors += 1,
+            // Only while a capture starts with segments in flight: a capture turns the
+            // device's offload off.
             Ok(_) if !self.captures.is_empty() => {
-                let mut packet = self.run_headers.clone();
-                if segments == (0..burst.layout.count()) {
-                    packet = bytes.to_vec();
+                let packet = if whole {
+                    bytes.to_vec()
                 } else {
-                    packet.extend_from_slice(&ip[burst.layout.payload(segments)]);
-                }
+                    [&self.run_headers[..], payload].concat()
+                };
                 let (vnet, ip) = packet.split_at(self.hdr);
                 self.captures.received(vnet, ip, wall_clock);
             }
