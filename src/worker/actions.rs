@@ -7,6 +7,7 @@ use std::io::BufWriter;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 
+use super::procs::RunningProc;
 use super::{LocalWorker, PendingKill, procs, shim};
 use crate::dataplane::Command;
 use crate::dataplane::capture::Capture;
@@ -83,20 +84,39 @@ impl Executor for LocalWorker {
         self.fire_pending_kills();
         let now = self.clock.now();
         let mut exits = Vec::new();
-        self.procs.retain(|id, p| match p.try_exit() {
-            Ok(Some(status)) => {
-                exits.push((
-                    now,
-                    ProcExit {
-                        proc: *id,
-                        status,
-                        oom: false,
-                    },
-                ));
-                false
+        let exit = |proc: ProcId, status| {
+            (
+                now,
+                ProcExit {
+                    proc,
+                    status,
+                    oom: false,
+                },
+            )
+        };
+        // Only the children that ended are asked, one by one, until none is left.
+        while let Some(pid) = procs::ended_child() {
+            let ours = self.procs.iter().find(|(_, p)| p.child.id() == pid);
+            let Some(id) = ours.map(|(id, _)| *id) else {
+                // Another part of the worker's child, which its owner reaps: it hides ours
+                // from `ended_child` until then, so each of ours is asked instead.
+                self.procs.retain(|id, p| match p.try_exit() {
+                    Ok(Some(status)) => {
+                        exits.push(exit(*id, status));
+                        false
+                    }
+                    _ => true,
+                });
+                break;
+            };
+            match self.procs.get_mut(&id).map(RunningProc::try_exit) {
+                Some(Ok(Some(status))) => {
+                    self.procs.remove(&id);
+                    exits.push(exit(id, status));
+                }
+                _ => break,
             }
-            _ => true,
-        });
+        }
         exits.sort_by_key(|(_, e)| e.proc);
         // The kernel's out-of-memory killer sends SIGKILL and counts it in the node's cgroup.
         if let Some(cgroup) = self.cgroup.as_mut() {

@@ -43,6 +43,24 @@ impl RunningProc {
     }
 }
 
+/// The pid of a child of this process that has ended and waits to be reaped, left unreaped
+/// (`waitid` with `WNOWAIT`); `None` when there is none. One system call, however many
+/// children run: asking each of 10,000 in turn cost a pass over the kernel's list of
+/// children per question.
+pub fn ended_child() -> Option<u32> {
+    // SAFETY: siginfo_t is plain data, for which all zeros is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: `info` outlives the call, which fills it or leaves si_pid at 0 (WNOHANG with
+    // nothing to report); with WNOWAIT it reaps nothing, with WNOHANG it does not block.
+    if unsafe { libc::waitid(libc::P_ALL, 0, &mut info, flags) } != 0 {
+        return None;
+    }
+    // SAFETY: waitid filled the SIGCHLD fields of `info`, or left them zero.
+    let pid = unsafe { info.si_pid() };
+    u32::try_from(pid).ok().filter(|&p| p > 0)
+}
+
 fn convert(status: std::process::ExitStatus) -> ExitStatus {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
