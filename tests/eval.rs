@@ -2,14 +2,15 @@
 //! runs end to end at a tiny size through `eval/run` (real mode, needs root, ctorrent,
 //! opentracker, curl and python3), writing its table of figures. The figures themselves are
 //! measured at the scaled-down and full sizes by `eval/run`, not here. Also: what the worker
-//! holds open does not grow with the nodes that run programs.
+//! holds open does not grow with the nodes that run programs, and `eval/spawn.rhai` records
+//! the spawn rate.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{Scenario, can_run_real_mode_with, node_file, real_run};
+use common::{Scenario, can_run_real_mode_with, metric, node_file, of, read_events, real_run};
 
 const EXPERIMENTS: [&str; 3] = ["scale", "fairness", "busy"];
 
@@ -113,6 +114,33 @@ fn the_fairness_experiment_runs_at_a_tiny_size() {
 /// The worker opened four `cgroup.procs` per node and kept them: a swarm of 5,000 nodes ran
 /// out of descriptors. Counted by a program of the lab, whose parent is the test process
 /// (the embedded worker's spawner).
+#[test]
+fn the_spawn_script_records_how_long_its_spawns_took() {
+    if !can_run_real_mode_with(
+        "the_spawn_script_records_how_long_its_spawns_took",
+        &["sleep"],
+    ) {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let status = Command::new(env!("CARGO_BIN_EXE_p2plab"))
+        .arg("script")
+        .arg(root.join("eval/spawn.rhai"))
+        .args(["--set", "count=20", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let events = read_events(&out.join("events.jsonl"));
+    let spawns = of(&events, "spawn");
+    assert_eq!(spawns.len(), 20);
+    assert!(spawns.iter().all(|e| e["error"].is_null()), "{spawns:?}");
+    let seconds = metric(&events, "spawn_seconds");
+    assert!(seconds > 0.0 && seconds < 20.0, "{seconds}");
+}
+
 #[test]
 fn descriptors_do_not_grow_with_the_nodes_that_run_programs() {
     if !can_run_real_mode_with(
