@@ -89,8 +89,10 @@
 //! kept 4 bytes a pair (`experiment::GroupTable`), so graphs of thousands of groups fit. It is
 //! run on real packets by a
 //! forwarding thread between the TUN device and the kernel (`dataplane::forwarder`), on a
-//! timerfd precise to tens of microseconds, with TCP segmentation offload while no link is
-//! rate-limited or lossy, no node is captured and no other worker exists. Captured nodes'
+//! timerfd precise to tens of microseconds, with TCP segmentation offload while no node is
+//! captured and no other worker exists: on a rate-limited or lossy route a super-packet
+//! enters the model as its segments (`dataplane::segments`) and leaves in runs of segments
+//! due together. Captured nodes'
 //! packets go to pcap files as their links carry them (`dataplane::capture`). A packet for
 //! a node of another worker leaves after the sending half of the model, in a UDP datagram
 //! that carries the delay it still has (`dataplane::encap`); that worker's data plane runs
