@@ -310,11 +310,10 @@ impl Forwarder {
         vnet: &[u8],
         ip: &[u8],
     ) -> Option<Layout> {
+        // The header first: most packets are no super-packet, and it costs no lookup.
+        let layout = Layout::of(vnet, ip)?;
         let groups = (self.fabric.group(src)?.0, self.fabric.group(dst)?.0);
-        if self.super_packets.whole(flow.0, flow.1, groups.0, groups.1) {
-            return None;
-        }
-        Layout::of(vnet, ip)
+        (!self.super_packets.whole(flow.0, flow.1, groups.0, groups.1)).then_some(layout)
     }
 
     /// Each segment through the model on its own: its place in the FIFOs, its
