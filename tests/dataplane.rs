@@ -68,8 +68,9 @@ fn rtt_follows_node_latencies_and_group_latency() {
         }
     }
     let (far, local) = (median(far_rtts), median(local_rtts));
+    // 100 ms and more: whole milliseconds in ping's output, as above (CI: 101 for 100.18).
     assert!(
-        (far - 100.0 - baseline).abs() < 0.5,
+        (far - 100.0 - baseline).abs() < 0.5 + 0.5,
         "g-far RTT {far} ms, want 100 + {baseline}"
     );
     assert!(
