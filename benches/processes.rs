@@ -1,8 +1,9 @@
 //! Process supervision at scale (needs root): 1000 real processes on 1000 nodes (or as many
 //! as the first number among the arguments says), spawned
 //! by the supervisor and bound to their nodes, against a baseline of the same 1000 spawns
-//! done directly with `std::process::Command`, and once more with each child entering a
-//! cgroup before exec as binding "bpf" does (fork + `pre_exec` instead of `posix_spawn`).
+//! done directly with `std::process::Command` (its `posix_spawn` path), and once more with each
+//! child entering a cgroup before exec (fork + `pre_exec`, what p2plab did before its spawner
+//! cloned with `CLONE_VM | CLONE_VFORK`).
 //! Also reports p2plab's peak memory and checks that every process is gone after each run.
 //! Processes are counted (started, left over), and every failure to kill or reap one is
 //! counted and printed.
@@ -75,8 +76,9 @@ fn baseline(nodes: usize) -> Spawned {
     baseline_into(nodes, None)
 }
 
-/// The baseline, each child entering a cgroup between fork and exec as p2plab's spawner does
-/// with binding "bpf" (`worker::procs`): the cost of leaving `posix_spawn` for fork.
+/// The baseline, each child entering a cgroup between fork and exec with the standard
+/// library's `pre_exec`: the cost of leaving `posix_spawn` for fork, which p2plab's spawner
+/// (`worker::launch`) avoids.
 fn baseline_in_cgroup(nodes: usize) -> Spawned {
     let name = format!("p2plab-{}-bench", std::process::id());
     let mut lab = LabCgroup::create(&name).expect("lab cgroup");

@@ -108,7 +108,20 @@ fn the_fairness_experiment_runs_at_a_tiny_size() {
         return;
     }
     let table = run_tiny("fairness");
-    assert!(table.contains("spread (max - min) / median"), "{table}");
+    assert!(
+        table.contains("spread of the CPU shares | <= 5 % |"),
+        "{table}"
+    );
+    // The quota holds: each job's CPU time (the node's v2 cpu.stat) over its wall time.
+    let shares = table
+        .lines()
+        .find(|l| l.contains("each: CPU share each job got"))
+        .and_then(|l| l.split('|').nth(3))
+        .unwrap_or_else(|| panic!("no CPU share row: {table}"));
+    for share in shares.split('/') {
+        let share: f64 = share.trim().parse().unwrap();
+        assert!((0.5..=0.7).contains(&share), "quota 0.6: {table}");
+    }
 }
 
 /// The worker opened four `cgroup.procs` per node and kept them: a swarm of 5,000 nodes ran

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Scenario, can_run_real_mode, can_run_real_mode_with, node_file, of, real_run};
+use common::{
+    Scenario, can_run_real_mode, can_run_real_mode_with, metric, node_file, of, real_run,
+};
 
 #[test]
 fn programs_use_their_node_address_without_options() {
@@ -131,6 +133,70 @@ fn a_command_that_cannot_start_is_an_event_not_a_crash() {
     assert!(
         node_file(&s, "10.0.0.1", "stderr.log")
             .contains("p2plab: cannot start \"no-such-program\"")
+    );
+}
+
+#[test]
+fn a_program_starts_in_its_node_folder_group_and_cgroup_with_default_signals() {
+    if !can_run_real_mode(
+        "a_program_starts_in_its_node_folder_group_and_cgroup_with_default_signals",
+    ) {
+        return;
+    }
+    // Everything the spawner sets up between clone and exec, as the program sees it.
+    let s = Scenario::new(
+        r#"
+        let n = alloc_ip(2);
+        let p = spawn(n[1], "sh -c 'pwd; echo $P2PLAB_IP $BINDIP $P2PLAB_NODE $GREETING; \
+            grep -E \"^(SigBlk|SigIgn):\" /proc/self/status; \
+            echo pgid $(cut -d\" \" -f5 /proc/self/stat) pid $$; cat /proc/self/cgroup; \
+            yes | head -n 1; echo stdin $(cat)'", #{ env: #{ GREETING: "hello" } });
+        metric("code", p.wait());
+        "#,
+    );
+    real_run(&s);
+    assert_eq!(metric(&s.events(), "code"), 0.0);
+    let out = node_file(&s, "10.0.0.2", "stdout.log");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].ends_with("nodes/10.0.0.2"),
+        "the node's folder: {out}"
+    );
+    assert_eq!(lines[1], "10.0.0.2 10.0.0.2 1 hello", "{out}");
+    assert_eq!(
+        lines[2], "SigBlk:\t0000000000000000",
+        "no signal blocked: {out}"
+    );
+    // Ignored as by p2plab's own parent (inherited, as through any exec), except SIGPIPE,
+    // which Rust ignores for itself.
+    let ignored = |status: &str| {
+        let hex = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .unwrap();
+        u64::from_str_radix(hex.trim(), 16).unwrap()
+    };
+    let sigpipe = 1 << (libc::SIGPIPE - 1);
+    let ours = ignored(&std::fs::read_to_string("/proc/self/status").unwrap());
+    assert_eq!(ignored(lines[3]), ours & !sigpipe, "{out}");
+    let ids: Vec<&str> = lines[4].split_whitespace().collect();
+    assert_eq!(
+        ids[1], ids[3],
+        "the shell leads its own process group: {out}"
+    );
+    // Bound by cgroup-BPF (the machine's default when root) or by the shim.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.out().join("summary.json")).unwrap())
+            .unwrap();
+    if summary["binding"] == "bpf" {
+        assert!(out.contains("/n10.0.0.2\n"), "in its node's cgroup: {out}");
+    }
+    assert!(out.contains("\ny\n"), "{out}");
+    assert!(out.ends_with("\nstdin\n"), "stdin is empty: {out}");
+    let err = node_file(&s, "10.0.0.2", "stderr.log");
+    assert!(
+        !err.contains("Broken pipe"),
+        "SIGPIPE ends `yes` quietly: {err}"
     );
 }
 

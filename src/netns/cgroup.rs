@@ -176,22 +176,14 @@ impl LabCgroup {
             .iter()
             .map(|(&ip, node)| {
                 let dir = self.dir.join(node_dir_name(ip));
-                let usage = match &self.controllers {
-                    Controllers::V1(mounts) => {
-                        let find = |c| v1_dir(mounts, node, c);
-                        NodeUsage {
-                            cpu_usec: find("cpuacct")
-                                .and_then(|d| limits::read(d, "cpuacct.usage", None))
-                                .map_or(0, |ns| ns / 1000),
-                            memory_peak: find("memory")
-                                .and_then(|d| limits::read(d, "memory.max_usage_in_bytes", None))
-                                .unwrap_or(0),
-                        }
-                    }
-                    _ => NodeUsage {
-                        cpu_usec: limits::read(&dir, "cpu.stat", Some("usage_usec")).unwrap_or(0),
-                        memory_peak: limits::read(&dir, "memory.peak", None).unwrap_or(0),
-                    },
+                let memory_peak = match &self.controllers {
+                    Controllers::V1(mounts) => v1_dir(mounts, node, "memory")
+                        .and_then(|d| limits::read(d, "memory.max_usage_in_bytes", None)),
+                    _ => limits::read(&dir, "memory.peak", None),
+                };
+                let usage = NodeUsage {
+                    cpu_usec: limits::read(&dir, "cpu.stat", Some("usage_usec")).unwrap_or(0),
+                    memory_peak: memory_peak.unwrap_or(0),
                 };
                 (ip, usage)
             })

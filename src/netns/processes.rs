@@ -58,6 +58,7 @@ fn killable(pid: u32) -> bool {
 /// (so a group's members are found even after its leader was reaped, and a reused group id
 /// outside the lab is never touched).
 pub fn members_of_groups(ns: NsId, groups: &[i32]) -> Vec<u32> {
+    let groups: std::collections::HashSet<i32> = groups.iter().copied().collect();
     all_pids()
         .into_iter()
         .filter(|&pid| killable(pid))

@@ -96,22 +96,20 @@ impl Executor for LocalWorker {
         };
         // Only the children that ended are asked, one by one, until none is left.
         while let Some(pid) = procs::ended_child() {
-            let ours = self.procs.iter().find(|(_, p)| p.child.id() == pid);
-            let Some(id) = ours.map(|(id, _)| *id) else {
+            let Some(id) = self.procs.of_pid(pid) else {
                 // Another part of the worker's child, which its owner reaps: it hides ours
                 // from `ended_child` until then, so each of ours is asked instead.
-                self.procs.retain(|id, p| match p.try_exit() {
-                    Ok(Some(status)) => {
-                        exits.push(exit(*id, status));
-                        false
-                    }
-                    _ => true,
-                });
+                exits.extend(
+                    self.procs
+                        .reap_ended()
+                        .into_iter()
+                        .map(|(id, status)| exit(id, status)),
+                );
                 break;
             };
-            match self.procs.get_mut(&id).map(RunningProc::try_exit) {
+            match self.procs.get_mut(id).map(RunningProc::try_exit) {
                 Some(Ok(Some(status))) => {
-                    self.procs.remove(&id);
+                    self.procs.remove(id);
                     exits.push(exit(id, status));
                 }
                 _ => break,
@@ -260,8 +258,8 @@ impl LocalWorker {
             // process of the lab by its network namespace in /proc, and a ledger rewrite per
             // spawn tripled the cost of spawning.
             Ok(running) => {
-                tracing::debug!(pid = running.child.id(), cmd = %spec.cmd, "spawned");
-                outcome.pid = Some(running.child.id());
+                tracing::debug!(pid = running.pid(), cmd = %spec.cmd, "spawned");
+                outcome.pid = Some(running.pid());
                 self.node_groups
                     .entry(node)
                     .or_default()
@@ -299,7 +297,7 @@ impl LocalWorker {
         self.dataplane().barrier();
         let exits = self.kill_now(procs);
         let groups = self.node_groups.get(&node).cloned().unwrap_or_default();
-        self.lab().signal_groups(&groups, libc::SIGKILL);
+        self.signal_groups(&groups, libc::SIGKILL);
         // In its cgroup, also what left every process group of the node (a daemon).
         if let Some(cgroup) = &self.cgroup
             && let Err(e) = cgroup.kill_node(ip)
@@ -352,7 +350,7 @@ impl LocalWorker {
     fn leave(&mut self, node: NodeId, grace: Nanos) {
         let deadline = self.clock.now().saturating_add(grace);
         let groups = self.node_groups.get(&node).cloned().unwrap_or_default();
-        self.lab().signal_groups(&groups, libc::SIGTERM);
+        self.signal_groups(&groups, libc::SIGTERM);
         // In its cgroup, also what left every process group of the node (a daemon); the
         // programs a later spawn starts on the node are not part of this departure.
         let pids = match (&self.cgroup, self.ip(node)) {

@@ -4,6 +4,7 @@
 
 mod actions;
 mod admission;
+mod launch;
 mod procs;
 pub mod server;
 pub mod session;
@@ -21,7 +22,6 @@ use crate::netns::cgroup::LabCgroup;
 use crate::netns::{LabNamespace, NetnsError};
 use crate::proto::{Binding, BindingChoice, Failure, Setup};
 use crate::units::Nanos;
-use procs::RunningProc;
 
 /// The TUN device of every lab (each lab has its own namespace, so the name never clashes).
 const TUN_NAME: &str = "p2p0";
@@ -89,7 +89,7 @@ struct PendingKill {
 pub struct LocalWorker {
     // Field order is drop order: processes are killed by `Drop` first, then the data plane
     // stops, then the namespace goes.
-    procs: HashMap<ProcId, RunningProc>,
+    procs: procs::Children,
     /// The node of each running process, to tell an out-of-memory kill by its cgroup.
     proc_nodes: HashMap<ProcId, Ipv4Addr>,
     spawner: procs::Spawner,
@@ -175,7 +175,7 @@ impl LocalWorker {
         let spawner = procs::Spawner::start(lab.ns_fd()).map_err(WorkerError::Spawner)?;
         let cgroup = Self::lab_cgroup(&lab, opts.binding)?;
         Ok(LocalWorker {
-            procs: HashMap::new(),
+            procs: procs::Children::default(),
             proc_nodes: HashMap::new(),
             spawner,
             cgroup,
@@ -268,7 +268,7 @@ impl LocalWorker {
     fn kill_now(&mut self, procs: &[ProcId]) -> Vec<ProcExit> {
         let mut exits = Vec::new();
         for id in procs {
-            if let Some(mut p) = self.procs.remove(id) {
+            if let Some(mut p) = self.procs.remove(*id) {
                 p.signal(nix::sys::signal::Signal::SIGKILL);
                 if let Ok(status) = p.wait_exit() {
                     exits.push(ProcExit {
@@ -287,9 +287,29 @@ impl LocalWorker {
         let (due, later): (Vec<_>, Vec<_>) =
             self.pending_kills.drain(..).partition(|k| k.at <= now);
         self.pending_kills = later;
-        for kill in due {
-            self.lab().signal_groups(&kill.groups, libc::SIGKILL);
-            self.lab().signal_pids(&kill.pids, libc::SIGKILL);
+        // All at once: the groups whose leaders were reaped cost one pass over /proc.
+        let groups: Vec<i32> = due.iter().flat_map(|k| k.groups.iter().copied()).collect();
+        let pids: Vec<u32> = due.iter().flat_map(|k| k.pids.iter().copied()).collect();
+        if !groups.is_empty() {
+            self.signal_groups(&groups, libc::SIGKILL);
+        }
+        self.lab().signal_pids(&pids, libc::SIGKILL);
+    }
+
+    /// Signals process `groups` of the lab: with `killpg` where a child of ours not reaped
+    /// yet leads the group (its number cannot belong to anyone else), by one search of
+    /// /proc for the members of the others (a shell's background job outlives its shell).
+    fn signal_groups(&self, groups: &[i32], signal: i32) {
+        let (ours, orphaned): (Vec<i32>, Vec<i32>) =
+            groups.iter().partition(|&&g| self.procs.leads(g));
+        if let Ok(sig) = nix::sys::signal::Signal::try_from(signal) {
+            for g in ours {
+                // ESRCH (the group is already gone) is fine.
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(g), sig);
+            }
+        }
+        if !orphaned.is_empty() {
+            self.lab().signal_groups(&orphaned, signal);
         }
     }
 
@@ -375,10 +395,8 @@ impl LocalWorker {
     /// Kills the processes, stops the data plane and removes the lab; returns the data
     /// plane's counters. Done once: `Drop` finds nothing left to do after it.
     fn teardown(&mut self) -> Option<ForwarderStats> {
-        for p in self.procs.values() {
-            p.signal(nix::sys::signal::Signal::SIGKILL);
-        }
-        for (_, mut p) in self.procs.drain() {
+        self.procs.signal_all(nix::sys::signal::Signal::SIGKILL);
+        for mut p in self.procs.take_all() {
             let _ = p.wait_exit();
         }
         // What the programs started (daemons that left their process group) dies with it.

@@ -2,29 +2,96 @@
 //! folder, in a process group of their own so that a signal reaches their children too, and
 //! bound to the node's address (in the node's cgroup, or with the shim preloaded).
 
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use nix::sched::CloneFlags;
 
+use super::launch::{Launch, LaunchSpec, Launcher};
 use super::shim::contract;
-use crate::experiment::{ExitStatus, NodeId, SpawnSpec};
+use crate::experiment::{ExitStatus, NodeId, ProcId, SpawnSpec};
+
+/// The programs we started and have not reaped, found by the run's process id or by pid.
+#[derive(Default)]
+pub struct Children {
+    procs: HashMap<ProcId, RunningProc>,
+    by_pid: HashMap<u32, ProcId>,
+}
+
+impl Children {
+    pub fn insert(&mut self, id: ProcId, proc: RunningProc) {
+        self.by_pid.insert(proc.pid(), id);
+        self.procs.insert(id, proc);
+    }
+
+    pub fn remove(&mut self, id: ProcId) -> Option<RunningProc> {
+        let proc = self.procs.remove(&id)?;
+        self.by_pid.remove(&proc.pid());
+        Some(proc)
+    }
+
+    pub fn get_mut(&mut self, id: ProcId) -> Option<&mut RunningProc> {
+        self.procs.get_mut(&id)
+    }
+
+    pub fn of_pid(&self, pid: u32) -> Option<ProcId> {
+        self.by_pid.get(&pid).copied()
+    }
+
+    /// Whether process group `pgid` is led by a child not reaped yet. Its number cannot be
+    /// reused until then, so `killpg` reaches the group's members and no one else, even
+    /// after its leader has exited.
+    pub fn leads(&self, pgid: i32) -> bool {
+        u32::try_from(pgid).is_ok_and(|pid| self.by_pid.contains_key(&pid))
+    }
+
+    /// Reaps every child that has ended; returns them with their exit statuses.
+    pub fn reap_ended(&mut self) -> Vec<(ProcId, ExitStatus)> {
+        let mut ended = Vec::new();
+        let by_pid = &mut self.by_pid;
+        self.procs.retain(|id, p| match p.try_exit() {
+            Ok(Some(status)) => {
+                by_pid.remove(&p.pid());
+                ended.push((*id, status));
+                false
+            }
+            _ => true,
+        });
+        ended
+    }
+
+    pub fn signal_all(&self, sig: nix::sys::signal::Signal) {
+        for p in self.procs.values() {
+            p.signal(sig);
+        }
+    }
+
+    /// Removes every child, for the caller to reap.
+    pub fn take_all(&mut self) -> Vec<RunningProc> {
+        self.by_pid.clear();
+        self.procs.drain().map(|(_, p)| p).collect()
+    }
+}
 
 /// A program we started and have not reaped yet.
 pub struct RunningProc {
-    pub child: Child,
+    pid: i32,
 }
 
 impl RunningProc {
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
     /// The process group: the child leads its own.
     pub fn pgid(&self) -> i32 {
-        self.child.id() as i32
+        self.pid
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -32,14 +99,31 @@ impl RunningProc {
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pgid()), sig);
     }
 
-    /// The exit status if the process ended.
+    /// The exit status if the process ended (it is reaped then).
     pub fn try_exit(&mut self) -> io::Result<Option<ExitStatus>> {
-        Ok(self.child.try_wait()?.map(convert))
+        self.wait(libc::WNOHANG)
     }
 
     /// Blocks until the process ends.
     pub fn wait_exit(&mut self) -> io::Result<ExitStatus> {
-        self.child.wait().map(convert)
+        loop {
+            if let Some(status) = self.wait(0)? {
+                return Ok(status);
+            }
+        }
+    }
+
+    fn wait(&mut self, flags: libc::c_int) -> io::Result<Option<ExitStatus>> {
+        let mut status = 0;
+        // SAFETY: waits for our own child into a local.
+        match unsafe { libc::waitpid(self.pid, &mut status, flags) } {
+            0 => Ok(None),
+            pid if pid == self.pid => Ok(Some(convert(status))),
+            _ => match io::Error::last_os_error() {
+                e if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+                e => Err(e),
+            },
+        }
     }
 }
 
@@ -61,12 +145,13 @@ pub fn ended_child() -> Option<u32> {
     u32::try_from(pid).ok().filter(|&p| p > 0)
 }
 
-fn convert(status: std::process::ExitStatus) -> ExitStatus {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => ExitStatus::Code(c),
-        (None, Some(s)) => ExitStatus::Signal(s),
-        (None, None) => ExitStatus::Code(-1),
+fn convert(status: libc::c_int) -> ExitStatus {
+    if libc::WIFEXITED(status) {
+        ExitStatus::Code(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        ExitStatus::Signal(libc::WTERMSIG(status))
+    } else {
+        ExitStatus::Code(-1)
     }
 }
 
@@ -105,18 +190,19 @@ pub enum Bind<'a> {
     Preload(&'a Path),
 }
 
+type Request = (Launch, mpsc::Sender<io::Result<i32>>);
+
 /// Spawns programs from a thread that has joined the lab namespace, so children are born in
-/// it: no `setns` between fork and exec, which lets the standard library use its fast
-/// `posix_spawn` path where the shim binds. Entering a node cgroup needs a `pre_exec` write,
-/// hence fork (`benches/processes.rs` measures both).
+/// it, with the `Launcher` (vfork and exec: `benches/processes.rs` compares it with the
+/// standard library's fork).
 pub struct Spawner {
-    requests: Option<mpsc::Sender<(Command, mpsc::Sender<io::Result<Child>>)>>,
+    requests: Option<mpsc::Sender<Request>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Spawner {
     pub fn start(ns_fd: i32) -> io::Result<Spawner> {
-        let (tx, rx) = mpsc::channel::<(Command, mpsc::Sender<io::Result<Child>>)>();
+        let (tx, rx) = mpsc::channel::<Request>();
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("p2plab-spawner".into())
@@ -125,15 +211,21 @@ impl Spawner {
                 // dropped after it), so the descriptor stays open while it is used.
                 // SAFETY: `ns_fd` is the lab's open namespace descriptor, alive for the call.
                 let fd = unsafe { BorrowedFd::borrow_raw(ns_fd) };
-                let joined =
-                    nix::sched::setns(fd, CloneFlags::CLONE_NEWNET).map_err(io::Error::from);
-                let ok = joined.is_ok();
-                let _ = ready_tx.send(joined);
-                if !ok {
-                    return;
-                }
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
+                let joined = nix::sched::setns(fd, CloneFlags::CLONE_NEWNET)
+                    .map_err(io::Error::from)
+                    .and_then(|()| Launcher::new());
+                let mut launcher = match joined {
+                    Ok(launcher) => {
+                        let _ = ready_tx.send(Ok(()));
+                        launcher
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                for (launch, reply) in rx {
+                    let _ = reply.send(launcher.start(&launch));
                 }
             })?;
         ready_rx
@@ -155,6 +247,33 @@ impl Spawner {
         node_dir: &Path,
         bind: Bind<'_>,
     ) -> io::Result<RunningProc> {
+        let name = spec.argv.first().map_or("", String::as_str);
+        let cannot = |e: io::Error| io::Error::new(e.kind(), format!("cannot start {name:?}: {e}"));
+        let launch = self
+            .prepare(spec, node, ip, node_dir, bind)
+            .map_err(cannot)?;
+        let (reply_tx, reply_rx) = mpsc::channel();
+        self.requests
+            .as_ref()
+            .ok_or_else(|| io::Error::other("spawner stopped"))?
+            .send((launch, reply_tx))
+            .map_err(|_| io::Error::other("spawner thread died"))?;
+        // Waiting here also keeps `bind`'s descriptors open until the child has used them.
+        let pid = reply_rx
+            .recv()
+            .map_err(|_| io::Error::other("spawner thread died"))?
+            .map_err(cannot)?;
+        Ok(RunningProc { pid })
+    }
+
+    fn prepare(
+        &self,
+        spec: &SpawnSpec,
+        node: NodeId,
+        ip: Ipv4Addr,
+        node_dir: &Path,
+        bind: Bind<'_>,
+    ) -> io::Result<Launch> {
         if !node_dir.is_dir() {
             std::fs::create_dir_all(node_dir)?;
         }
@@ -167,63 +286,34 @@ impl Spawner {
         let program = if program.contains('/') && Path::new(program).is_relative() {
             std::env::current_dir()?.join(program)
         } else {
-            std::path::PathBuf::from(program)
+            PathBuf::from(program)
         };
-        let mut cmd = Command::new(&program);
-        cmd.args(args)
-            .current_dir(node_dir)
-            .env(contract::P2PLAB_NODE, node.0.to_string())
-            .env(contract::P2PLAB_IP, ip.to_string())
+        let mut env: Vec<(OsString, OsString)> = vec![
+            (contract::P2PLAB_NODE.into(), node.0.to_string().into()),
+            (contract::P2PLAB_IP.into(), ip.to_string().into()),
             // Scripts and wrappers read it (`$BINDIP`), whichever way programs are bound.
-            .env(contract::BINDIP, ip.to_string());
-        match bind {
+            (contract::BINDIP.into(), ip.to_string().into()),
+        ];
+        let cgroups = match bind {
             // Before the script's `env`, which may replace it.
             Bind::Preload(shim) => {
-                cmd.env(contract::LD_PRELOAD, shim);
+                env.push((contract::LD_PRELOAD.into(), shim.into()));
+                Vec::new()
             }
-            Bind::Cgroup(procs) => {
-                let fds: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
-                // SAFETY: the hook runs in the child between fork and exec, where only
-                // async-signal-safe calls are allowed: it makes one write(2) per descriptor
-                // opened before the fork, reads a vector made before it, and neither
-                // allocates nor locks. The descriptors are borrowed for this call, which
-                // returns once the child has exec'd. "0" moves the writing process.
-                unsafe {
-                    cmd.pre_exec(move || {
-                        for &fd in &fds {
-                            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                                return Err(io::Error::last_os_error());
-                            }
-                        }
-                        Ok(())
-                    });
-                }
-            }
-        }
-        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log_file(&node_dir.join("stdout.log"))?)
-            .stderr(log_file(&node_dir.join("stderr.log"))?)
-            .process_group(0);
-        if let Some(user) = &spec.user {
-            let (uid, gid) = lookup_user(user)?;
-            // std also clears the supplementary groups when it drops root.
-            cmd.uid(uid).gid(gid);
-        }
-        let (reply_tx, reply_rx) = mpsc::channel();
-        self.requests
-            .as_ref()
-            .ok_or_else(|| io::Error::other("spawner stopped"))?
-            .send((cmd, reply_tx))
-            .map_err(|_| io::Error::other("spawner thread died"))?;
-        let child = reply_rx
-            .recv()
-            .map_err(|_| io::Error::other("spawner thread died"))?
-            .map_err(|e| {
-                let name = spec.argv.first().map_or("", String::as_str);
-                io::Error::new(e.kind(), format!("cannot start {name:?}: {e}"))
-            })?;
-        Ok(RunningProc { child })
+            Bind::Cgroup(procs) => procs.iter().map(|f| f.as_raw_fd()).collect(),
+        };
+        env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
+        let user = spec.user.as_deref().map(lookup_user).transpose()?;
+        Launch::new(LaunchSpec {
+            program: &program,
+            args,
+            env,
+            cwd: node_dir,
+            stdout: log_file(&node_dir.join("stdout.log"))?,
+            stderr: log_file(&node_dir.join("stderr.log"))?,
+            cgroups,
+            user,
+        })
     }
 }
 

@@ -246,8 +246,8 @@ pub fn cgroups_of(pid: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The lab cgroups of runs by `pid` in the v1 hierarchies of node limits (`cpu`, `cpuacct`,
-/// `memory`), as `<mount>/<name>`.
+/// The lab cgroups of runs by `pid` in the v1 hierarchies of node limits (`cpu`, `memory`), as
+/// `<mount>/<name>`.
 pub fn v1_cgroups_of(pid: u32) -> Vec<String> {
     let prefix = format!("p2plab-{pid}-");
     p2plab::netns::limits::v1_mounts()
