@@ -74,7 +74,8 @@
 //! makes them, or rootless in a user namespace of the process's own), where the worker's node
 //! block `10.k.0.0/16` is local as a whole (one AnyIP route) and node-to-node traffic is
 //! steered into a TUN device by policy routing. Programs are spawned from a thread inside the
-//! lab, in their node's cgroup (binding "bpf", which also enforces the node's CPU and memory
+//! lab (`worker::launch`: a vfork-style clone that shares p2plab's memory until the exec),
+//! in their node's cgroup (binding "bpf", which also enforces the node's CPU and memory
 //! limits: `netns::limits`, on cgroup v2 or v1) or with the bind shim preloaded (binding
 //! "preload"); a ledger in `/run/p2plab` lets `p2plab cleanup` remove
 //! the labs of crashed runs.

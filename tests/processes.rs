@@ -201,6 +201,31 @@ fn a_program_starts_in_its_node_folder_group_and_cgroup_with_default_signals() {
 }
 
 #[test]
+fn a_script_without_an_interpreter_line_runs_with_sh() {
+    if !can_run_real_mode("a_script_without_an_interpreter_line_runs_with_sh") {
+        return;
+    }
+    // The kernel refuses such a file (ENOEXEC); execvp, and so p2plab, give it to /bin/sh.
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job");
+    std::fs::write(&job, "echo ran by sh with $1\n").unwrap();
+    std::fs::set_permissions(&job, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let s = Scenario::new(&format!(
+        r#"
+        let n = alloc_ip(1);
+        metric("code", spawn(n[0], "{} one").wait());
+        "#,
+        job.display()
+    ));
+    real_run(&s);
+    assert_eq!(metric(&s.events(), "code"), 0.0);
+    assert_eq!(
+        node_file(&s, "10.0.0.1", "stdout.log"),
+        "ran by sh with one\n"
+    );
+}
+
+#[test]
 fn user_option_drops_root_inside_the_lab() {
     if !can_run_real_mode("user_option_drops_root_inside_the_lab") {
         return;

@@ -263,7 +263,7 @@ impl LocalWorker {
                 self.node_groups
                     .entry(node)
                     .or_default()
-                    .push(running.pgid());
+                    .push((running.pgid(), proc));
                 self.procs.insert(proc, running);
                 self.proc_nodes.insert(proc, ip);
             }

@@ -26,6 +26,8 @@ const DEFAULT_PATH: &str = "/bin:/usr/bin";
 pub struct Launch {
     path: CString,
     argv: Vec<CString>,
+    /// `/bin/sh <path> <args>`, for a file without `#!` that the kernel will not execute.
+    sh_argv: Vec<CString>,
     envp: Vec<CString>,
     cwd: CString,
     stdout: File,
@@ -59,11 +61,20 @@ impl Launch {
             .get(OsStr::new("PATH"))
             .cloned()
             .unwrap_or_else(|| DEFAULT_PATH.into());
-        let path = resolve(spec.program, &search)?;
-        let argv = std::iter::once(spec.program.as_os_str().to_owned())
+        let path = resolve(
+            spec.program,
+            &search,
+            &std::env::current_dir()?.join(spec.cwd),
+        )?;
+        let argv: Vec<CString> = std::iter::once(spec.program.as_os_str().to_owned())
             .chain(spec.args.iter().map(OsString::from))
             .map(c_string)
             .collect::<io::Result<_>>()?;
+        let path = c_string(path.into_os_string())?;
+        let sh_argv = [c"/bin/sh".to_owned(), path.clone()]
+            .into_iter()
+            .chain(argv.iter().skip(1).cloned())
+            .collect();
         let envp = env
             .into_iter()
             .map(|(k, v)| {
@@ -74,8 +85,9 @@ impl Launch {
             })
             .collect::<io::Result<_>>()?;
         Ok(Launch {
-            path: c_string(path.into_os_string())?,
+            path,
             argv,
+            sh_argv,
             envp,
             cwd: c_string(spec.cwd.as_os_str().to_owned())?,
             stdout: spec.stdout,
@@ -96,15 +108,16 @@ fn c_string(s: OsString) -> io::Result<CString> {
 }
 
 /// The program's path: as given when it has a slash, else the first executable file of that
-/// name in `search` (an empty entry is the current folder).
-fn resolve(program: &Path, search: &OsStr) -> io::Result<PathBuf> {
+/// name in `search`, whose relative entries (an empty one is `.`) are taken from `cwd`, the
+/// absolute folder the program starts in, as `execvp` would there.
+fn resolve(program: &Path, search: &OsStr, cwd: &Path) -> io::Result<PathBuf> {
     if program.as_os_str().as_bytes().contains(&b'/') {
         return Ok(program.to_path_buf());
     }
     let mut denied = false;
     for dir in search.as_bytes().split(|&b| b == b':') {
         let dir = if dir.is_empty() { b".".as_slice() } else { dir };
-        let candidate = Path::new(OsStr::from_bytes(dir)).join(program);
+        let candidate = cwd.join(OsStr::from_bytes(dir)).join(program);
         match std::fs::metadata(&candidate) {
             Ok(meta) if meta.is_file() => {
                 if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok() {
@@ -140,6 +153,7 @@ const STAGE_EXEC: i32 = 4;
 struct Shared {
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
+    sh_argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
     cwd: *const libc::c_char,
     stdio: [RawFd; 3],
@@ -167,6 +181,12 @@ impl Launcher {
             .map(|a| a.as_ptr())
             .chain(std::iter::once(std::ptr::null()))
             .collect();
+        let sh_argv: Vec<*const libc::c_char> = launch
+            .sh_argv
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
         let envp: Vec<*const libc::c_char> = launch
             .envp
             .iter()
@@ -176,6 +196,7 @@ impl Launcher {
         let shared = Shared {
             path: launch.path.as_ptr(),
             argv: argv.as_ptr(),
+            sh_argv: sh_argv.as_ptr(),
             envp: envp.as_ptr(),
             cwd: launch.cwd.as_ptr(),
             stdio: [
@@ -192,31 +213,35 @@ impl Launcher {
         // The stack grows down from its end, which must be 16-byte aligned.
         let top = self.stack.as_mut_ptr_range().end;
         let top = top.wrapping_sub(top as usize % 16).cast::<libc::c_void>();
-        let pid = {
+        let (pid, clone_error) = {
             let _blocked = BlockedSignals::all()?;
             // SAFETY: the child runs `child_main` on `self.stack`, which nothing else uses, and
             // reads `shared` and what it points to, all alive until this call returns: with
             // CLONE_VFORK the call returns only once the child has exec'd or exited. With every
             // signal blocked, no handler of ours runs on the child's stack in our memory.
-            unsafe {
+            let pid = unsafe {
                 libc::clone(
                     child_main,
                     top,
                     libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
                     (&raw const shared).cast_mut().cast(),
                 )
-            }
+            };
+            (pid, io::Error::last_os_error())
         };
         if pid < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(clone_error);
         }
         let stage = shared.stage.load(Ordering::Acquire);
         if stage == STAGE_NONE {
             return Ok(pid);
         }
         let mut status = 0;
-        // SAFETY: reaps our own child, which has exited (`_exit` after the failure).
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+        // SAFETY: reaps our own child, which has exited (`_exit` after the failure); again
+        // when a signal interrupts the wait, or it would stay a zombie nobody knows of.
+        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
         let err = io::Error::from_raw_os_error(shared.errno.load(Ordering::Acquire));
         Err(match stage {
             STAGE_CGROUP => {
@@ -299,12 +324,11 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 return fail(STAGE_SETUP);
             }
         }
-        if libc::chdir(shared.cwd) != 0 {
-            return fail(STAGE_SETUP);
-        }
         // Before the user changes, with p2plab's right to move processes. "0": the writer.
         for i in 0..shared.n_cgroups {
-            if libc::write(*shared.cgroups.add(i), b"0".as_ptr().cast(), 1) != 1 {
+            // Raw: glibc's write is a cancellation point, which touches the spawner's thread.
+            let fd = libc::c_long::from(*shared.cgroups.add(i));
+            if libc::syscall(libc::SYS_write, fd, b"0".as_ptr(), 1 as libc::c_long) != 1 {
                 return fail(STAGE_CGROUP);
             }
         }
@@ -314,15 +338,72 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if let Some((uid, gid)) = shared.user
             && ((libc::getuid() == 0
                 && libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0)
-                || libc::syscall(libc::SYS_setgid, gid) != 0
-                || libc::syscall(libc::SYS_setuid, uid) != 0)
+                || libc::syscall(libc::SYS_setgid, libc::c_long::from(gid)) != 0
+                || libc::syscall(libc::SYS_setuid, libc::c_long::from(uid)) != 0)
         {
             return fail(STAGE_USER);
+        }
+        if libc::chdir(shared.cwd) != 0 {
+            return fail(STAGE_SETUP);
         }
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         libc::execve(shared.path, shared.argv, shared.envp);
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOEXEC) {
+            libc::execve(*shared.sh_argv, shared.sh_argv, shared.envp);
+        }
     }
     fail(STAGE_EXEC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn programs_are_found_on_the_path_of_their_environment_from_their_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("node");
+        std::fs::create_dir_all(node.join("bin")).unwrap();
+        let tool = node.join("bin/tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let plain = node.join("bin/plain");
+        std::fs::write(&plain, "data").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        let sh = resolve(Path::new("sh"), OsStr::new("/nonexistent:/bin"), &node).unwrap();
+        assert_eq!(sh, Path::new("/bin/sh"));
+        // A relative entry is the program's folder, not p2plab's.
+        let found = resolve(Path::new("tool"), OsStr::new("/nonexistent:bin"), &node).unwrap();
+        assert_eq!(found, tool);
+        let given = resolve(Path::new("./x/y"), OsStr::new("/bin"), &node).unwrap();
+        assert_eq!(given, Path::new("./x/y"), "a path is taken as it is");
+        let missing = resolve(Path::new("no-such-tool"), OsStr::new("bin:/bin"), &node);
+        assert_eq!(missing.unwrap_err().raw_os_error(), Some(libc::ENOENT));
+        // Found but not executable, as execvp reports it (root may execute any file that
+        // has an x bit, so this file has none).
+        let denied = resolve(Path::new("plain"), OsStr::new("bin"), &node);
+        assert_eq!(denied.unwrap_err().raw_os_error(), Some(libc::EACCES));
+    }
+
+    #[test]
+    fn a_nul_byte_in_an_argument_is_an_error_not_a_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = || File::create(dir.path().join("log")).unwrap();
+        let spec = LaunchSpec {
+            program: Path::new("/bin/true"),
+            args: &["a\0b".to_string()],
+            env: Vec::new(),
+            cwd: dir.path(),
+            stdout: file(),
+            stderr: file(),
+            cgroups: Vec::new(),
+            user: None,
+        };
+        let err = Launch::new(spec).err().expect("rejected");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
 }

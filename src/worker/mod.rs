@@ -82,7 +82,7 @@ pub struct RemoteWorkers {
 /// its cgroup, the processes it had then.
 struct PendingKill {
     at: Nanos,
-    groups: Vec<i32>,
+    groups: Vec<(i32, ProcId)>,
     pids: Vec<u32>,
 }
 
@@ -113,7 +113,8 @@ pub struct LocalWorker {
     pending_kills: Vec<PendingKill>,
     /// Every process group started on each node: members of a group can outlive its leader
     /// (a shell's background job), and crashing or leaving the node must reach them too.
-    node_groups: HashMap<NodeId, Vec<i32>>,
+    /// Each with the program that leads it.
+    node_groups: HashMap<NodeId, Vec<(i32, ProcId)>>,
     /// The TUN device's `tx_dropped` at the last interval reading.
     tun_dropped: u64,
 }
@@ -288,7 +289,8 @@ impl LocalWorker {
             self.pending_kills.drain(..).partition(|k| k.at <= now);
         self.pending_kills = later;
         // All at once: the groups whose leaders were reaped cost one pass over /proc.
-        let groups: Vec<i32> = due.iter().flat_map(|k| k.groups.iter().copied()).collect();
+        let groups: Vec<(i32, ProcId)> =
+            due.iter().flat_map(|k| k.groups.iter().copied()).collect();
         let pids: Vec<u32> = due.iter().flat_map(|k| k.pids.iter().copied()).collect();
         if !groups.is_empty() {
             self.signal_groups(&groups, libc::SIGKILL);
@@ -296,16 +298,24 @@ impl LocalWorker {
         self.lab().signal_pids(&pids, libc::SIGKILL);
     }
 
-    /// Signals process `groups` of the lab: with `killpg` where a child of ours not reaped
-    /// yet leads the group (its number cannot belong to anyone else), by one search of
-    /// /proc for the members of the others (a shell's background job outlives its shell).
-    fn signal_groups(&self, groups: &[i32], signal: i32) {
-        let (ours, orphaned): (Vec<i32>, Vec<i32>) =
-            groups.iter().partition(|&&g| self.procs.leads(g));
-        if let Ok(sig) = nix::sys::signal::Signal::try_from(signal) {
-            for g in ours {
-                // ESRCH (the group is already gone) is fine.
-                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(g), sig);
+    /// Signals process `groups` of the lab, each known by the program that leads it: with
+    /// `killpg` while that program is our child not reaped yet (until then the group's number
+    /// cannot be anyone else's), by one search of /proc for the members of the groups whose
+    /// leaders are gone (a shell's background job outlives its shell). A group whose number
+    /// now leads another of our children is empty: a number in use as a group is not reused.
+    fn signal_groups(&self, groups: &[(i32, ProcId)], signal: i32) {
+        let mut orphaned = Vec::new();
+        let sig = nix::sys::signal::Signal::try_from(signal).ok();
+        for &(g, leader) in groups {
+            match self.procs.leader_of(g) {
+                Some(id) if id == leader => {
+                    if let Some(sig) = sig {
+                        // ESRCH (the group is already gone) is fine.
+                        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(g), sig);
+                    }
+                }
+                Some(_) => {}
+                None => orphaned.push(g),
             }
         }
         if !orphaned.is_empty() {

@@ -44,11 +44,9 @@ impl Children {
         self.by_pid.get(&pid).copied()
     }
 
-    /// Whether process group `pgid` is led by a child not reaped yet. Its number cannot be
-    /// reused until then, so `killpg` reaches the group's members and no one else, even
-    /// after its leader has exited.
-    pub fn leads(&self, pgid: i32) -> bool {
-        u32::try_from(pgid).is_ok_and(|pid| self.by_pid.contains_key(&pid))
+    /// The child not reaped yet that leads process group `pgid` (each leads its own).
+    pub fn leader_of(&self, pgid: i32) -> Option<ProcId> {
+        self.of_pid(u32::try_from(pgid).ok()?)
     }
 
     /// Reaps every child that has ended; returns them with their exit statuses.
@@ -121,6 +119,8 @@ impl RunningProc {
             pid if pid == self.pid => Ok(Some(convert(status))),
             _ => match io::Error::last_os_error() {
                 e if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+                // Reaped already, by no one of ours: gone, its status unknown.
+                e if e.raw_os_error() == Some(libc::ECHILD) => Ok(Some(ExitStatus::Code(-1))),
                 e => Err(e),
             },
         }
@@ -202,6 +202,16 @@ pub struct Spawner {
 
 impl Spawner {
     pub fn start(ns_fd: i32) -> io::Result<Spawner> {
+        // Inherited as ignored, SIGCHLD would have the kernel reap our children itself: their
+        // exit statuses would be lost and their numbers free for reuse under us.
+        // SAFETY: sets the default disposition, which installs no handler.
+        unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGCHLD,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        }
+        .map_err(io::Error::from)?;
         let (tx, rx) = mpsc::channel::<Request>();
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -225,7 +235,14 @@ impl Spawner {
                     }
                 };
                 for (launch, reply) in rx {
-                    let _ = reply.send(launcher.start(&launch));
+                    if let Err(unsent) = reply.send(launcher.start(&launch))
+                        && let Ok(pid) = unsent.0
+                    {
+                        // Its caller is gone: nobody would reap it.
+                        let mut orphan = RunningProc { pid };
+                        orphan.signal(nix::sys::signal::Signal::SIGKILL);
+                        let _ = orphan.wait_exit();
+                    }
                 }
             })?;
         ready_rx
