@@ -112,7 +112,9 @@ fn the_fairness_experiment_runs_at_a_tiny_size() {
         table.contains("spread of the CPU shares | <= 5 % |"),
         "{table}"
     );
-    // The quota holds: each job's CPU time (the node's v2 cpu.stat) over its wall time.
+    // The quota holds: each job's CPU time (the node's v2 cpu.stat) over its wall time stays
+    // under it. A quota is a ceiling: below it, a job gets what the machine has to spare (the
+    // other tests of this file run beside it, one with a CPU hog on every core).
     let shares = table
         .lines()
         .find(|l| l.contains("each: CPU share each job got"))
@@ -120,7 +122,7 @@ fn the_fairness_experiment_runs_at_a_tiny_size() {
         .unwrap_or_else(|| panic!("no CPU share row: {table}"));
     for share in shares.split('/') {
         let share: f64 = share.trim().parse().unwrap();
-        assert!((0.5..=0.7).contains(&share), "quota 0.6: {table}");
+        assert!((0.0..=0.66).contains(&share), "quota 0.6: {table}");
     }
 }
 

@@ -175,24 +175,11 @@ impl Launcher {
     /// Starts `launch` in a new process group of its own; returns its pid once it has exec'd,
     /// or why it could not start (the failed child is reaped).
     pub fn start(&mut self, launch: &Launch) -> io::Result<i32> {
-        let argv: Vec<*const libc::c_char> = launch
-            .argv
-            .iter()
-            .map(|a| a.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
-        let sh_argv: Vec<*const libc::c_char> = launch
-            .sh_argv
-            .iter()
-            .map(|a| a.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
-        let envp: Vec<*const libc::c_char> = launch
-            .envp
-            .iter()
-            .map(|a| a.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
+        let (argv, sh_argv, envp) = (
+            pointers(&launch.argv),
+            pointers(&launch.sh_argv),
+            pointers(&launch.envp),
+        );
         let shared = Shared {
             path: launch.path.as_ptr(),
             argv: argv.as_ptr(),
@@ -252,6 +239,15 @@ impl Launcher {
             _ => err,
         })
     }
+}
+
+/// The NULL-ended array of pointers to `strings` that `execve` takes.
+fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 /// The calling thread's signals, all blocked until dropped (then restored).
