@@ -292,9 +292,7 @@ impl LocalWorker {
         let groups: Vec<(i32, ProcId)> =
             due.iter().flat_map(|k| k.groups.iter().copied()).collect();
         let pids: Vec<u32> = due.iter().flat_map(|k| k.pids.iter().copied()).collect();
-        if !groups.is_empty() {
-            self.signal_groups(&groups, libc::SIGKILL);
-        }
+        self.signal_groups(&groups, libc::SIGKILL);
         self.lab().signal_pids(&pids, libc::SIGKILL);
     }
 
@@ -308,10 +306,9 @@ impl LocalWorker {
         let sig = nix::sys::signal::Signal::try_from(signal).ok();
         for &(g, leader) in groups {
             match self.procs.leader_of(g) {
-                Some(id) if id == leader => {
+                Some((id, child)) if id == leader => {
                     if let Some(sig) = sig {
-                        // ESRCH (the group is already gone) is fine.
-                        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(g), sig);
+                        child.signal(sig);
                     }
                 }
                 Some(_) => {}

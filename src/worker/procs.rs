@@ -45,8 +45,9 @@ impl Children {
     }
 
     /// The child not reaped yet that leads process group `pgid` (each leads its own).
-    pub fn leader_of(&self, pgid: i32) -> Option<ProcId> {
-        self.of_pid(u32::try_from(pgid).ok()?)
+    pub fn leader_of(&self, pgid: i32) -> Option<(ProcId, &RunningProc)> {
+        let id = self.of_pid(u32::try_from(pgid).ok()?)?;
+        Some((id, self.procs.get(&id)?))
     }
 
     /// Reaps every child that has ended; returns them with their exit statuses.
