@@ -42,8 +42,8 @@
 //! Once per second of experiment time, one reading of every data plane
 //! (`controller::readings`) becomes a line per node in `traffic.csv`, a line per worker in
 //! `dataplane.csv` (how late packets left, CPU, overruns), an interval of the fidelity verdict
-//! (`results::conformance`, judged at the end into `summary.json`) and a `Pulse` for the
-//! status bar.
+//! (`results::conformance`, judged at the end into `summary.json`, with each node's wait for a
+//! CPU from its cgroup) and a `Pulse` for the status bar.
 //!
 //! ## Protocol (`proto`)
 //! Controller and workers open a Noise session keyed by the shared token (`NNpsk0`, the `snow`

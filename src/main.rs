@@ -41,7 +41,8 @@ Results (--out DIR): events.jsonl, traffic.csv (per node and second), dataplane.
 worker and second: packet lateness, CPU, overruns), nodes/<ip>/ (the programs' folders, and
 capture.pcap for nodes given to capture()) and summary.json with the fidelity verdict, also printed at the end: clean, or flagged when
 packets left over 1 ms late (p99), the data plane used 90 % of a core, the kernel dropped
-packets it did not read, or a node received faster than its downlink.
+packets it did not read, a node received faster than its downlink, or a node's programs
+waited for a CPU over 10 % of the time they were ready to run (beyond their own cpu quota).
 
 Limits: a script that runs into one stops with an error naming it (max_...), at its
 file:line:col, exit code 1; a real run still removes its lab.

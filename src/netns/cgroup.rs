@@ -1,8 +1,9 @@
 //! The lab's cgroup (cgroup v2): `<v2 mount>/<lab name>/`, named like the lab namespace, with
 //! one child per node of this worker that runs programs (`n<ip>`) and the node-binding
 //! programs (`bpf`) attached to it, so that every socket a node's programs open uses the
-//! node's address, and the node's CPU and memory limits (`limits`) are enforced. Removed,
-//! with whatever still runs in it, on drop or by `p2plab cleanup`.
+//! node's address, the node's CPU and memory limits (`limits`) are enforced, and what its
+//! programs used and how long they waited for a CPU is read. Removed, with whatever still
+//! runs in it, on drop or by `p2plab cleanup`.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -62,6 +63,8 @@ struct NodeCgroup {
     v1: Vec<PathBuf>,
     /// The out-of-memory kills already told of.
     oom_seen: u64,
+    /// Its usage's `seconds` count from here.
+    made: Instant,
 }
 
 /// Where the lab's node limits are enforced.
@@ -181,8 +184,21 @@ impl LabCgroup {
                         .and_then(|d| limits::read(d, "memory.max_usage_in_bytes", None)),
                     _ => limits::read(&dir, "memory.peak", None),
                 };
+                // The quota's own hold-backs: `throttled_usec` in v2, nanoseconds in v1.
+                let throttled_usec = match &self.controllers {
+                    Controllers::V1(mounts) => v1_dir(mounts, node, "cpu")
+                        .and_then(|d| limits::read(d, "cpu.stat", Some("throttled_time")))
+                        .map(|ns| ns / 1000),
+                    _ => limits::read(&dir, "cpu.stat", Some("throttled_usec")),
+                };
+                let cpu_wait_usec = fs::read_to_string(dir.join("cpu.pressure"))
+                    .ok()
+                    .and_then(|text| limits::pressure_total(&text, "some"));
                 let usage = NodeUsage {
                     cpu_usec: limits::read(&dir, "cpu.stat", Some("usage_usec")).unwrap_or(0),
+                    cpu_wait_usec: cpu_wait_usec.unwrap_or(0),
+                    throttled_usec: throttled_usec.unwrap_or(0),
+                    seconds: node.made.elapsed().as_secs_f64(),
                     memory_peak: memory_peak.unwrap_or(0),
                 };
                 (ip, usage)
@@ -428,6 +444,7 @@ fn make_node(
         dir,
         v1: Vec::new(),
         oom_seen: 0,
+        made: Instant::now(),
     })
 }
 

@@ -19,11 +19,25 @@ const MIN_QUOTA_US: u64 = 1_000;
 /// The v1 controllers a node's limits and usage need, by the name the mount options give.
 pub const V1_CONTROLLERS: [&str; 2] = ["cpu", "memory"];
 
-/// What a node used: CPU time in microseconds and the peak of its memory in bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a node used, in microseconds of CPU and bytes of memory, and how long its programs
+/// waited for a CPU: `cpu_wait_usec` is the time at least one of them was ready to run but
+/// not running (the cgroup's CPU pressure, `some`), `throttled_usec` the part of it its own
+/// CPU quota held them back.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct NodeUsage {
     pub cpu_usec: u64,
+    pub cpu_wait_usec: u64,
+    pub throttled_usec: u64,
+    /// Since its cgroup was made.
+    pub seconds: f64,
     pub memory_peak: u64,
+}
+
+impl NodeUsage {
+    /// The time its programs waited for a CPU beyond their own quota, in seconds.
+    pub fn waited_seconds(&self) -> f64 {
+        self.cpu_wait_usec.saturating_sub(self.throttled_usec) as f64 / 1e6
+    }
 }
 
 /// The CFS quota of `cpu` cores per [`CPU_PERIOD_US`], at least the kernel's minimum.
@@ -85,6 +99,15 @@ pub fn keyed(text: &str, key: &str) -> Option<u64> {
         let (k, v) = line.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok())?
     })
+}
+
+/// The `total` (microseconds) of the `kind` line (`some` or `full`) of a pressure file
+/// (`cpu.pressure`: `some avg10=0.00 avg60=0.00 avg300=0.00 total=1234`).
+pub fn pressure_total(text: &str, kind: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(kind)?.strip_prefix(' '))?
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("total=")?.parse().ok())
 }
 
 /// The mount point of each v1 hierarchy that has one of [`V1_CONTROLLERS`], from
@@ -189,6 +212,31 @@ mod tests {
         assert_eq!(keyed(oom, "oom_kill"), Some(3));
         assert_eq!(keyed(oom, "oom"), None);
         assert_eq!(keyed("usage_usec 12\nuser_usec x\n", "user_usec"), None);
+    }
+
+    #[test]
+    fn pressure_totals_by_kind() {
+        let text = "some avg10=1.50 avg60=0.20 avg300=0.00 total=4110795\n\
+                    full avg10=0.00 avg60=0.00 avg300=0.00 total=17\n";
+        assert_eq!(pressure_total(text, "some"), Some(4_110_795));
+        assert_eq!(pressure_total(text, "full"), Some(17));
+        assert_eq!(pressure_total(text, "som"), None);
+        assert_eq!(pressure_total("some avg10=0.00\n", "some"), None);
+    }
+
+    #[test]
+    fn a_wait_beyond_the_quota_is_what_the_quota_did_not_cause() {
+        let usage = NodeUsage {
+            cpu_wait_usec: 3_000_000,
+            throttled_usec: 2_500_000,
+            ..NodeUsage::default()
+        };
+        assert_eq!(usage.waited_seconds(), 0.5);
+        let throttled_more = NodeUsage {
+            throttled_usec: 4_000_000,
+            ..usage
+        };
+        assert_eq!(throttled_more.waited_seconds(), 0.0);
     }
 
     #[test]

@@ -37,6 +37,19 @@ pub struct Conformance {
     pub workers: Vec<WorkerFidelity>,
     #[serde(default)]
     pub nodes: Vec<NodeFidelity>,
+    /// How the nodes' programs waited for a CPU; absent in runs of an older p2plab.
+    #[serde(default)]
+    pub cpu_wait: Option<CpuWait>,
+}
+
+/// The nodes that ran programs, those whose programs waited for a CPU beyond the bound, and
+/// the largest share of its ready time a node waited.
+#[derive(Debug, Default, PartialEq, Deserialize)]
+pub struct CpuWait {
+    pub nodes: Option<f64>,
+    pub nodes_waited: Option<f64>,
+    pub worst_ip: Option<String>,
+    pub worst_share: Option<f64>,
 }
 
 /// The limits the verdict was judged against.
@@ -48,15 +61,18 @@ pub struct Bounds {
     pub cpu_share: f64,
     /// How far a node's busiest second may exceed its rate, as a fraction.
     pub rate_tolerance: f64,
+    /// Of the time a node's programs were ready to run.
+    pub cpu_wait_share: f64,
 }
 
 impl Default for Bounds {
-    /// What p2plab judges by when a run does not say: 1 ms, 90 % of a core, 5 %.
+    /// What p2plab judges by when a run does not say: 1 ms, 90 % of a core, 5 %, 10 %.
     fn default() -> Self {
         Bounds {
             late_p99_ns: 1e6,
             cpu_share: 0.9,
             rate_tolerance: 0.05,
+            cpu_wait_share: 0.1,
         }
     }
 }
@@ -143,11 +159,13 @@ pub fn section(verdict: &Verdict) -> String {
             };
             let b = &c.bounds;
             let text = format!(
-                "judged against a p99 lateness of {}, a data-plane CPU share of {} of a core \
-                 and rates within {}.",
+                "judged against a p99 lateness of {}, a data-plane CPU share of {} of a core, \
+                 rates within {} and programs waiting for a CPU at most {} of the time they \
+                 were ready to run.",
                 duration_ns(b.late_p99_ns),
                 percent(b.cpu_share),
-                percent(b.rate_tolerance)
+                percent(b.rate_tolerance),
+                percent(b.cpu_wait_share)
             );
             (class, text)
         }
@@ -164,6 +182,16 @@ pub fn section(verdict: &Verdict) -> String {
                 html += &format!("<li>{}</li>\n", escape(p));
             }
             html += "</ul>\n";
+        }
+        if let Some(w) = &c.cpu_wait {
+            html += &format!(
+                "<p id=\"cpu-wait\">Programs: {} of {} nodes waited for a CPU beyond the bound; \
+                 the largest share of its ready time: {} ({}).</p>\n",
+                count(w.nodes_waited),
+                count(w.nodes),
+                w.worst_share.map_or("-".into(), percent),
+                escape(w.worst_ip.as_deref().unwrap_or("-"))
+            );
         }
         html += &workers_table(&c.workers);
         html += &nodes_table(&c.nodes);
@@ -317,12 +345,15 @@ mod tests {
             .collect();
         json!({"conformance": {
             "measured": true, "verdict": "flagged",
-            "bounds": {"late_p99_ns": 500000, "cpu_share": 0.8, "rate_tolerance": 0.05},
+            "bounds": {"late_p99_ns": 500000, "cpu_share": 0.8, "rate_tolerance": 0.05,
+                       "cpu_wait_share": 0.2},
             "problems": ["worker 0: p99 lateness 2.1 ms > 0.5 ms in 3 of 30 seconds"],
             "workers": [{"worker": 0, "seconds": 30, "worst_late_p99_ns": 2100000,
                          "late_max_ns": 12500000, "late_seconds": 3, "max_cpu_share": 0.123,
                          "overruns": 0, "write_errors": 1}],
-            "nodes": nodes}})
+            "nodes": nodes,
+            "cpu_wait": {"nodes": 12, "nodes_waited": 3, "worst_ip": "10.0.0.5",
+                         "worst_share": 0.4567, "worst_ms_per_second": 33.0}}})
     }
 
     #[test]
@@ -359,13 +390,18 @@ mod tests {
             html.contains(
                 "<p id=\"verdict\" class=\"verdict flagged\"><b>flagged</b>: judged \
                            against a p99 lateness of 500 µs, a data-plane CPU share of 80 % of a \
-                           core and rates within 5 %.</p>"
+                           core, rates within 5 % and programs waiting for a CPU at most 20 % of \
+                           the time they were ready to run.</p>"
             ),
             "{html}"
         );
         assert!(
             html.contains("<li>worker 0: p99 lateness 2.1 ms &gt; 0.5 ms in 3 of 30 seconds</li>")
         );
+        assert!(html.contains(
+            "<p id=\"cpu-wait\">Programs: 3 of 12 nodes waited for a CPU beyond the bound; the \
+             largest share of its ready time: 45.7 % (10.0.0.5).</p>"
+        ));
         assert!(html.contains(
             "<tr><td>0</td><td>30</td><td>2.1 ms</td><td>12.5 ms</td><td>3</td><td>12.3 %</td>\
              <td>0</td><td>1</td></tr>"

@@ -2,7 +2,8 @@
 //! node's traffic and each data plane's health (`observe`), it judges, against stated bounds,
 //! how late packets left, how busy the data-plane thread was, whether the kernel dropped
 //! packets it did not read in time or refused its writes, and whether a node received faster
-//! than its downlink allows. Pure logic: the controller feeds it, `summary.json` stores it.
+//! than its downlink allows; and, from what each node used (`programs`), whether its programs
+//! waited for a CPU the machine did not have. Pure logic: the controller feeds it, `summary.json` stores it.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -21,6 +22,9 @@ pub struct Bounds {
     pub cpu_share: f64,
     /// How far above its configured rate a link may seem to carry (timing of the readings).
     pub rate_tolerance: f64,
+    /// Share of the time a node's programs were ready to run that they may have waited for
+    /// a CPU (beyond their own quota).
+    pub cpu_wait_share: f64,
 }
 
 impl Default for Bounds {
@@ -29,7 +33,39 @@ impl Default for Bounds {
             late_p99_ns: 1_000_000,
             cpu_share: 0.9,
             rate_tolerance: 0.05,
+            cpu_wait_share: 0.1,
         }
+    }
+}
+
+/// Below this wait per second of a node's life (1 ms a second) its programs are not judged:
+/// a node that barely runs has a high share from a few short waits at busy moments.
+const MIN_WAIT_PER_SECOND: f64 = 1e-3;
+
+/// How long a node's programs ran and waited for a CPU, from its `usage.json`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProgramWait {
+    pub ip: Ipv4Addr,
+    /// The node's life, since its first program.
+    pub seconds: f64,
+    pub cpu_seconds: f64,
+    /// Ready to run but not running, beyond the node's own CPU quota.
+    pub wait_seconds: f64,
+}
+
+impl ProgramWait {
+    /// The share of the time its programs were ready to run that they waited.
+    fn share(&self) -> f64 {
+        let ready = self.cpu_seconds + self.wait_seconds;
+        if ready > 0.0 {
+            self.wait_seconds / ready
+        } else {
+            0.0
+        }
+    }
+
+    fn per_second(&self) -> f64 {
+        self.wait_seconds / self.seconds.max(1e-9)
     }
 }
 
@@ -60,6 +96,7 @@ pub struct Conformance {
     bounds: Bounds,
     workers: BTreeMap<u32, WorkerRecord>,
     nodes: BTreeMap<Ipv4Addr, NodeRecord>,
+    programs: Vec<ProgramWait>,
 }
 
 #[derive(Debug, Default)]
@@ -175,6 +212,11 @@ impl Conformance {
         }
     }
 
+    /// What each node's programs used over the run, read once they ended.
+    pub fn programs(&mut self, waits: Vec<ProgramWait>) {
+        self.programs = waits;
+    }
+
     /// The verdict. `run_p99` gives each worker's lateness p99 over the whole run, as its
     /// data plane reported it when it stopped; a worker missing there is judged by its worst
     /// interval instead.
@@ -261,6 +303,7 @@ impl Conformance {
                 }
             })
             .collect();
+        let cpu_wait = self.cpu_wait(&mut problems);
         Verdict {
             measured: true,
             verdict: if problems.is_empty() {
@@ -273,8 +316,57 @@ impl Conformance {
             problems,
             workers,
             nodes,
+            cpu_wait,
         }
     }
+
+    /// Judges the programs' waits for a CPU, adding the problem if any node's waited too long.
+    fn cpu_wait(&self, problems: &mut Vec<String>) -> Option<CpuWaitVerdict> {
+        if self.programs.is_empty() {
+            return None;
+        }
+        let bound = self.bounds.cpu_wait_share;
+        let waited: Vec<&ProgramWait> = self
+            .programs
+            .iter()
+            .filter(|p| p.share() > bound && p.per_second() > MIN_WAIT_PER_SECOND)
+            .collect();
+        let worst = self
+            .programs
+            .iter()
+            .max_by(|a, b| a.share().total_cmp(&b.share()))?;
+        if let Some(first) = waited.iter().max_by(|a, b| a.share().total_cmp(&b.share())) {
+            problems.push(format!(
+                "the programs of {} of {} nodes waited for a CPU more than {:.0} % of the time \
+                 they were ready to run (worst: {}, {:.0} %, {:.0} ms a second): the machine was \
+                 busy, so what they measured includes its other work, not only the network",
+                waited.len(),
+                self.programs.len(),
+                bound * 100.0,
+                first.ip,
+                first.share() * 100.0,
+                first.per_second() * 1e3
+            ));
+        }
+        Some(CpuWaitVerdict {
+            nodes: self.programs.len(),
+            nodes_waited: waited.len(),
+            worst_ip: worst.ip,
+            worst_share: worst.share(),
+            worst_ms_per_second: worst.per_second() * 1e3,
+        })
+    }
+}
+
+/// How the nodes' programs waited for a CPU: the nodes that ran programs, those that waited
+/// beyond the bound, and the node that waited the largest share of its ready time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpuWaitVerdict {
+    pub nodes: usize,
+    pub nodes_waited: usize,
+    pub worst_ip: Ipv4Addr,
+    pub worst_share: f64,
+    pub worst_ms_per_second: f64,
 }
 
 /// `conformance` in `summary.json`.
@@ -290,6 +382,9 @@ pub struct Verdict {
     pub problems: Vec<String>,
     pub workers: Vec<WorkerVerdict>,
     pub nodes: Vec<NodeVerdict>,
+    /// `None` where no node ran programs, or their usage was not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_wait: Option<CpuWaitVerdict>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -333,6 +428,7 @@ impl Verdict {
             problems: Vec::new(),
             workers: Vec::new(),
             nodes: Vec::new(),
+            cpu_wait: None,
         }
     }
 
@@ -524,6 +620,53 @@ mod tests {
             "mean of the top three"
         );
         assert_eq!((v.nodes[1].down_bps, v.nodes[1].down_ratio), (None, None));
+    }
+
+    fn program(ip: Ipv4Addr, seconds: f64, cpu_seconds: f64, wait_seconds: f64) -> ProgramWait {
+        ProgramWait {
+            ip,
+            seconds,
+            cpu_seconds,
+            wait_seconds,
+        }
+    }
+
+    #[test]
+    fn programs_that_waited_for_a_cpu_are_flagged_short_waits_of_idle_ones_not() {
+        let mut c = Conformance::new(Bounds::default());
+        c.observe(SEC, &[], &[(0, health(200, 40_000, 20_000_000))]);
+        c.programs(vec![
+            // Mostly asleep: a third of its ready time waiting, but 0.3 ms a second.
+            program(A, 100.0, 0.06, 0.03),
+            // Ready for 100 s, waiting 20 of them: 20 %, 100 ms a second.
+            program(B, 200.0, 80.0, 20.0),
+        ]);
+        let v = c.verdict(&BTreeMap::new());
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(
+            v.problems[0]
+                .starts_with("the programs of 1 of 2 nodes waited for a CPU more than 10 %"),
+            "{}",
+            v.problems[0]
+        );
+        assert!(
+            v.problems[0].contains("10.0.0.2, 20 %, 100 ms a second"),
+            "{}",
+            v.problems[0]
+        );
+        let wait = v.cpu_wait.expect("judged");
+        assert_eq!((wait.nodes, wait.nodes_waited), (2, 1));
+        assert_eq!(wait.worst_ip, A, "the largest share, judged or not");
+    }
+
+    #[test]
+    fn programs_within_the_bound_keep_a_run_clean() {
+        let mut c = Conformance::new(Bounds::default());
+        c.observe(SEC, &[], &[(0, health(200, 40_000, 20_000_000))]);
+        c.programs(vec![program(A, 100.0, 50.0, 5.0)]);
+        let v = c.verdict(&BTreeMap::new());
+        assert!(v.is_clean(), "{:?}", v.problems);
+        assert_eq!(v.cpu_wait.map(|w| w.nodes_waited), Some(0));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::controller::{
 use crate::experiment::{DryRun, Experiment, Placement, VirtualClock};
 use crate::netns::NetnsError;
 use crate::proto::{Binding, BindingChoice, Connection, Token, TokenError};
-use crate::results::conformance::Bounds;
+use crate::results::conformance::{Bounds, ProgramWait};
 use crate::results::{
     Conformance, EventLog, HealthCsv, ResultsDir, ResultsError, TrafficCsv, Verdict,
 };
@@ -308,11 +308,13 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
     opts.horizon = None;
     let result = script::run(&scenario, lab, &opts);
     let dataplane = dataplane.get();
-    let verdict = verdict(&conformance, &dataplane);
+    let usage = dir.node_usage();
+    let verdict = verdict(&conformance, &dataplane, &usage);
     let lines = verdict.lines();
     let real = RealSummary {
         labs: &labs,
         dataplane,
+        usage,
         verdict,
     };
     write_summary(&dir, &scenario, &cfg, seed, started, Some(real), &result)?;
@@ -331,20 +333,34 @@ pub fn real(mut cfg: RunConfig) -> Result<RunOutcome, RunError> {
 }
 
 /// The verdict of a real run, judging lateness over the run by what each data plane said
-/// when it stopped.
-fn verdict(conformance: &Mutex<Conformance>, dataplane: &[WorkerCounters]) -> Verdict {
+/// when it stopped, and the programs' waits for a CPU by what each node used (`usage`).
+fn verdict(
+    conformance: &Mutex<Conformance>,
+    dataplane: &[WorkerCounters],
+    usage: &[serde_json::Value],
+) -> Verdict {
     let run_p99: BTreeMap<u32, u64> = dataplane
         .iter()
         .filter_map(|w| Some((w.worker, *w.counters.get("late_p99_ns")?)))
         .collect();
-    let verdict = conformance
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .verdict(&run_p99);
+    let mut conformance = conformance.lock().unwrap_or_else(|p| p.into_inner());
+    conformance.programs(usage.iter().filter_map(program_wait).collect());
+    let verdict = conformance.verdict(&run_p99);
     if verdict.workers.is_empty() {
         return Verdict::not_measured("the run ended before its data plane was read");
     }
     verdict
+}
+
+/// A node's wait for a CPU from its entry of `summary.json`'s `usage`; `None` for an entry
+/// without one (a worker of an older p2plab).
+fn program_wait(usage: &serde_json::Value) -> Option<ProgramWait> {
+    Some(ProgramWait {
+        ip: usage["ip"].as_str()?.parse().ok()?,
+        seconds: usage["seconds"].as_f64()?,
+        cpu_seconds: usage["cpu_seconds"].as_f64()?,
+        wait_seconds: usage["cpu_wait_seconds"].as_f64()?,
+    })
 }
 
 /// The one worker of a single-machine run, in this process: a session served over an
@@ -431,6 +447,8 @@ fn lab_hint(cfg: &RunConfig) -> String {
 struct RealSummary<'a> {
     labs: &'a [(String, String, Binding)],
     dataplane: Vec<WorkerCounters>,
+    /// What each node used, as `summary.json`'s `usage`.
+    usage: Vec<serde_json::Value>,
     verdict: Verdict,
 }
 
@@ -451,6 +469,10 @@ fn write_summary(
     result: &Result<ScriptReport, ScriptError>,
 ) -> Result<(), RunError> {
     let labs = real.as_ref().map(|r| r.labs).unwrap_or_default();
+    let usage = match &real {
+        Some(r) => r.usage.clone(),
+        None => dir.node_usage(),
+    };
     let verdict = real.as_ref().map_or_else(
         || Verdict::not_measured("a dry-run moves no packets"),
         |r| r.verdict.clone(),
@@ -520,7 +542,7 @@ fn write_summary(
         "experiment_seconds": result.as_ref().ok().map(|r| crate::units::secs(r.end_time)),
         "events": result.as_ref().ok().map(|r| r.events),
         "traffic": traffic,
-        "usage": dir.node_usage(),
+        "usage": usage,
         "dataplane": dataplane,
         "conformance": verdict,
     });

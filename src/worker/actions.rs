@@ -145,6 +145,9 @@ impl Executor for LocalWorker {
             let dir = self.results.join("nodes").join(ip.to_string());
             let json = serde_json::json!({
                 "cpu_seconds": usage.cpu_usec as f64 / 1e6,
+                "cpu_wait_seconds": usage.waited_seconds(),
+                "cpu_throttled_seconds": usage.throttled_usec as f64 / 1e6,
+                "seconds": usage.seconds,
                 "memory_peak_bytes": usage.memory_peak,
             });
             let path = dir.join(crate::results::USAGE_FILE);
