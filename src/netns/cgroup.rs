@@ -171,8 +171,9 @@ impl LabCgroup {
         new
     }
 
-    /// What each node that ran programs used so far: CPU time, and its memory peak where
-    /// the kernel keeps one.
+    /// What each node that ran programs used so far: CPU time, the time its programs waited
+    /// for a CPU and the time its quota held them back, and its memory peak where the kernel
+    /// keeps one.
     pub fn usage(&self) -> Vec<(Ipv4Addr, NodeUsage)> {
         let mut all: Vec<_> = self
             .nodes
@@ -184,20 +185,21 @@ impl LabCgroup {
                         .and_then(|d| limits::read(d, "memory.max_usage_in_bytes", None)),
                     _ => limits::read(&dir, "memory.peak", None),
                 };
-                // The quota's own hold-backs: `throttled_usec` in v2, nanoseconds in v1.
-                let throttled_usec = match &self.controllers {
-                    Controllers::V1(mounts) => v1_dir(mounts, node, "cpu")
-                        .and_then(|d| limits::read(d, "cpu.stat", Some("throttled_time")))
-                        .map(|ns| ns / 1000),
-                    _ => limits::read(&dir, "cpu.stat", Some("throttled_usec")),
+                // The quota is enforced in the v1 cpu hierarchy where there is one.
+                let quota_dir = match &self.controllers {
+                    Controllers::V1(mounts) => v1_dir(mounts, node, "cpu"),
+                    _ => Some(dir.as_path()),
                 };
+                let throttled_usec = quota_dir
+                    .and_then(|d| fs::read_to_string(d.join("cpu.stat")).ok())
+                    .map_or(0, |text| limits::throttled_usec(&text));
                 let cpu_wait_usec = fs::read_to_string(dir.join("cpu.pressure"))
                     .ok()
                     .and_then(|text| limits::pressure_total(&text, "some"));
                 let usage = NodeUsage {
                     cpu_usec: limits::read(&dir, "cpu.stat", Some("usage_usec")).unwrap_or(0),
-                    cpu_wait_usec: cpu_wait_usec.unwrap_or(0),
-                    throttled_usec: throttled_usec.unwrap_or(0),
+                    cpu_wait_usec,
+                    throttled_usec,
                     seconds: node.made.elapsed().as_secs_f64(),
                     memory_peak: memory_peak.unwrap_or(0),
                 };

@@ -21,12 +21,12 @@ pub const V1_CONTROLLERS: [&str; 2] = ["cpu", "memory"];
 
 /// What a node used, in microseconds of CPU and bytes of memory, and how long its programs
 /// waited for a CPU: `cpu_wait_usec` is the time at least one of them was ready to run but
-/// not running (the cgroup's CPU pressure, `some`), `throttled_usec` the part of it its own
-/// CPU quota held them back.
+/// not running (the cgroup's CPU pressure, `some`; `None` on a kernel without pressure
+/// stall information), `throttled_usec` the time its own CPU quota held them back.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct NodeUsage {
     pub cpu_usec: u64,
-    pub cpu_wait_usec: u64,
+    pub cpu_wait_usec: Option<u64>,
     pub throttled_usec: u64,
     /// Since its cgroup was made.
     pub seconds: f64,
@@ -35,9 +35,22 @@ pub struct NodeUsage {
 
 impl NodeUsage {
     /// The time its programs waited for a CPU beyond their own quota, in seconds.
-    pub fn waited_seconds(&self) -> f64 {
-        self.cpu_wait_usec.saturating_sub(self.throttled_usec) as f64 / 1e6
+    pub fn waited_seconds(&self) -> Option<f64> {
+        let wait = self.cpu_wait_usec?;
+        Some(wait.saturating_sub(self.throttled_usec) as f64 / 1e6)
     }
+}
+
+/// The time a CPU quota held a cgroup back, in microseconds, from its `cpu.stat`: the
+/// kernel's `throttled` total (`throttled_usec`, or v1 `throttled_time` in ns) adds up each
+/// CPU's throttled time, so it is capped at a whole period per throttling, which is as long
+/// as one lasts on the wall clock.
+pub fn throttled_usec(cpu_stat: &str) -> u64 {
+    let total = keyed(cpu_stat, "throttled_usec")
+        .or_else(|| keyed(cpu_stat, "throttled_time").map(|ns| ns / 1000))
+        .unwrap_or(0);
+    let periods = keyed(cpu_stat, "nr_throttled").unwrap_or(0);
+    total.min(periods.saturating_mul(CPU_PERIOD_US))
 }
 
 /// The CFS quota of `cpu` cores per [`CPU_PERIOD_US`], at least the kernel's minimum.
@@ -227,16 +240,31 @@ mod tests {
     #[test]
     fn a_wait_beyond_the_quota_is_what_the_quota_did_not_cause() {
         let usage = NodeUsage {
-            cpu_wait_usec: 3_000_000,
+            cpu_wait_usec: Some(3_000_000),
             throttled_usec: 2_500_000,
             ..NodeUsage::default()
         };
-        assert_eq!(usage.waited_seconds(), 0.5);
+        assert_eq!(usage.waited_seconds(), Some(0.5));
         let throttled_more = NodeUsage {
             throttled_usec: 4_000_000,
             ..usage
         };
-        assert_eq!(throttled_more.waited_seconds(), 0.0);
+        assert_eq!(throttled_more.waited_seconds(), Some(0.0));
+        let no_pressure = NodeUsage {
+            cpu_wait_usec: None,
+            ..usage
+        };
+        assert_eq!(no_pressure.waited_seconds(), None, "not measured is not 0");
+    }
+
+    #[test]
+    fn throttled_time_is_at_most_a_period_per_throttling() {
+        let v2 = "usage_usec 5\nnr_periods 40\nnr_throttled 30\nthrottled_usec 2500000\n";
+        assert_eq!(throttled_usec(v2), 2_500_000);
+        // Two CPUs throttled at once count twice in the kernel's total.
+        let v1 = "nr_periods 40\nnr_throttled 30\nthrottled_time 5000000000\n";
+        assert_eq!(throttled_usec(v1), 30 * CPU_PERIOD_US);
+        assert_eq!(throttled_usec("usage_usec 5\n"), 0);
     }
 
     #[test]

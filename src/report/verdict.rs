@@ -158,15 +158,25 @@ pub fn section(verdict: &Verdict) -> String {
                 "flagged"
             };
             let b = &c.bounds;
-            let text = format!(
-                "judged against a p99 lateness of {}, a data-plane CPU share of {} of a core, \
-                 rates within {} and programs waiting for a CPU at most {} of the time they \
-                 were ready to run.",
-                duration_ns(b.late_p99_ns),
-                percent(b.cpu_share),
-                percent(b.rate_tolerance),
-                percent(b.cpu_wait_share)
-            );
+            // The programs' waits are judged only where the run measured them.
+            let text = match c.cpu_wait {
+                Some(_) => format!(
+                    "judged against a p99 lateness of {}, a data-plane CPU share of {} of a \
+                     core, rates within {} and programs waiting for a CPU at most {} of the \
+                     time they were ready to run.",
+                    duration_ns(b.late_p99_ns),
+                    percent(b.cpu_share),
+                    percent(b.rate_tolerance),
+                    percent(b.cpu_wait_share)
+                ),
+                None => format!(
+                    "judged against a p99 lateness of {}, a data-plane CPU share of {} of a \
+                     core and rates within {}.",
+                    duration_ns(b.late_p99_ns),
+                    percent(b.cpu_share),
+                    percent(b.rate_tolerance)
+                ),
+            };
             (class, text)
         }
     };
@@ -413,6 +423,16 @@ mod tests {
         assert!(!html.contains("nodes-more"));
         assert!(
             html.contains("<details id=\"nodes-list\"><summary>Nodes' links: 2 nodes, 0 not ok")
+        );
+        let mut older = measured(2);
+        older["conformance"]
+            .as_object_mut()
+            .unwrap()
+            .remove("cpu_wait");
+        let html = section(&read(Some(&older)));
+        assert!(
+            html.contains("core and rates within 5 %.</p>") && !html.contains("cpu-wait"),
+            "a run that did not measure the waits is not said to be judged by them: {html}"
         );
         let html = section(&Verdict::NotMeasured {
             why: "dry <run>".into(),

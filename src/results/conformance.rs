@@ -2,8 +2,8 @@
 //! node's traffic and each data plane's health (`observe`), it judges, against stated bounds,
 //! how late packets left, how busy the data-plane thread was, whether the kernel dropped
 //! packets it did not read in time or refused its writes, and whether a node received faster
-//! than its downlink allows; and, from what each node used (`programs`), whether its programs
-//! waited for a CPU the machine did not have. Pure logic: the controller feeds it, `summary.json` stores it.
+//! than its downlink allows; and, from what each node used (`programs`), whether its
+//! programs waited for a CPU the machine did not have. Pure logic: the controller feeds it, `summary.json` stores it.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -46,7 +46,7 @@ const MIN_WAIT_PER_SECOND: f64 = 1e-3;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProgramWait {
     pub ip: Ipv4Addr,
-    /// The node's life, since its first program.
+    /// The node's life, since its first program or limit.
     pub seconds: f64,
     pub cpu_seconds: f64,
     /// Ready to run but not running, beyond the node's own CPU quota.
@@ -64,6 +64,7 @@ impl ProgramWait {
         }
     }
 
+    /// Its wait per second of its life.
     fn per_second(&self) -> f64 {
         self.wait_seconds / self.seconds.max(1e-9)
     }
@@ -335,7 +336,7 @@ impl Conformance {
             .programs
             .iter()
             .max_by(|a, b| a.share().total_cmp(&b.share()))?;
-        if let Some(first) = waited.iter().max_by(|a, b| a.share().total_cmp(&b.share())) {
+        if let Some(worst_waited) = waited.iter().max_by(|a, b| a.share().total_cmp(&b.share())) {
             problems.push(format!(
                 "the programs of {} of {} nodes waited for a CPU more than {:.0} % of the time \
                  they were ready to run (worst: {}, {:.0} %, {:.0} ms a second): the machine was \
@@ -343,9 +344,9 @@ impl Conformance {
                 waited.len(),
                 self.programs.len(),
                 bound * 100.0,
-                first.ip,
-                first.share() * 100.0,
-                first.per_second() * 1e3
+                worst_waited.ip,
+                worst_waited.share() * 100.0,
+                worst_waited.per_second() * 1e3
             ));
         }
         Some(CpuWaitVerdict {

@@ -145,6 +145,7 @@ impl Executor for LocalWorker {
             let dir = self.results.join("nodes").join(ip.to_string());
             let json = serde_json::json!({
                 "cpu_seconds": usage.cpu_usec as f64 / 1e6,
+                // null where the kernel keeps no CPU pressure: not measured, not 0.
                 "cpu_wait_seconds": usage.waited_seconds(),
                 "cpu_throttled_seconds": usage.throttled_usec as f64 / 1e6,
                 "seconds": usage.seconds,
