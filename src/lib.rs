@@ -9,6 +9,8 @@
 //! Each module uses only the layers below it (`tests/layers.rs` keeps this true):
 //!
 //! ```text
+//!  attach doctor         a command run as a node of a running lab (`exec`, `shell`);
+//!                        what real mode needs on this machine and a script's programs
 //!  run report            one run as the command line asks for it (wires the embedded
 //!                        worker); plots and a page from a results folder
 //!  script                Rhai: the primitives, units in scripts, at/every timers, errors
@@ -118,6 +120,13 @@
 //! (on stderr; the timeline of a run is on stdout, under a status bar on a terminal, then
 //! an end summary: `run::progress`, `run::recap`).
 //!
+//! ## Attach and doctor (`attach`, `doctor`)
+//! `p2plab exec NODE -- CMD` and `p2plab shell NODE` find a running lab by its ledger and
+//! start a command in its namespace and the node's cgroups, as the node's own programs are
+//! (`attach`). `p2plab doctor [FILE]` gathers what the machine offers (root, user namespaces,
+//! TUN, cgroups, BPF, the shim, limits) and the programs a script's dry-run spawns, and judges
+//! them, free of I/O, into findings with a fix each (`doctor`).
+//!
 //! ## Report
 //! `report` reads a finished or killed run's folder back (`events.jsonl`, `traffic.csv`,
 //! `dataplane.csv`, `summary.json`) into SVG and PNG plots and an `index.html` that opens
@@ -138,10 +147,12 @@
 //! assert_eq!(out.report.end_time, 10_000_000_000);
 //! ```
 
+pub mod attach;
 pub mod bpf;
 pub mod clock;
 pub mod controller;
 pub mod dataplane;
+pub mod doctor;
 pub mod experiment;
 pub mod interrupt;
 pub mod netns;

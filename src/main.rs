@@ -69,6 +69,19 @@ or not measured, its problems, workers and nodes), then shows summary.json and t
 and says which plots were skipped and why (a dry-run has no traffic and no data plane).
 Exit code 2 if a file is missing or malformed (file:line).";
 
+/// What `p2plab exec --help` and `shell --help` add.
+const EXEC_HELP: &str = "\
+The command joins the lab's network namespace and the node's cgroups, as the node's own
+programs do: its sockets get the node's address (cgroup-BPF), the node's link shapes its
+traffic, its CPU and memory limits hold, and the lab's end stops it. It gets P2PLAB_IP,
+BINDIP, P2PLAB_LAB and (when one of the node's programs still runs) P2PLAB_NODE. A lab bound
+by the shim (--binding preload) gets it preloaded instead. Only nodes that have started a
+program have a cgroup. The exit code is the command's (128 + N if signal N ended it), 2 when
+p2plab could not start it.
+  sudo p2plab exec 10.0.0.1 -- ping -c 3 10.0.0.2
+  sudo p2plab exec 10.0.0.1 -- curl -s http://10.0.0.2:8000/
+  sudo p2plab shell 10.0.0.1";
+
 /// p2plab: run real programs on emulated peer-to-peer networks, driven by a Rhai script.
 #[derive(Parser)]
 #[command(version, about, after_help = AFTER_HELP)]
@@ -153,6 +166,37 @@ enum Command {
     Report {
         /// The results folder of a run (dry-run or real), e.g. results/churn-20261125-203337.
         dir: PathBuf,
+    },
+    /// What real mode needs on this machine, and with FILE the programs the script spawns:
+    /// each problem with what to do about it. Exit code 1 if real mode (or FILE) cannot run.
+    Doctor {
+        /// A scenario whose spawned programs are looked for on PATH (found by a dry-run).
+        file: Option<PathBuf>,
+        /// A value for param("name", default) in FILE; repeatable.
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+    },
+    /// Run a command as a node of a running lab: in its namespace, bound to its address, in
+    /// its cgroups (root). E.g. `sudo p2plab exec 10.0.0.1 -- ping -c 3 10.0.0.2`.
+    #[command(after_help = EXEC_HELP)]
+    Exec {
+        /// The node's address (as in the timeline and nodes/<ip>/).
+        node: String,
+        /// The lab, when several run (`ip netns list` shows them as p2plab-<pid>-...).
+        #[arg(long, value_name = "NAME")]
+        lab: Option<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// An interactive shell ($SHELL, else /bin/sh) as a node of a running lab, as `exec`.
+    #[command(after_help = EXEC_HELP)]
+    Shell {
+        /// The node's address (as in the timeline and nodes/<ip>/).
+        node: String,
+        /// The lab, when several run.
+        #[arg(long, value_name = "NAME")]
+        lab: Option<String>,
     },
     /// Compile and check a script, then run it on a virtual clock without keeping anything.
     Check {
@@ -273,6 +317,14 @@ fn main() -> ExitCode {
         Command::Token { file } => p2plab::proto::Token::write_new(&file)
             .map(|()| eprintln!("wrote a new token to {}", file.display()))
             .map_err(|e| RunError::Setup(e.into())),
+        Command::Doctor { file, params: list } => return doctor(file.as_deref(), list),
+        Command::Exec { node, lab, command } => {
+            return attach(&node, lab.as_deref(), command, false);
+        }
+        Command::Shell { node, lab } => {
+            let shell = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
+            return attach(&node, lab.as_deref(), vec![shell], true);
+        }
         Command::Check { file, params: list } => {
             let mut cfg = RunConfig::new(&file);
             cfg.params = params(list);
@@ -318,6 +370,78 @@ fn write_report(dir: &std::path::Path) -> ExitCode {
         }
         Err(err) => {
             eprintln!("error: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `p2plab doctor [FILE]`: one line per finding, the fix under it; exit code 1 on a problem.
+fn doctor(file: Option<&std::path::Path>, params: Vec<(String, String)>) -> ExitCode {
+    use p2plab::doctor::{Facts, Level, judge};
+    let findings = judge(&Facts::gather(file.map(|f| (f, params))));
+    for f in &findings {
+        println!("{:<8} {:<14} {}", f.level.word(), f.topic, f.text);
+        if let Some(fix) = &f.fix
+            && f.level != Level::Ok
+        {
+            println!("{:<23} fix: {fix}", "");
+        }
+    }
+    let problems = findings
+        .iter()
+        .filter(|f| f.level == Level::Problem)
+        .count();
+    if problems == 0 {
+        println!("real mode can run here");
+        ExitCode::SUCCESS
+    } else {
+        println!("{problems} problem(s): real mode cannot run as it is");
+        ExitCode::from(1)
+    }
+}
+
+/// `p2plab exec` and `p2plab shell`: the command's own exit code, or 2 if it did not start.
+fn attach(
+    node: &str,
+    lab: Option<&str>,
+    command: Vec<std::ffi::OsString>,
+    interactive: bool,
+) -> ExitCode {
+    use p2plab::attach;
+    let planned = attach::parse_node(node).and_then(|ip| {
+        let labs = attach::running_labs(std::path::Path::new(p2plab::netns::LEDGER_DIR))?;
+        let lab = attach::choose_lab(labs, lab)?;
+        let v1: Vec<PathBuf> = p2plab::netns::limits::v1_mounts()
+            .into_iter()
+            .map(|(_, mount)| mount)
+            .fold(Vec::new(), |mut all, m| {
+                if !all.contains(&m) {
+                    all.push(m);
+                }
+                all
+            });
+        let shim = p2plab::worker::shim::locate().map_err(|e| e.to_string());
+        attach::plan(
+            &lab,
+            ip,
+            std::path::Path::new(p2plab::netns::NETNS_RUN_DIR),
+            &v1,
+            shim,
+        )
+    });
+    let result = planned.and_then(|a| {
+        if interactive {
+            eprintln!(
+                "p2plab: a shell as node {} of lab {}; `exit` leaves it",
+                a.ip, a.lab
+            );
+        }
+        attach::run(&a, &command)
+    });
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::from(2)
         }
     }

@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["controller"],
     &["script"],
     &["run", "report"],
+    &["attach", "doctor"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -1,6 +1,7 @@
 //! Where the bind shim is: `P2PLAB_SHIM` if set, else `libp2plab_shim.so` next to the p2plab
 //! binary (`cargo build --release` puts both in `target/release/`), in `deps/` below it (where
-//! `cargo test` alone leaves it), or one folder up (test binaries live in `target/<p>/deps/`).
+//! `cargo test` alone leaves it), one folder up (test binaries live in `target/<p>/deps/`), or
+//! in `../lib/p2plab/` (an installed `/usr/local/bin/p2plab`).
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,8 @@ pub fn locate() -> Result<PathBuf, ShimMissing> {
         candidates.push(dir.join("deps").join(SHIM_FILE));
         if let Some(up) = dir.parent() {
             candidates.push(up.join(SHIM_FILE));
+            // Installed: `/usr/local/bin/p2plab` finds `/usr/local/lib/p2plab/<shim>`.
+            candidates.push(up.join("lib/p2plab").join(SHIM_FILE));
         }
     }
     candidates
