@@ -254,7 +254,10 @@ pub fn judge(f: &Facts) -> Vec<Finding> {
         finding(
             "system limits",
             Level::Note,
-            format!("{limits_text}: {} limit(s) a swarm of {MANY_PROCESSES} processes (--max-procs) needs", short.join(", ")),
+            format!(
+                "{limits_text}; too low for a swarm of {MANY_PROCESSES} processes (--max-procs): {}",
+                short.join(", ")
+            ),
         )
         .fix("raise them: ulimit -n 1048576; sysctl kernel.pid_max=4194304 kernel.threads-max=4194304")
     });
