@@ -11,12 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::netns::Ledger;
+use crate::worker::shim::contract::{BINDIP, LD_PRELOAD, P2PLAB_IP, P2PLAB_NODE};
 
-/// What the program is told, as the worker tells the programs it spawns.
-const NODE_VAR: &str = "P2PLAB_NODE";
-const IP_VAR: &str = "P2PLAB_IP";
-const BINDIP_VAR: &str = "BINDIP";
-const PRELOAD_VAR: &str = "LD_PRELOAD";
 /// The lab's namespace name, for a prompt or a script that wants to know.
 const LAB_VAR: &str = "P2PLAB_LAB";
 
@@ -71,7 +67,7 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AttachErr
 }
 
 /// The labs whose owner still runs, from the ledgers in `dir` (`/run/p2plab`), by name.
-/// A ledger that cannot be read is skipped: it is a crashed run's, for `p2plab cleanup`.
+/// A ledger that cannot be read is skipped, as `p2plab cleanup` skips it: no lab to join.
 pub fn running_labs(dir: &Path) -> Result<Vec<Ledger>, AttachError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -118,16 +114,6 @@ pub fn parse_node(given: &str) -> Result<Ipv4Addr, AttachError> {
         })
 }
 
-/// How the attached program gets the node's address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BoundBy {
-    /// It joins the node's cgroups: the lab's BPF programs bind its sockets, the node's CPU
-    /// and memory limits hold, and the lab's end stops it with the node's programs.
-    NodeCgroup,
-    /// The lab has no cgroup (binding "preload"): the shim is preloaded, as for its programs.
-    Shim(PathBuf),
-}
-
 /// Everything needed to start a program as a node of a lab.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
@@ -136,9 +122,10 @@ pub struct Attachment {
     /// `/run/netns/<lab>`: the namespace the program joins.
     pub namespace: PathBuf,
     /// The `cgroup.procs` files it writes itself into: v2 first, then each v1 hierarchy's.
+    /// Joining them binds its sockets by the lab's BPF programs, holds it to the node's limits
+    /// and ends it with the node; empty in a lab without cgroups, whose programs get the shim.
     pub cgroup_procs: Vec<PathBuf>,
     pub env: Vec<(String, String)>,
-    pub bound_by: BoundBy,
 }
 
 /// Where node `ip` of `lab` lives: `netns_dir` holds the lab's namespace, `v1_mounts` are the
@@ -153,11 +140,11 @@ pub fn plan(
 ) -> Result<Attachment, AttachError> {
     let node_dir = format!("n{ip}");
     let mut env = vec![
-        (IP_VAR.to_string(), ip.to_string()),
-        (BINDIP_VAR.to_string(), ip.to_string()),
+        (P2PLAB_IP.to_string(), ip.to_string()),
+        (BINDIP.to_string(), ip.to_string()),
         (LAB_VAR.to_string(), lab.namespace.clone()),
     ];
-    let (cgroup_procs, bound_by) = match &lab.cgroup {
+    let cgroup_procs = match &lab.cgroup {
         Some(cgroup) => {
             let node = cgroup.join(&node_dir);
             if !node.is_dir() {
@@ -168,25 +155,24 @@ pub fn plan(
                 });
             }
             if let Some(id) = node_number(&node) {
-                env.push((NODE_VAR.to_string(), id));
+                env.push((P2PLAB_NODE.to_string(), id));
             }
             let v1 = v1_mounts
                 .iter()
                 .map(|m| m.join(&lab.namespace).join(&node_dir))
                 .filter(|d| d.is_dir());
-            let procs = std::iter::once(node)
+            std::iter::once(node)
                 .chain(v1)
                 .map(|d| d.join("cgroup.procs"))
-                .collect();
-            (procs, BoundBy::NodeCgroup)
+                .collect()
         }
         None => {
             let shim = shim.map_err(|why| AttachError::NoShim {
                 lab: lab.namespace.clone(),
                 why,
             })?;
-            env.push((PRELOAD_VAR.to_string(), shim.display().to_string()));
-            (Vec::new(), BoundBy::Shim(shim))
+            env.push((LD_PRELOAD.to_string(), shim.display().to_string()));
+            Vec::new()
         }
     };
     Ok(Attachment {
@@ -195,7 +181,6 @@ pub fn plan(
         namespace: netns_dir.join(&lab.namespace),
         cgroup_procs,
         env,
-        bound_by,
     })
 }
 
@@ -218,19 +203,28 @@ fn node_number(node_cgroup: &Path) -> Option<String> {
     procs.lines().find_map(|pid| {
         let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).ok()?;
         environ.split(|&b| b == 0).find_map(|kv| {
-            let value = kv.strip_prefix(NODE_VAR.as_bytes())?.strip_prefix(b"=")?;
+            let value = kv
+                .strip_prefix(P2PLAB_NODE.as_bytes())?
+                .strip_prefix(b"=")?;
             Some(String::from_utf8_lossy(value).into_owned())
         })
     })
+}
+
+/// Attaching needs root: the lab's namespace and cgroups are root's. Checked before anything
+/// else, so that a user without it is told that and not a lab's details.
+pub fn require_root() -> Result<(), AttachError> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(AttachError::NotRoot)
+    }
 }
 
 /// Runs `argv` as the node of `attachment`, with this terminal, and waits for it: its exit
 /// code, or 128 + the signal that ended it, as a shell reports it. Ctrl-C goes to the
 /// program (it shares our process group) and does not end p2plab before it.
 pub fn run(attachment: &Attachment, argv: &[OsString]) -> Result<i32, AttachError> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(AttachError::NotRoot);
-    }
     let (program, args) = argv.split_first().ok_or(AttachError::NoCommand)?;
     let namespace = File::open(&attachment.namespace)
         .map_err(io_error(format!("open {}", attachment.namespace.display())))?;
@@ -375,7 +369,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.namespace, Path::new("/run/netns/p2plab-1-a"));
-        assert_eq!(a.bound_by, BoundBy::NodeCgroup);
         assert_eq!(
             a.cgroup_procs,
             vec![
@@ -407,8 +400,7 @@ mod tests {
         let lab = ledger("p2plab-1-a", None);
         let ip = Ipv4Addr::new(10, 0, 0, 2);
         let shim = PathBuf::from("/opt/libp2plab_shim.so");
-        let a = plan(&lab, ip, Path::new("/run/netns"), &[], Ok(shim.clone())).unwrap();
-        assert_eq!(a.bound_by, BoundBy::Shim(shim));
+        let a = plan(&lab, ip, Path::new("/run/netns"), &[], Ok(shim)).unwrap();
         assert!(a.cgroup_procs.is_empty());
         assert!(
             a.env

@@ -179,7 +179,17 @@ pub fn judge(f: &Facts) -> Vec<Finding> {
             "not tried without root: the preloaded shim binds, statically linked programs are not bound",
         ),
     });
+    let node_cgroups = f.root && matches!(f.bpf, Some(Ok(())));
     out.push(match &f.limits {
+        Some(where_) if !node_cgroups => finding(
+            "node limits",
+            Level::Note,
+            format!(
+                "{where_} has the cpu and memory controllers, but nodes get cgroups only as root \
+                 with the BPF binding: a script's cpu/memory limits are errors here"
+            ),
+        )
+        .fix("run p2plab as root on a kernel with cgroup-BPF"),
         Some(where_) => finding(
             "node limits",
             Level::Ok,
@@ -232,7 +242,10 @@ pub fn judge(f: &Facts) -> Vec<Finding> {
             Level::Note,
             "no real-time priority allowed: on a busy machine packets leave late (the verdict flags it)",
         )
-        .fix("run as root, or allow it: ulimit -r 10 (RLIMIT_RTPRIO)")
+        .fix(format!(
+            "run as root, or allow real-time priority {} to your user (`rtprio` in /etc/security/limits.conf)",
+            crate::dataplane::forwarder::FIFO_PRIORITY
+        ))
     });
     let (soft, hard) = f.open_files;
     let short: Vec<String> = [("pid_max", f.pid_max), ("threads-max", f.threads_max)]
@@ -241,7 +254,7 @@ pub fn judge(f: &Facts) -> Vec<Finding> {
             v.filter(|&v| v < 2 * MANY_PROCESSES)
                 .map(|v| format!("{name} {v}"))
         })
-        .chain((hard < 4 * MANY_PROCESSES).then(|| format!("open files {hard}")))
+        .chain((soft < 4 * MANY_PROCESSES).then(|| format!("open files {soft}")))
         .collect();
     let limits_text = format!(
         "open files {soft} (hard {hard}), pid_max {}, threads-max {}",
@@ -409,8 +422,10 @@ impl Facts {
             }),
             v2_mount,
             shim,
-            realtime: root || rlimit(libc::RLIMIT_RTPRIO).0 > 0,
-            open_files: rlimit(libc::RLIMIT_NOFILE),
+            realtime: root
+                || rlimit(nix::sys::resource::Resource::RLIMIT_RTPRIO).0
+                    >= crate::dataplane::forwarder::FIFO_PRIORITY as u64,
+            open_files: rlimit(nix::sys::resource::Resource::RLIMIT_NOFILE),
             pid_max: read_number("/proc/sys/kernel/pid_max"),
             threads_max: read_number("/proc/sys/kernel/threads-max"),
             programs: script.map(|(file, params)| script_programs(file, params)),
@@ -429,7 +444,13 @@ fn tun_mode() -> Result<u32, String> {
 
 /// Tries, in a child process, what `rootless::enter` does first.
 fn try_rootless() -> Result<(), String> {
-    let mut probe = std::process::Command::new("/bin/true");
+    // Our own binary, a program every machine running doctor has.
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find p2plab itself: {e}"))?;
+    let mut probe = std::process::Command::new(exe);
+    probe
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     // SAFETY: the child calls unshare(2) only, between fork and exec.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut probe, || {
@@ -449,7 +470,8 @@ fn try_rootless() -> Result<(), String> {
 
 /// Makes a lab cgroup with the binding programs attached, and removes it.
 fn try_bpf() -> Result<(), String> {
-    let name = format!("p2plab-doctor-{}", std::process::id());
+    // Named as a lab is, so that `p2plab cleanup` removes it if doctor dies before it does.
+    let name = format!("p2plab-{}-doctor", std::process::id());
     let cgroup = crate::netns::cgroup::LabCgroup::create(&name).map_err(|e| e.to_string())?;
     cgroup.remove().map_err(|e| e.to_string())
 }
@@ -468,17 +490,8 @@ fn limits_home(v2: Option<&Path>) -> Option<String> {
         .then(|| format!("cgroup v1 ({})", names.join(", ")))
 }
 
-fn rlimit(resource: libc::__rlimit_resource_t) -> (u64, u64) {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given.
-    if unsafe { libc::getrlimit(resource, &mut r) } == 0 {
-        (r.rlim_cur, r.rlim_max)
-    } else {
-        (0, 0)
-    }
+fn rlimit(resource: nix::sys::resource::Resource) -> (u64, u64) {
+    nix::sys::resource::getrlimit(resource).unwrap_or((0, 0))
 }
 
 fn read_number(path: &str) -> Option<u64> {
@@ -565,7 +578,7 @@ mod tests {
             cpu_pressure: true,
             shim: Ok("/opt/p2plab/libp2plab_shim.so".into()),
             realtime: true,
-            open_files: (1024, 1 << 20),
+            open_files: (1 << 20, 1 << 20),
             pid_max: Some(4 << 20),
             threads_max: Some(1 << 20),
             programs: None,
@@ -655,6 +668,8 @@ mod tests {
                 .collect::<Vec<_>>(),
             [
                 ("BPF binding", Level::Note),
+                // No BPF, no node cgroups: the controllers are there but limits are not.
+                ("node limits", Level::Note),
                 ("system limits", Level::Note),
                 ("program", Level::Note)
             ]

@@ -188,15 +188,31 @@ fn exec_runs_a_command_as_a_node_of_the_running_lab() {
         .spawn()
         .unwrap();
     let attached_pid = attached.id();
-    std::thread::sleep(Duration::from_millis(300));
+    let joined = || {
+        let children =
+            std::fs::read_to_string(format!("/proc/{attached_pid}/task/{attached_pid}/children"))
+                .unwrap_or_default();
+        children.split_whitespace().any(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/cgroup"))
+                .is_ok_and(|c| c.contains(&format!("/{lab}/n10.0.0.1\n")))
+        })
+    };
+    assert!(
+        poll(Duration::from_secs(10), joined),
+        "the attached command never joined the node's cgroup"
+    );
     drop(run);
     assert!(
         poll(Duration::from_secs(10), || !alive(attached_pid)),
         "the attached command outlived the lab"
     );
     let status = { attached }.wait().unwrap();
-    // The lab's end terminates every process of a node's cgroup, the attached one too.
-    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{status:?}");
+    // The lab's end signals every process of a node's cgroup, the attached one too: SIGTERM,
+    // or SIGKILL where the end gives no grace.
+    assert!(
+        [128 + libc::SIGTERM, 128 + libc::SIGKILL].contains(&status.code().unwrap_or(0)),
+        "{status:?}"
+    );
     assert!(namespaces_of(owner).is_empty(), "the lab was not removed");
 }
 

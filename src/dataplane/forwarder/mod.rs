@@ -14,6 +14,7 @@ mod buffers;
 mod forwarding;
 mod offload;
 mod priority;
+pub use priority::FIFO_PRIORITY;
 mod remote;
 mod runs;
 mod wakeup;

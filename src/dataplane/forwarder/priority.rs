@@ -4,7 +4,7 @@
 //! throttling (95 % of each second by default) keeps a flood from freezing the machine.
 
 /// Low among real-time priorities: above every normal thread, below the kernel's own.
-const FIFO_PRIORITY: i32 = 10;
+pub const FIFO_PRIORITY: i32 = 10;
 
 /// How the thread ended up scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
