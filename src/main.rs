@@ -77,9 +77,10 @@ traffic, its CPU and memory limits hold, and the lab's end stops it. It gets P2P
 BINDIP, P2PLAB_LAB and (when one of the node's programs still runs) P2PLAB_NODE. A lab bound
 by the shim (--binding preload) gets it preloaded instead. Only nodes that have started a
 program have a cgroup. The exit code is the command's (128 + N if signal N ended it), 2 when
-p2plab could not start it.
-  sudo p2plab exec 10.0.0.1 -- ping -c 3 10.0.0.2
+p2plab could not start it. `ping` is the one program that needs its address given (-I): its
+ICMP sockets are not bound by cgroup-BPF.
   sudo p2plab exec 10.0.0.1 -- curl -s http://10.0.0.2:8000/
+  sudo p2plab exec 10.0.0.1 -- ping -c 3 -I 10.0.0.1 10.0.0.2
   sudo p2plab shell 10.0.0.1";
 
 /// p2plab: run real programs on emulated peer-to-peer networks, driven by a Rhai script.
@@ -177,7 +178,7 @@ enum Command {
         params: Vec<(String, String)>,
     },
     /// Run a command as a node of a running lab: in its namespace, bound to its address, in
-    /// its cgroups (root). E.g. `sudo p2plab exec 10.0.0.1 -- ping -c 3 10.0.0.2`.
+    /// its cgroups (root). E.g. `sudo p2plab exec 10.0.0.1 -- curl -s http://10.0.0.2:8000/`.
     #[command(after_help = EXEC_HELP)]
     Exec {
         /// The node's address (as in the timeline and nodes/<ip>/).

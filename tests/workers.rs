@@ -11,9 +11,14 @@ use common::{can_run_real_mode_with, median, of, ping_rtts, poll, read_events, w
 
 /// The average RTT of each ping run in a log (`rtt min/avg/max/mdev = ...`), in ms.
 fn ping_averages(log: &str) -> Vec<f64> {
+    ping_summaries(log, 1)
+}
+
+/// The `field`th figure (0 min, 1 avg, 2 max) of each ping run's summary line, in ms.
+fn ping_summaries(log: &str, field: usize) -> Vec<f64> {
     log.lines()
         .filter_map(|l| l.strip_prefix("rtt min/avg/max/mdev = "))
-        .filter_map(|v| v.split('/').nth(1)?.parse().ok())
+        .filter_map(|v| v.split('/').nth(field)?.parse().ok())
         .collect()
 }
 
@@ -457,7 +462,7 @@ fn a_scenario_gives_the_same_results_on_one_machine_and_on_three() {
             .unwrap()
             .to_string();
         let log = std::fs::read_to_string(out.join("nodes").join(&a).join("stdout.log")).unwrap();
-        let rtt = ping_averages(&log)[0];
+        let rtt = (ping_summaries(&log, 0)[0], ping_averages(&log)[0]);
         let rates: Vec<f64> = log
             .split("\n{\n")
             .skip(1)
@@ -513,11 +518,13 @@ fn a_scenario_gives_the_same_results_on_one_machine_and_on_three() {
     let judged = summary["conformance"]["workers"].as_array().unwrap();
     assert_eq!(judged.len(), 3, "{:#}", summary["conformance"]);
     eprintln!(
-        "one machine: RTT {rtt1:.2} ms, goodput {rates1:?}; three: RTT {rtt3:.2} ms, {rates3:?}"
+        "one machine: RTT min, avg {rtt1:.2?} ms, goodput {rates1:?}; three: {rtt3:.2?} ms, {rates3:?}"
     );
+    // The least RTT is the model's, unmoved by a stall of the machine (a stall only adds);
+    // the average of 20 pings moves by 1 ms for one ping 20 ms late (seen on CI).
     assert!(
-        (rtt1 - rtt3).abs() < 0.5,
-        "RTT {rtt1} ms on one machine, {rtt3} ms on three"
+        (rtt1.0 - rtt3.0).abs() < 0.5 && (rtt1.1 - rtt3.1).abs() < 2.0,
+        "RTT min, avg {rtt1:?} ms on one machine, {rtt3:?} ms on three"
     );
     assert_eq!(rates1.len(), 2);
     assert_eq!(rates3.len(), 2);
