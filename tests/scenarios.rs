@@ -150,32 +150,40 @@ fn a_local_module_wins_and_modules_see_primitives() {
     assert_eq!(of(&s.run_ok(), "log")[0]["msg"], "local churn");
 }
 
-#[test]
-fn every_example_script_dry_runs() {
-    let scripts = std::fs::read_dir("scripts").expect("scripts/");
-    let mut count = 0;
-    for entry in scripts {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "rhai") {
-            let out = tempfile::tempdir().unwrap();
-            let mut cfg = RunConfig::new(&path);
-            cfg.seed = Some(7);
-            cfg.out = Some(out.path().to_path_buf());
-            if let Err(e) = run::dry_run(cfg) {
-                panic!("{}: {e}", path.display());
+/// The example scenarios: `scripts/*.rhai` and the labs' `scripts/labs/*.rhai`.
+fn example_scripts() -> Vec<std::path::PathBuf> {
+    let mut paths = Vec::new();
+    for folder in ["scripts", "scripts/labs"] {
+        for entry in std::fs::read_dir(folder).unwrap_or_else(|e| panic!("{folder}/: {e}")) {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rhai") {
+                paths.push(path);
             }
-            count += 1;
         }
     }
-    assert!(count >= 1, "no example scripts found");
-    let readme = std::fs::read_to_string("scripts/README.md").expect("scripts/README.md");
-    for entry in std::fs::read_dir("scripts").unwrap() {
-        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        if name.ends_with(".rhai") {
-            assert!(
-                readme.contains(&name),
-                "scripts/README.md does not describe {name}"
-            );
+    paths.sort();
+    paths
+}
+
+#[test]
+fn every_example_script_dry_runs() {
+    let scripts = example_scripts();
+    assert!(!scripts.is_empty(), "no example scripts found");
+    for path in &scripts {
+        let out = tempfile::tempdir().unwrap();
+        let mut cfg = RunConfig::new(path);
+        cfg.seed = Some(7);
+        cfg.out = Some(out.path().to_path_buf());
+        if let Err(e) = run::dry_run(cfg) {
+            panic!("{}: {e}", path.display());
         }
+    }
+    let readme = std::fs::read_to_string("scripts/README.md").expect("scripts/README.md");
+    for path in &scripts {
+        let name = path.strip_prefix("scripts/").unwrap().to_string_lossy();
+        assert!(
+            readme.contains(name.as_ref()),
+            "scripts/README.md does not describe {name}"
+        );
     }
 }

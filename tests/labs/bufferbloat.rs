@@ -1,0 +1,1 @@
+//! Lab bufferbloat (book/src/lab-bufferbloat.md).

@@ -1,0 +1,1 @@
+//! Lab gossip (book/src/lab-gossip.md).

@@ -1,0 +1,1 @@
+//! Lab partition (book/src/lab-partition.md).

@@ -1,0 +1,1 @@
+//! Lab seed (book/src/lab-seed.md).

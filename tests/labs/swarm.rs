@@ -1,0 +1,1 @@
+//! Lab swarm (book/src/lab-swarm.md).

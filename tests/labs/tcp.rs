@@ -1,0 +1,1 @@
+//! Lab tcp (book/src/lab-tcp.md).
