@@ -70,6 +70,7 @@ fn forged_spawn(seq: u64, marker: &std::path::Path) -> Vec<u8> {
                 shell: true,
                 env: Vec::new(),
                 user: None,
+                stdout: None,
             },
         },
     };

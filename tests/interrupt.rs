@@ -35,6 +35,7 @@ fn ctrl_c_ends_a_wait_and_every_worker_is_stopped() {
         shell: false,
         env: Vec::new(),
         user: None,
+        stdout: None,
     };
     c.workers
         .execute(&Action::Spawn {

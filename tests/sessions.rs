@@ -143,6 +143,7 @@ fn node_folders_are_collected_at_the_end() {
                 shell: false,
                 env: Vec::new(),
                 user: None,
+                stdout: None,
             },
         })
         .unwrap();

@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::experiment::{
     Action, Clock, ExecError, Executor, ExitStatus, Experiment, GroupId, GroupLink, LinkTrace,
-    NodeCounters, NodeId, NodeLimits, NodeRecord, Outcome, ProcExit, ProcId, ProcStatus,
+    NodeCounters, NodeFile, NodeId, NodeLimits, NodeRecord, Outcome, ProcExit, ProcId, ProcStatus,
     ShapeUpdate, SpawnSpec, StateError, TraceId, TraceRef, signal_name,
 };
 use crate::results::{Conformance, Event, EventLog, HealthCsv, TrafficCsv};
@@ -409,7 +409,8 @@ impl Lab {
             spec: spec.clone(),
         })?;
         let pid = outcome.pid.unwrap_or_default();
-        self.state.add_proc(node, spec.cmd.clone(), pid);
+        self.state
+            .add_proc(node, spec.cmd.clone(), pid, spec.stdout.clone());
         self.procs.started(proc, worker, self.now());
         let env: serde_json::Map<String, serde_json::Value> = spec
             .env
@@ -423,6 +424,7 @@ impl Lab {
             .with_opt("shell", spec.shell.then_some(true))
             .with_opt("env", (!env.is_empty()).then_some(env))
             .with_opt("user", spec.user)
+            .with_opt("stdout", spec.stdout.map(|f| f.to_string()))
             .with_opt("error", outcome.spawn_error);
         self.record(event)?;
         if let Some(msg) = outcome.warning {
@@ -480,6 +482,18 @@ impl Lab {
             ProcStatus::Exited(status) => Some(status),
             ProcStatus::Running => None,
         })
+    }
+
+    /// What node `node`'s programs wrote to `file` of its folder so far, wherever the node
+    /// lives; `None` when there is no such file (always in a dry-run, where nothing runs).
+    pub fn read_node_file(
+        &mut self,
+        node: NodeId,
+        file: &NodeFile,
+    ) -> Result<Option<Vec<u8>>, LabError> {
+        let ip = self.state.node(node).ip;
+        let result = self.executor.read_node_file(node, ip, file);
+        self.lost_worker(result)
     }
 
     /// True on a real clock (time passes by itself), false on a dry-run's virtual clock.

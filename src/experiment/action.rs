@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use super::{GroupId, LinkShape, LinkTrace, NodeId, NodeLimits, NodeRecord, ProcId, TraceId};
+use super::{
+    GroupId, LinkShape, LinkTrace, NodeFile, NodeId, NodeLimits, NodeRecord, ProcId, TraceId,
+};
 use crate::experiment::GroupLink;
 use crate::units::Nanos;
 
@@ -18,6 +20,9 @@ pub struct SpawnSpec {
     pub shell: bool,
     pub env: Vec<(String, String)>,
     pub user: Option<String>,
+    /// Given as `#{ stdout: "name" }`: its standard output goes to this file of the node's
+    /// folder instead of the node's shared stdout.log.
+    pub stdout: Option<NodeFile>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,9 @@
 //! embedded one too) and a worker's `LocalWorker` carries actions out on its machine. Also the
 //! experiment clock, the other thing a mode swaps.
 
-use super::{Action, ExitStatus, ProcExit, ProcId, TrafficReading};
+use std::net::Ipv4Addr;
+
+use super::{Action, ExitStatus, NodeFile, NodeId, ProcExit, ProcId, TrafficReading};
 use crate::units::Nanos;
 
 /// Why an executor could not carry out an action. The embedded worker and remote workers
@@ -81,6 +83,17 @@ pub trait Executor: Send {
     /// how each data plane kept up since the last such reading, which this one ends.
     fn traffic(&mut self, _interval: bool) -> TrafficReading {
         TrafficReading::default()
+    }
+
+    /// The bytes of `file` in the folder of node `node` (address `ip`) as its programs left
+    /// it so far; `None` when there is no such file, as always without programs (dry-run).
+    fn read_node_file(
+        &mut self,
+        _node: NodeId,
+        _ip: Ipv4Addr,
+        _file: &NodeFile,
+    ) -> Result<Option<Vec<u8>>, ExecError> {
+        Ok(None)
     }
 
     /// After the last action: gathers what the run left on other machines and ends it there.

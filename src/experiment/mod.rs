@@ -9,6 +9,7 @@ mod executor;
 mod group_table;
 mod limits;
 mod link;
+mod node_file;
 mod placement;
 mod trace;
 mod traffic;
@@ -21,6 +22,7 @@ pub use link::{
     GilbertElliott, GroupLink, JitterDist, JitterModel, LinkShape, LinkTraces, MIN_DEFAULT_QUEUE,
     ShapeUpdate, TraceId, TraceRef, default_queue_limit,
 };
+pub use node_file::{MAX_NODE_FILE, NodeFile};
 pub use placement::{AddressPlan, MAX_WORKERS, NODES_PER_WORKER, Placement};
 pub use trace::{DelayTrace, LinkTrace, OPPORTUNITY_BYTES, RateTrace, TraceError};
 pub use traffic::{DataplaneHealth, NodeCounters, TrafficReading};
@@ -67,6 +69,8 @@ pub struct ProcRecord {
     pub cmd: String,
     pub pid: u32,
     pub status: ProcStatus,
+    /// The file of its node's folder its standard output goes to, if it has its own.
+    pub stdout: Option<NodeFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -226,7 +230,13 @@ impl Experiment {
         ProcId(self.procs.len() as u32)
     }
 
-    pub fn add_proc(&mut self, node: NodeId, cmd: String, pid: u32) -> ProcId {
+    pub fn add_proc(
+        &mut self,
+        node: NodeId,
+        cmd: String,
+        pid: u32,
+        stdout: Option<NodeFile>,
+    ) -> ProcId {
         let id = self.next_proc_id();
         let worker = self.node(node).worker as usize;
         if self.running.len() <= worker {
@@ -239,6 +249,7 @@ impl Experiment {
             cmd,
             pid,
             status: ProcStatus::Running,
+            stdout,
         });
         id
     }
@@ -359,7 +370,7 @@ mod tests {
     fn procs_exit_once() {
         let mut exp = Experiment::new(Placement::single());
         let n = add(&mut exp, 1, "g")[0];
-        let p = exp.add_proc(n, "sleep 1".into(), 42);
+        let p = exp.add_proc(n, "sleep 1".into(), 42, None);
         assert_eq!(exp.running_procs(n), vec![p]);
         assert_eq!(exp.running_on(0), 1);
         assert!(exp.proc_exited(p, ExitStatus::Code(0)));

@@ -56,6 +56,11 @@ pub enum Request {
     Traffic {
         interval: bool,
     },
+    /// One file of a node's folder, for the script (`read_file`): `Reply::NodeFile`.
+    ReadFile {
+        ip: Ipv4Addr,
+        file: String,
+    },
     /// Sends every file of the nodes' folders as `File` events, then replies.
     Collect,
     /// Ends the session: processes killed, lab removed, then the reply.
@@ -69,6 +74,7 @@ impl Request {
             Request::Setup(_) => "setup",
             Request::Act { action } => action.kind(),
             Request::Traffic { .. } => "traffic",
+            Request::ReadFile { .. } => "read_file",
             Request::Collect => "collect",
             Request::Stop => "stop",
         }
@@ -199,6 +205,10 @@ pub enum Reply {
         nodes: Vec<(Ipv4Addr, Counters)>,
         /// Asked with `interval` only.
         health: Option<Health>,
+    },
+    /// ReadFile: the file's bytes in base64, absent when there is no such file (yet).
+    NodeFile {
+        data: Option<String>,
     },
     /// Stop: the lab is gone; its data plane's counters by name (packets passed through,
     /// datagrams sent, received, and dropped for each reason), for `summary.json`.

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::experiment::{
     Action, DataplaneHealth, DelayTrace, ExecError, ExitStatus, GilbertElliott, GroupId, GroupLink,
-    JitterDist, JitterModel, LinkShape, LinkTrace, LinkTraces, NodeCounters, NodeId, NodeLimits,
-    NodeRecord, Outcome, ProcExit, ProcId, RateTrace, SpawnSpec, TraceError, TraceId, TraceRef,
+    JitterDist, JitterModel, LinkShape, LinkTrace, LinkTraces, NodeCounters, NodeFile, NodeId,
+    NodeLimits, NodeRecord, Outcome, ProcExit, ProcId, RateTrace, SpawnSpec, TraceError, TraceId,
+    TraceRef,
 };
 use crate::units::Nanos;
 
@@ -58,6 +59,9 @@ pub enum WireAction {
         shell: bool,
         env: Vec<(String, String)>,
         user: Option<String>,
+        /// A file of the node's folder for its standard output.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stdout: Option<String>,
     },
     Kill {
         proc: u32,
@@ -290,6 +294,7 @@ impl WireAction {
                 shell: spec.shell,
                 env: spec.env.clone(),
                 user: spec.user.clone(),
+                stdout: spec.stdout.as_ref().map(|f| f.as_str().to_string()),
             },
             Action::Kill { proc } => WireAction::Kill { proc: proc.0 },
             Action::FailNode { node, procs: p } => WireAction::FailNode {
@@ -384,6 +389,7 @@ impl WireAction {
                 shell,
                 env,
                 user,
+                stdout,
             } => Action::Spawn {
                 proc: ProcId(proc),
                 node: NodeId(node),
@@ -393,6 +399,10 @@ impl WireAction {
                     shell,
                     env,
                     user,
+                    stdout: stdout
+                        .map(|name| NodeFile::parse(&name))
+                        .transpose()
+                        .map_err(|message| Failure::Other { message })?,
                 },
             },
             WireAction::Kill { proc } => Action::Kill { proc: ProcId(proc) },
@@ -831,6 +841,7 @@ mod tests {
                     shell: false,
                     env: vec![("A".into(), "b".into())],
                     user: Some("nobody".into()),
+                    stdout: Some(NodeFile::parse("out/iperf.json").unwrap()),
                 },
             },
             Action::Kill { proc: ProcId(7) },

@@ -7,6 +7,7 @@ use std::io::BufWriter;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 
+use super::node_files;
 use super::procs::RunningProc;
 use super::{LocalWorker, PendingKill, procs, shim};
 use crate::dataplane::Command;
@@ -142,7 +143,7 @@ impl Executor for LocalWorker {
     fn finish(&mut self) -> Result<(), ExecError> {
         self.dataplane().stop_captures();
         for (ip, usage) in self.cgroup.as_ref().map(|c| c.usage()).unwrap_or_default() {
-            let dir = self.results.join("nodes").join(ip.to_string());
+            let dir = node_files::node_dir(&self.results, ip);
             let json = serde_json::json!({
                 "cpu_seconds": usage.cpu_usec as f64 / 1e6,
                 // null where the kernel keeps no CPU pressure: not measured, not 0.
@@ -227,7 +228,7 @@ impl LocalWorker {
         let ip = self.ip(node)?;
         let _span = tracing::debug_span!("node", %ip).entered();
         let mut outcome = Outcome::default();
-        let dir = self.results.join("nodes").join(ip.to_string());
+        let dir = node_files::node_dir(&self.results, ip);
         let program = spec.argv.first().map_or("", String::as_str);
         // Cgroup-BPF reaches static programs too: only the shim's reach is checked.
         let is_static = self.cgroup.is_none()
@@ -326,7 +327,7 @@ impl LocalWorker {
     /// what the node sends once the call returns be captured, as packets of the MTU.
     fn capture(&mut self, node: NodeId, snaplen: u32, max_size: u64) -> Result<(), ExecError> {
         let ip = self.ip(node)?;
-        let dir = self.results.join("nodes").join(ip.to_string());
+        let dir = node_files::node_dir(&self.results, ip);
         let path = dir.join(CAPTURE_FILE);
         let open = || -> std::io::Result<Capture<BufWriter<File>>> {
             std::fs::create_dir_all(&dir)?;

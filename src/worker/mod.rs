@@ -5,6 +5,7 @@
 mod actions;
 mod admission;
 mod launch;
+pub mod node_files;
 mod procs;
 pub mod server;
 pub mod session;

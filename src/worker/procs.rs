@@ -8,6 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -15,7 +16,7 @@ use nix::sched::CloneFlags;
 
 use super::launch::{Launch, LaunchSpec, Launcher};
 use super::shim::contract;
-use crate::experiment::{ExitStatus, NodeId, ProcId, SpawnSpec};
+use crate::experiment::{ExitStatus, NodeFile, NodeId, ProcId, SpawnSpec};
 
 /// The programs we started and have not reaped, found by the run's process id or by pid.
 #[derive(Default)]
@@ -158,6 +159,22 @@ fn convert(status: libc::c_int) -> ExitStatus {
 
 fn log_file(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// A process's own output file (`#{ stdout: "name" }`), emptied first like a shell's `>`; not
+/// through a symlink a node's program may have left there.
+fn own_output(node_dir: &Path, file: &NodeFile) -> io::Result<File> {
+    let path = file.under(node_dir);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{file}: {e}")))
 }
 
 /// uid and gid of a user name, for `#{user: "name"}`.
@@ -327,7 +344,10 @@ impl Spawner {
             args,
             env,
             cwd: node_dir,
-            stdout: log_file(&node_dir.join("stdout.log"))?,
+            stdout: match &spec.stdout {
+                Some(file) => own_output(node_dir, file)?,
+                None => log_file(&node_dir.join("stdout.log"))?,
+            },
             stderr: log_file(&node_dir.join("stderr.log"))?,
             cgroups,
             user,

@@ -5,6 +5,7 @@
 //! drops the lab: for a machine's `LocalWorker`, processes killed and namespace removed.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
@@ -15,7 +16,8 @@ use base64::Engine;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-use crate::experiment::Executor;
+use super::node_files;
+use crate::experiment::{Executor, NodeFile};
 use crate::proto::frame::FrameWriter;
 use crate::proto::wire::{Counters, Exit, Health, WireOutcome};
 use crate::proto::{
@@ -203,10 +205,10 @@ fn lab_thread<B: LabBuilder>(
                 let stop = request == Request::Stop;
                 let result = match request {
                     Request::Collect if opts.collect => {
-                        handle(&mut builder, &mut lab, Request::Collect)
+                        handle(&mut builder, &mut lab, &opts.dir, Request::Collect)
                             .and_then(|_| collect(&opts.dir, &outbox))
                     }
-                    request => handle(&mut builder, &mut lab, request),
+                    request => handle(&mut builder, &mut lab, &opts.dir, request),
                 };
                 if let Err(e) = &result {
                     tracing::debug!(id, "refused: {e}");
@@ -235,9 +237,11 @@ fn lab_thread<B: LabBuilder>(
     drop(lab);
 }
 
+/// Carries out one request; `dir` is where the node folders are.
 fn handle<B: LabBuilder>(
     builder: &mut B,
     lab: &mut Option<B::Lab>,
+    dir: &Path,
     request: Request,
 ) -> Result<Reply, Failure> {
     match request {
@@ -270,6 +274,7 @@ fn handle<B: LabBuilder>(
                 })
                 .map_err(|e| Failure::from(&e))
         }
+        Request::ReadFile { ip, file } => read_file(dir, ip, &file),
         Request::Traffic { interval } => {
             let worker = lab.as_mut().ok_or(Failure::NoLab)?;
             let reading = worker.traffic(interval);
@@ -283,6 +288,17 @@ fn handle<B: LabBuilder>(
             })
         }
     }
+}
+
+/// One file of the node at `ip`'s folder, in base64 (`None` if it does not exist).
+fn read_file(dir: &Path, ip: Ipv4Addr, file: &str) -> Result<Reply, Failure> {
+    let file = NodeFile::parse(file).map_err(|message| Failure::Other { message })?;
+    let data = node_files::read(dir, ip, &file).map_err(|e| Failure::Other {
+        message: e.to_string(),
+    })?;
+    Ok(Reply::NodeFile {
+        data: data.map(|d| base64::engine::general_purpose::STANDARD.encode(d)),
+    })
 }
 
 /// Every file under `<dir>/nodes`, as `File` events with paths relative to `dir`.

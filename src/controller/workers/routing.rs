@@ -6,8 +6,11 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use super::{SETUP_TIMEOUT, STOP_TIMEOUT, WAIT_STEP, WorkerCounters, Workers};
+use base64::Engine;
+
 use crate::experiment::{
-    Action, ExecError, Executor, NodeCounters, NodeId, Outcome, ProcExit, ProcId, TrafficReading,
+    Action, ExecError, Executor, NodeCounters, NodeFile, NodeId, Outcome, ProcExit, ProcId,
+    TrafficReading,
 };
 use crate::proto::{Reply, Request, WireAction};
 use crate::units::Nanos;
@@ -189,6 +192,28 @@ impl Executor for Workers {
         let mut nodes: Vec<_> = all.into_iter().collect();
         nodes.sort_by_key(|(ip, _)| *ip);
         TrafficReading { nodes, health }
+    }
+
+    fn read_node_file(
+        &mut self,
+        node: NodeId,
+        ip: Ipv4Addr,
+        file: &NodeFile,
+    ) -> Result<Option<Vec<u8>>, ExecError> {
+        self.check_all()?;
+        let link = self.owner(node)?;
+        let request = Request::ReadFile {
+            ip,
+            file: file.as_str().to_string(),
+        };
+        match self.request(link, request, None)? {
+            Reply::NodeFile { data: None } => Ok(None),
+            Reply::NodeFile { data: Some(data) } => base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map(Some)
+                .map_err(|e| self.on_worker(link, ExecError::UnexpectedReply(e.to_string()))),
+            other => Err(self.on_worker(link, ExecError::UnexpectedReply(format!("{other:?}")))),
+        }
     }
 
     fn finish(&mut self) -> Result<(), ExecError> {

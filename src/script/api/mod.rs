@@ -7,6 +7,7 @@ pub mod limits;
 pub mod log;
 pub mod net;
 pub mod nodes;
+pub mod output;
 pub mod procs;
 pub mod rand;
 pub mod series;
@@ -110,6 +111,7 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     nodes::register(engine, state);
     net::register(engine, state);
     procs::register(engine, state);
+    output::register(engine, state);
     time::register(engine, state);
     rand::register(engine, state);
     log::register(engine, state);

@@ -1,5 +1,6 @@
 //! Real programs on nodes: `spawn` (on one node or a target), `procs` (the running ones) and
-//! the `Proc` handle (`wait`, `kill`, `running`, `exit_code`, `signal`, `pid`).
+//! the `Proc` handle (`wait`, `kill`, `running`, `exit_code`, `signal`, `pid`; `output` is in
+//! `output`).
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use rhai::{Array, Dynamic, Engine, ImmutableString, Map, NativeCallContext};
 use super::nodes::Node;
 use super::{RhaiResult, ScriptState, check_keys, expected, lab_err, targets};
 use crate::experiment::{
-    ExitStatus, Experiment, NodeId, ProcId, ProcStatus, SpawnSpec, signal_name,
+    ExitStatus, Experiment, NodeFile, NodeId, ProcId, ProcStatus, SpawnSpec, signal_name,
 };
 use crate::script::error::at_call;
 
@@ -179,7 +180,7 @@ fn spawn(
     cmd: &str,
     opts: &Map,
 ) -> RhaiResult<Proc> {
-    check_keys(ctx, opts, &["env", "shell", "user"])?;
+    check_keys(ctx, opts, &["env", "shell", "user", "stdout"])?;
     let cmd = fill_placeholders(cmd, &node);
     if cmd.trim().is_empty() {
         return Err(at_call(ctx, "expected a command, got an empty string"));
@@ -220,12 +221,23 @@ fn spawn(
             _ => return Err(expected(ctx, "user", "a user name", v)),
         },
     };
+    let stdout = match opts.get("stdout") {
+        None => None,
+        Some(v) => match v.read_lock::<ImmutableString>() {
+            Some(name) => Some(
+                NodeFile::parse(&fill_placeholders(&name, &node))
+                    .map_err(|e| at_call(ctx, format!("stdout: {e}")))?,
+            ),
+            None => return Err(expected(ctx, "stdout", "a file name", v)),
+        },
+    };
     let spec = SpawnSpec {
         cmd: cmd.clone(),
         argv,
         shell,
         env,
         user,
+        stdout,
     };
     let mut lab = state.lab();
     let id = lab.spawn(node.id, spec).map_err(|e| lab_err(ctx, e))?;
