@@ -94,6 +94,15 @@ pub fn metric(events: &[Value], name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Every value of the `metric` events called `name`, in order.
+pub fn metrics(events: &[Value], name: &str) -> Vec<f64> {
+    of(events, "metric")
+        .into_iter()
+        .filter(|e| e["name"] == name)
+        .map(|e| e["value"].as_f64().unwrap_or(f64::NAN))
+        .collect()
+}
+
 /// Compact "t event" strings of the events that are not start/end, for ordering checks.
 pub fn timeline(events: &[Value]) -> Vec<String> {
     events

@@ -1,1 +1,58 @@
-//! Lab tcp (book/src/lab-tcp.md).
+//! Lab 1 (book/src/lab-tcp.md): iperf3 over paths of two RTTs and two loss rates. What the
+//! chapter tells students to see: goodput falls with the RTT and with the loss, about as the
+//! Mathis formula says, and iperf3 measures the RTT the links were given.
+
+use crate::common::{can_run_real_mode_with, metrics, read_events};
+use p2plab::run::{self, RunConfig};
+
+#[test]
+fn tcp_goodput_falls_with_rtt_and_loss_as_mathis_says() {
+    if !can_run_real_mode_with(
+        "tcp_goodput_falls_with_rtt_and_loss_as_mathis_says",
+        &["iperf3"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RunConfig::new("scripts/labs/tcp.rhai");
+    cfg.out = Some(dir.path().join("out"));
+    cfg.seed = Some(1);
+    for (k, v) in [
+        ("rtts", "20,80"),
+        ("losses", "0.002,0.02"),
+        ("seconds", "10"),
+    ] {
+        cfg.params.insert(k.into(), v.into());
+    }
+    if let Err(e) = run::real(cfg) {
+        panic!("lab run failed: {e}");
+    }
+    let events = read_events(&dir.path().join("out/events.jsonl"));
+    // In the script's order: (20 ms, 0.002), (20 ms, 0.02), (80 ms, 0.002), (80 ms, 0.02).
+    let goodput = metrics(&events, "goodput_mbit");
+    let mathis = metrics(&events, "mathis_mbit");
+    let ratio = metrics(&events, "measured_over_mathis");
+    assert_eq!(goodput.len(), 4, "{goodput:?}");
+    let table = format!("goodput {goodput:?}, Mathis {mathis:?}");
+    // Mathis predicts 4x for 4x the RTT and 3.2x for 10x the loss; half of that must show.
+    assert!(goodput[0] > 2.0 * goodput[2], "RTT: {table}");
+    assert!(goodput[1] > 2.0 * goodput[3], "RTT: {table}");
+    assert!(goodput[0] > 1.6 * goodput[1], "loss: {table}");
+    assert!(goodput[2] > 1.6 * goodput[3], "loss: {table}");
+    for r in &ratio {
+        assert!((0.33..3.0).contains(r), "within 3x of Mathis: {table}");
+    }
+    // iperf3's own RTT estimate, in the log lines, is the configured one plus queueing.
+    let logs: Vec<String> = crate::common::of(&events, "log")
+        .iter()
+        .map(|e| e["msg"].as_str().unwrap().to_string())
+        .collect();
+    for (line, rtt) in logs.iter().zip([20.0, 20.0, 80.0, 80.0]) {
+        let mean: f64 = line
+            .split("mean RTT ")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no mean RTT in {line}"));
+        assert!(mean >= rtt * 0.97 && mean < rtt + 25.0, "{line}");
+    }
+}

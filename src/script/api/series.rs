@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 
 use super::traces::{Kind, read_trace};
-use super::{RhaiResult, ScriptState, duration, rate};
+use super::{RhaiResult, ScriptState, duration, rate, size};
 use crate::experiment::{LinkTrace, OPPORTUNITY_BYTES, RateTrace};
 use crate::script::error::at_call;
 use crate::units::{self, MS, Nanos, SEC};
@@ -52,6 +52,9 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     });
     engine.register_fn("duration_secs", |ctx: NativeCallContext, v: Dynamic| {
         duration(&ctx, "", &v).map(units::secs)
+    });
+    engine.register_fn("size_bytes", |ctx: NativeCallContext, v: Dynamic| {
+        size(&ctx, "", &v).map(|b| b as i64)
     });
 }
 
