@@ -108,12 +108,12 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "let n = alloc_ip(1);\nshape(n, #{ cpu: -0.5 });\n",
         "2:1",
-        "cpu: expected a share of one core greater than 0 (0.25, 2.0), at most 1024, got f64 -0.5",
+        "cpu: expected a share of one core greater than 0 (0.25, 2.0), at most 1024, got a float -0.5",
     ),
     (
         "let n = alloc_ip(1);\nshape(n, #{ cpu_weight: 0 });\n",
         "2:1",
-        "cpu_weight: expected a whole number from 1 to 10000 (100 is the default), got i64 0",
+        "cpu_weight: expected a whole number from 1 to 10000 (100 is the default), got an integer 0",
     ),
     (
         "let n = alloc_ip(1);\nshape(n, #{ memory: \"1mb\" });\n",
@@ -123,7 +123,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "let n = alloc_ip(1);\nshape(42, #{ up: \"1mbit\" });\n",
         "2:1",
-        "expected a Node, an array of Nodes or a group name, got i64 42",
+        "expected a Node, an array of Nodes or a group name, got an integer 42",
     ),
     (
         "let n = alloc_ip(1);\nsleep(\"soon\");\n",
