@@ -132,6 +132,10 @@ fn leaf_message(err: &EvalAltResult, known_fns: &[String]) -> String {
         return limit;
     }
     match err {
+        // A handle thrown by the script would print as its Rust type.
+        EvalAltResult::ErrorRuntime(msg, _) if msg.is_variant() => {
+            format!("thrown: {}", words::describe(msg))
+        }
         EvalAltResult::ErrorRuntime(msg, _) => msg.to_string(),
         EvalAltResult::ErrorTerminated(msg, _) => msg.to_string(),
         EvalAltResult::ErrorParsing(p, _) => format!("syntax error: {p}"),
@@ -147,16 +151,26 @@ fn leaf_message(err: &EvalAltResult, known_fns: &[String]) -> String {
                 words::type_word(index)
             )
         }
-        EvalAltResult::ErrorMismatchDataType(want, got, _) if !want.is_empty() => format!(
-            "expected {}, got {}",
-            words::type_word(want),
-            words::type_word(got)
-        ),
-        EvalAltResult::ErrorMismatchOutputType(want, got, _) if !want.is_empty() => format!(
-            "expected the result to be {}, got {}",
-            words::type_word(want),
-            words::type_word(got)
-        ),
+        EvalAltResult::ErrorMismatchDataType(want, got, _) => match (want.as_str(), got.as_str()) {
+            ("", got) => format!("a value of the wrong kind: {}", words::type_word(got)),
+            (want, "") => format!("expected {}", words::type_word(want)),
+            (want, got) => format!(
+                "expected {}, got {}",
+                words::type_word(want),
+                words::type_word(got)
+            ),
+        },
+        EvalAltResult::ErrorMismatchOutputType(want, got, _) => {
+            match (want.as_str(), got.as_str()) {
+                ("", got) => format!("a result of the wrong kind: {}", words::type_word(got)),
+                (want, "") => format!("expected the result to be {}", words::type_word(want)),
+                (want, got) => format!(
+                    "expected the result to be {}, got {}",
+                    words::type_word(want),
+                    words::type_word(got)
+                ),
+            }
+        }
         EvalAltResult::ErrorVariableNotFound(name, _) => format!("unknown variable {name}"),
         EvalAltResult::ErrorModuleNotFound(name, _) => format!(
             "no module {name:?}: looked for {name}.rhai next to the script and in p2plab's stdlib"
