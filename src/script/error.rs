@@ -208,7 +208,7 @@ fn not_found(sig: &str, known_fns: &[String]) -> String {
     if let Some(expects) = words::expects(&name) {
         return format!("{name}: expected {expects}, got {got}");
     }
-    if known_fns.iter().any(|k| *k == name) {
+    if known_fns.contains(&name) {
         return format!("{name} exists, but not for {got} (see the reference)");
     }
     let mut msg = if args.is_empty() {
@@ -304,6 +304,39 @@ mod tests {
         assert_eq!(closest("shap", &known), Some("shape"));
         assert_eq!(closest("teleport", &known), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn calls_no_function_accepts() {
+        let known: Vec<String> = ["shape", "shuffle", "sub_string", "-", "!", "get$failed"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            not_found("shuffle (i64)", &known),
+            "shuffle: expected an array, got an integer"
+        );
+        assert_eq!(
+            not_found("sub_string (&str | ImmutableString | String, f64)", &known),
+            "sub_string exists, but not for a string and a float (see the reference)"
+        );
+        assert_eq!(
+            not_found("- (&str | ImmutableString | String, i64)", &known),
+            "the operator - does not apply to a string and an integer"
+        );
+        assert_eq!(
+            not_found("shufle (array)", &known),
+            "unknown function shufle, called with an array (did you mean shuffle?)"
+        );
+        // No operator is suggested for a name, nor anything for a single letter.
+        assert_eq!(not_found("f ()", &known), "unknown function f()");
+        assert_eq!(
+            property_message(
+                "Unknown property 'fialed' - a getter is not registered for type 'Node'",
+                &known
+            ),
+            "a Node has no property fialed (did you mean failed?)"
+        );
     }
 
     #[test]

@@ -118,6 +118,7 @@ pub fn expects(name: &str) -> Option<&'static str> {
 /// (`&str | ImmutableString | String`, `array`, `()`), in plain words: "an integer".
 pub fn type_word(name: &str) -> String {
     let name = name.trim().trim_start_matches("&mut ").trim();
+    let name = name.strip_prefix("rhai::").unwrap_or(name);
     let word = match name {
         "i64" | "i32" | "INT" | "u32" | "u64" | "usize" | "int" => "an integer",
         "f64" | "f32" | "FLOAT" | "float" => "a float",
@@ -226,6 +227,7 @@ mod tests {
         assert_eq!(type_word("&str | ImmutableString | String"), "a string");
         assert_eq!(type_word("alloc::string::String"), "a string");
         assert_eq!(type_word("rhai::Array"), "an array");
+        assert_eq!(type_word("rhai::Map"), "a map");
         assert_eq!(
             type_word("alloc::vec::Vec<rhai::types::dynamic::Dynamic>"),
             "an array"
