@@ -108,12 +108,12 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "let n = alloc_ip(1);\nshape(n, #{ cpu: -0.5 });\n",
         "2:1",
-        "cpu: expected a share of one core greater than 0 (0.25, 2.0), at most 1024, got f64 -0.5",
+        "cpu: expected a share of one core greater than 0 (0.25, 2.0), at most 1024, got a float -0.5",
     ),
     (
         "let n = alloc_ip(1);\nshape(n, #{ cpu_weight: 0 });\n",
         "2:1",
-        "cpu_weight: expected a whole number from 1 to 10000 (100 is the default), got i64 0",
+        "cpu_weight: expected a whole number from 1 to 10000 (100 is the default), got an integer 0",
     ),
     (
         "let n = alloc_ip(1);\nshape(n, #{ memory: \"1mb\" });\n",
@@ -123,7 +123,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "let n = alloc_ip(1);\nshape(42, #{ up: \"1mbit\" });\n",
         "2:1",
-        "expected a Node, an array of Nodes or a group name, got i64 42",
+        "expected a Node, an array of Nodes or a group name, got an integer 42",
     ),
     (
         "let n = alloc_ip(1);\nsleep(\"soon\");\n",
@@ -158,6 +158,291 @@ fn each_error_names_its_place_and_what_was_expected() {
             "{script:?}: expected {words:?} in {err:?}"
         );
     }
+}
+
+/// The first line of a script's error after `main.rhai:`, `line:col: message`.
+fn message(script: &str) -> String {
+    let err = Scenario::new(script).run_err();
+    let first = err.lines().next().unwrap_or_default();
+    let at = first
+        .find("main.rhai:")
+        .unwrap_or_else(|| panic!("{script:?}: no position in {err:?}"));
+    first[at + "main.rhai:".len()..].to_string()
+}
+
+/// Checks each (script, exact `line:col: message`) and that no Rust or Rhai type name shows.
+fn assert_messages(cases: &[(&str, &str)]) {
+    const TYPE_NAMES: &[&str] = &[
+        "i64",
+        "f64",
+        "ImmutableString",
+        "&str",
+        "p2plab::",
+        "rhai::",
+        "alloc::",
+        "Dynamic",
+        "getter",
+    ];
+    let mut wrong = Vec::new();
+    for (script, want) in cases {
+        let got = message(script);
+        if got != *want {
+            wrong.push(format!("{script:?}\n  got:  {got}\n  want: {want}"));
+        }
+        for name in TYPE_NAMES {
+            assert!(!got.contains(name), "{script:?}: {name} in {got:?}");
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn wrong_argument_kinds_are_said_in_plain_words() {
+    assert_messages(&[
+        (
+            "let n = alloc_ip(1);\nshape(42, \"x\");\n",
+            "2:1: shape: expected a target (a Node, an array of Nodes or a group name) and a \
+             map of options, got an integer and a string",
+        ),
+        (
+            "alloc_ip(2.0);\n",
+            "1:1: alloc_ip: expected a number of nodes (an integer) and optionally a map of \
+             options #{ group, worker }, got a float",
+        ),
+        (
+            "let n = alloc_ip(1)[0];\nspawn(n, 5);\n",
+            "2:1: spawn: expected a target (a Node, an array of Nodes or a group name), a \
+             command (a string) and optionally a map of options #{ env, shell, user }, got a \
+             Node and an integer",
+        ),
+        (
+            "let n = alloc_ip(1)[0];\nn.wait();\n",
+            "2:3: wait: expected a Proc, as in p.wait(), got a Node",
+        ),
+        (
+            "sleep(());\n",
+            "1:1: sleep: expected a duration (\"30ms\", \"2s\" or seconds), got nothing (())",
+        ),
+        (
+            "link_groups(\"a\", \"b\");\n",
+            "1:1: link_groups: expected two group names and a map of options, got a string \
+             and a string",
+        ),
+        (
+            "let n = alloc_ip(1);\nshape(n, #{ up: n[0] });\n",
+            "2:1: shape: up: expected a rate (\"2mbit\", \"128kbit\"), got a Node",
+        ),
+        (
+            "let n = alloc_ip(1);\nshape([n[0], [1, 2]], #{ up: \"1mbit\" });\n",
+            "2:1: shape: element 1 of the array is an array of 2 elements, expected a Node",
+        ),
+        (
+            "let n = alloc_ip(1)[0];\nlet x = 1 + n;\n",
+            "2:11: the operator + does not apply to an integer and a Node",
+        ),
+        (
+            "let x = \"a\" - 1;\n",
+            "1:13: the operator - does not apply to a string and an integer",
+        ),
+        (
+            "let n = alloc_ip(1)[0];\nlog(n.fialed);\n",
+            "2:7: a Node has no property fialed (did you mean failed?)",
+        ),
+        (
+            "let n = 5;\nlog(n.ip);\n",
+            "2:7: an integer has no property ip",
+        ),
+        (
+            "let n = alloc_ip(1)[0];\nn.ip = \"10.0.0.9\";\n",
+            "2:3: cannot set ip of a Node (to a string): it has no such property, or it is \
+             read-only",
+        ),
+        (
+            "let n = alloc_ip(1)[0];\nlog(n[0]);\n",
+            "2:6: a Node cannot be indexed with an integer (only arrays, maps and strings can)",
+        ),
+        (
+            "let n = alloc_ip(1)[0];\nif n { log(1); }\n",
+            "2:4: expected a bool (true or false), got a Node",
+        ),
+        (
+            "let t = at(5, || log(1));\nt.cancel(1);\n",
+            "2:3: cancel: expected a Timer, as in t.cancel(), got a Timer and an integer",
+        ),
+        (
+            "let s = \"ab\";\ns.sub_string(\"x\");\n",
+            "2:3: sub_string exists, but not for a string and a string (see the reference)",
+        ),
+        ("let n = alloc_ip(1)[0];\nthrow n;\n", "2:1: thrown: a Node"),
+    ]);
+}
+
+#[test]
+fn typos_are_still_unknown_functions_with_suggestions() {
+    assert_messages(&[
+        (
+            "let n = alloc_ip(1);\nteleport(n);\n",
+            "2:1: unknown function teleport()",
+        ),
+        (
+            "let n = alloc_ip(1);\nif false { shap(n, #{}); }\n",
+            "2:12: unknown function shap() (did you mean shape?)",
+        ),
+        (
+            "let a = [1, 2];\nlet b = a.shufle();\n",
+            "2:11: unknown function shufle, called with an array (did you mean shuffle?)",
+        ),
+        // One letter is a step from too many names to guess one.
+        ("let f = 5;\nf();\n", "2:1: unknown function f()"),
+    ]);
+}
+
+/// `fail_node`, `revive` and `leave`: what is an error, and what is deliberately nothing.
+#[test]
+fn node_life_cycle_errors() {
+    assert_messages(&[
+        (
+            "fail_node(5);\n",
+            "1:1: fail_node: expected a Node, an array of Nodes or a group name, got an \
+             integer 5",
+        ),
+        (
+            "let n = alloc_ip(2);\nrevive([n[0], \"n1\"]);\n",
+            "2:1: revive: element 1 of the array is a string \"n1\", expected a Node",
+        ),
+        (
+            "alloc_ip(1, #{ group: \"dsl\" });\nleave(\"cable\");\n",
+            "2:1: leave: unknown group \"cable\" (known groups: \"dsl\")",
+        ),
+        (
+            "revive();\n",
+            "1:1: revive: expected a target (a Node, an array of Nodes or a group name), got \
+             no argument",
+        ),
+        (
+            "let n = alloc_ip(1);\nleave(n, \"5s\");\n",
+            "2:1: leave: expected a target (a Node, an array of Nodes or a group name) and \
+             optionally a map of options #{ grace }, got an array and a string",
+        ),
+        (
+            "let n = alloc_ip(1);\nleave(n, #{ grce: 1 });\n",
+            "2:1: leave: unknown option \"grce\" (expected one of: grace)",
+        ),
+        (
+            "let n = alloc_ip(1);\nleave(n, #{ grace: \"soon\" });\n",
+            "2:1: leave: grace: \"soon\" is not a duration (try \"30ms\", \"2s\" or a number of \
+             seconds)",
+        ),
+        (
+            "let n = alloc_ip(1);\nleave(n, #{ grace: -1 });\n",
+            "2:1: leave: grace: a duration must be between 0 and 100 days, got -1 s",
+        ),
+    ]);
+    // Not errors: an empty target, a node already in the state asked for. Only `leave` of a
+    // failed node is recorded (the node stays failed).
+    let events = Scenario::new(
+        "let n = alloc_ip(2);\nfail_node([]);\nrevive([]);\nleave([]);\nrevive(n[0]);\n\
+         fail_node(n[1]);\nfail_node(n[1]);\nleave(n[1]);\n\
+         if !n[1].failed || n[0].failed { throw \"states\"; }\n",
+    )
+    .run_ok();
+    let actions: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .filter(|e| ["fail_node", "revive", "leave"].contains(e))
+        .collect();
+    assert_eq!(actions, ["fail_node", "leave"]);
+}
+
+#[test]
+fn at_and_every_errors() {
+    assert_messages(&[
+        (
+            "sleep(10);\nat(3, || log(1));\n",
+            "2:1: at: time 3s is in the past (now is 10s); at() takes an experiment time, use \
+             at(now() + delay, ...) for a delay",
+        ),
+        (
+            "at(\"soon\", || log(1));\n",
+            "1:1: at: \"soon\" is not a duration (try \"30ms\", \"2s\" or a number of seconds)",
+        ),
+        (
+            "at(5, 6);\n",
+            "1:1: at: expected a time (a duration since the start) and a function (a closure \
+             such as || fail_node(p), or a function's name), got an integer and an integer",
+        ),
+        (
+            "every(0, || log(1));\n",
+            "1:1: every: expected a period greater than zero",
+        ),
+        (
+            "every(\"-1s\", || log(1));\n",
+            "1:1: every: a duration must be zero or more, got -1s",
+        ),
+        (
+            "every(\"1s\");\n",
+            "1:1: every: expected a period (a duration) and a function (a closure such as || \
+             fail_node(p), or a function's name), got a string",
+        ),
+        (
+            "at(1, |p| log(p));\nsleep(2);\n",
+            "2:1: a closure was called with no argument, which does not match its parameters \
+             (at() and every() call theirs with no argument: write || ..., and capture values)",
+        ),
+    ]);
+}
+
+/// The limits of the random draws: each a script error naming what was wrong.
+#[test]
+fn randomness_limits_are_errors() {
+    assert_messages(&[
+        (
+            "rand_int(5, 1);\n",
+            "1:1: rand_int: expected lo <= hi, got 5 > 1",
+        ),
+        (
+            "rand_int(1, 2.5);\n",
+            "1:1: rand_int: expected two integers, lo and hi, got an integer and a float",
+        ),
+        (
+            "rand_exp(0);\n",
+            "1:1: rand_exp: mean: expected a number greater than 0, got an integer 0",
+        ),
+        (
+            "rand_exp(\"10s\");\n",
+            "1:1: rand_exp: mean: expected a number greater than 0, got a string \"10s\"",
+        ),
+        (
+            "rand_pareto(1, 0);\n",
+            "1:1: rand_pareto: shape: expected a number greater than 0, got an integer 0",
+        ),
+        (
+            "rand_pareto(-1.5, 2);\n",
+            "1:1: rand_pareto: scale: expected a number greater than 0, got a float -1.5",
+        ),
+        (
+            "rand_weibull(0.0, 1);\n",
+            "1:1: rand_weibull: scale: expected a number greater than 0, got a float 0.0",
+        ),
+        (
+            "rand_weibull(1);\n",
+            "1:1: rand_weibull: expected a scale and a shape (two numbers greater than 0), got \
+             an integer",
+        ),
+        ("pick([]);\n", "1:1: pick: cannot pick from an empty array"),
+        ("pick(5);\n", "1:1: pick: expected an array, got an integer"),
+        (
+            "shuffle(\"abc\");\n",
+            "1:1: shuffle: expected an array, got a string",
+        ),
+        (
+            "rand(1);\n",
+            "1:1: rand: expected no argument, got an integer",
+        ),
+    ]);
+    // The edges that are allowed: lo == hi, an empty shuffle.
+    Scenario::new("if rand_int(3, 3) != 3 || shuffle([]).len() != 0 { throw \"edges\"; }\n")
+        .run_ok();
 }
 
 #[test]

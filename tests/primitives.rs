@@ -232,7 +232,7 @@ fn spawn_on_a_target_stops_at_the_first_error_like_single_spawns() {
     );
     let err = Scenario::new(r#"alloc_ip(2); spawn([nodes()[0], 5], "true");"#).run_err();
     assert!(
-        err.contains("element 1 of the array is a i64, expected a Node"),
+        err.contains("element 1 of the array is an integer 5, expected a Node"),
         "{err}"
     );
     let err = Scenario::new(r#"alloc_ip(2); spawn("nobody", "true");"#).run_err();
@@ -241,7 +241,7 @@ fn spawn_on_a_target_stops_at_the_first_error_like_single_spawns() {
     assert!(err.contains("unknown option \"shel\""), "{err}");
     let err = Scenario::new(r#"spawn(7, "true");"#).run_err();
     assert!(
-        err.contains("spawn: expected a Node, an array of Nodes or a group name, got i64 7"),
+        err.contains("spawn: expected a Node, an array of Nodes or a group name, got an integer 7"),
         "{err}"
     );
 }
@@ -322,7 +322,7 @@ fn wait_until_errors() {
     let err = Scenario::new("let x = 1;\nwait_until(|| x, \"1s\");").run_err();
     assert!(
         err.contains(
-            "main.rhai:2:1: wait_until: the condition returned i64 1, expected true or false"
+            "main.rhai:2:1: wait_until: the condition returned an integer 1, expected true or false"
         ),
         "{err}"
     );
@@ -454,7 +454,10 @@ fn param_reads_set_values_with_the_default_type() {
     let mut cfg = s.config();
     cfg.params.insert("peers".into(), "many".into());
     let err = p2plab::run::dry_run(cfg).unwrap_err().to_string();
-    assert!(err.contains("--set peers=many: expected i64"), "{err}");
+    assert!(
+        err.contains("--set peers=many: expected an integer like the default 3"),
+        "{err}"
+    );
     let err = Scenario::new("param(\"missing\");").run_err();
     assert!(err.contains("pass --set missing=VALUE"), "{err}");
 }
@@ -504,7 +507,10 @@ fn log_and_metric() {
     );
     assert_eq!(of(&events, "metric")[0]["value"], 12.0);
     let err = Scenario::new("metric(\"x\", \"lots\");").run_err();
-    assert!(err.contains("expected a number as value"), "{err}");
+    assert!(
+        err.contains("metric: expected a finite number as value, got a string \"lots\""),
+        "{err}"
+    );
 }
 
 #[test]

@@ -6,6 +6,8 @@ use std::fmt;
 
 use rhai::{EvalAltResult, NativeCallContext, Position};
 
+use super::words;
+
 /// The frame name that marks "this callback was scheduled here" in an error's chain: the
 /// scheduling side (`api::time`) wraps a callback's error in it, and the chain walk below
 /// reports the place the callback was scheduled.
@@ -130,20 +132,44 @@ fn leaf_message(err: &EvalAltResult, known_fns: &[String]) -> String {
         return limit;
     }
     match err {
+        // A handle thrown by the script would print as its Rust type.
+        EvalAltResult::ErrorRuntime(msg, _) if msg.is_variant() => {
+            format!("thrown: {}", words::describe(msg))
+        }
         EvalAltResult::ErrorRuntime(msg, _) => msg.to_string(),
         EvalAltResult::ErrorTerminated(msg, _) => msg.to_string(),
         EvalAltResult::ErrorParsing(p, _) => format!("syntax error: {p}"),
-        EvalAltResult::ErrorFunctionNotFound(sig, _) => {
-            let name = sig.split('(').next().unwrap_or(sig).trim();
-            let mut msg = format!("unknown function {sig}");
-            if let Some(close) = closest(name, known_fns) {
-                msg.push_str(&format!(" (did you mean {close}?)"));
-            } else if known_fns.iter().any(|k| k == name) {
-                msg.push_str(&format!(
-                    " ({name} exists, but not for these argument types: see the reference)"
-                ));
+        EvalAltResult::ErrorFunctionNotFound(sig, _) => not_found(sig, known_fns),
+        EvalAltResult::ErrorDotExpr(text, _) => property_message(text, known_fns),
+        EvalAltResult::ErrorIndexingType(text, _) => {
+            // "Node [i64]": the indexed value's type, then the index's.
+            let (what, index) = text.split_once(" [").unwrap_or((text, ""));
+            let index = index.strip_suffix(']').unwrap_or(index);
+            format!(
+                "{} cannot be indexed with {} (only arrays, maps and strings can)",
+                words::type_word(what),
+                words::type_word(index)
+            )
+        }
+        EvalAltResult::ErrorMismatchDataType(want, got, _) => match (want.as_str(), got.as_str()) {
+            ("", got) => format!("a value of the wrong kind: {}", words::type_word(got)),
+            (want, "") => format!("expected {}", words::type_word(want)),
+            (want, got) => format!(
+                "expected {}, got {}",
+                words::type_word(want),
+                words::type_word(got)
+            ),
+        },
+        EvalAltResult::ErrorMismatchOutputType(want, got, _) => {
+            match (want.as_str(), got.as_str()) {
+                ("", got) => format!("a result of the wrong kind: {}", words::type_word(got)),
+                (want, "") => format!("expected the result to be {}", words::type_word(want)),
+                (want, got) => format!(
+                    "expected the result to be {}, got {}",
+                    words::type_word(want),
+                    words::type_word(got)
+                ),
             }
-            msg
         }
         EvalAltResult::ErrorVariableNotFound(name, _) => format!("unknown variable {name}"),
         EvalAltResult::ErrorModuleNotFound(name, _) => format!(
@@ -160,15 +186,87 @@ fn leaf_message(err: &EvalAltResult, known_fns: &[String]) -> String {
     }
 }
 
+/// A call no registered function accepts: a typo (unknown name), or a known function or
+/// operator given arguments of the wrong kinds, said in plain words.
+fn not_found(sig: &str, known_fns: &[String]) -> String {
+    let (name, args) = words::call_signature(sig);
+    let got = words::list(&args);
+    if name.starts_with("anon$") {
+        return format!(
+            "a closure was called with {}, which does not match its parameters \
+             (at() and every() call theirs with no argument: write || ..., and capture values)",
+            if args.is_empty() {
+                "no argument".to_string()
+            } else {
+                got
+            }
+        );
+    }
+    if !is_identifier(&name) && !name.contains("::") {
+        return format!("the operator {name} does not apply to {got}");
+    }
+    if let Some(expects) = words::expects(&name) {
+        return format!("{name}: expected {expects}, got {got}");
+    }
+    if known_fns.contains(&name) {
+        return format!("{name} exists, but not for {got} (see the reference)");
+    }
+    let mut msg = if args.is_empty() {
+        format!("unknown function {name}()")
+    } else {
+        format!("unknown function {name}, called with {got}")
+    };
+    if let Some(close) = closest(&name, known_fns) {
+        msg.push_str(&format!(" (did you mean {close}?)"));
+    }
+    msg
+}
+
+/// Rhai's "Unknown property 'x' - a getter is not registered for type 'T'" and its setter
+/// twin, in plain words.
+fn property_message(text: &str, known_fns: &[String]) -> String {
+    let quoted: Vec<&str> = text.split('\'').skip(1).step_by(2).collect();
+    if text.starts_with("Unknown property")
+        && let [prop, ty] = quoted[..]
+    {
+        let mut msg = format!("{} has no property {prop}", words::type_word(ty));
+        let getters: Vec<String> = known_fns
+            .iter()
+            .filter_map(|k| k.strip_prefix("get$"))
+            .map(str::to_string)
+            .collect();
+        if let Some(close) = closest(prop, &getters) {
+            msg.push_str(&format!(" (did you mean {close}?)"));
+        }
+        return msg;
+    }
+    if text.starts_with("No writable property")
+        && let [prop, ty, value] = quoted[..]
+    {
+        return format!(
+            "cannot set {prop} of {} (to {}): it has no such property, or it is read-only",
+            words::type_word(ty),
+            words::type_word(value)
+        );
+    }
+    text.to_string()
+}
+
 /// The known function with the smallest edit distance (≤ 2) to `name`, if it is another name.
 pub fn closest<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
     known
         .iter()
-        .filter(|k| k.as_str() != name)
+        .filter(|k| k.as_str() != name && is_identifier(k) == is_identifier(name))
         .map(|k| (edit_distance(name, k), k))
+        // A name of one or two letters is a step away from too many others to guess.
+        .filter(|_| name.chars().count() >= 3)
         .filter(|(d, _)| *d <= if name.chars().count() <= 4 { 1 } else { 2 })
         .min()
         .map(|(_, k)| k.as_str())
+}
+
+fn is_identifier(name: &str) -> bool {
+    name.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -206,6 +304,39 @@ mod tests {
         assert_eq!(closest("shap", &known), Some("shape"));
         assert_eq!(closest("teleport", &known), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn calls_no_function_accepts() {
+        let known: Vec<String> = ["shape", "shuffle", "sub_string", "-", "!", "get$failed"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            not_found("shuffle (i64)", &known),
+            "shuffle: expected an array, got an integer"
+        );
+        assert_eq!(
+            not_found("sub_string (&str | ImmutableString | String, f64)", &known),
+            "sub_string exists, but not for a string and a float (see the reference)"
+        );
+        assert_eq!(
+            not_found("- (&str | ImmutableString | String, i64)", &known),
+            "the operator - does not apply to a string and an integer"
+        );
+        assert_eq!(
+            not_found("shufle (array)", &known),
+            "unknown function shufle, called with an array (did you mean shuffle?)"
+        );
+        // No operator is suggested for a name, nor anything for a single letter.
+        assert_eq!(not_found("f ()", &known), "unknown function f()");
+        assert_eq!(
+            property_message(
+                "Unknown property 'fialed' - a getter is not registered for type 'Node'",
+                &known
+            ),
+            "a Node has no property fialed (did you mean failed?)"
+        );
     }
 
     #[test]

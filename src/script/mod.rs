@@ -9,6 +9,7 @@ pub mod error;
 pub mod limits;
 pub mod modules;
 pub mod timers;
+pub mod words;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ use rhai::{Dynamic, Engine, ImmutableString, NativeCallContext};
 use super::{RhaiResult, ScriptState, lab_err, number};
 use crate::results::Event;
 use crate::script::error::at_call;
+use crate::script::words::{self, describe};
 
 pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     // Rhai's math `log(float)` would win over a `Dynamic` parameter and silently compute a
@@ -29,9 +30,15 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     engine.register_fn(
         "metric",
         move |ctx: NativeCallContext, name: ImmutableString, value: Dynamic| -> RhaiResult<()> {
-            let value = number(&value)
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| at_call(&ctx, format!("expected a number as value, got {value}")))?;
+            let value = number(&value).filter(|v| v.is_finite()).ok_or_else(|| {
+                at_call(
+                    &ctx,
+                    format!(
+                        "expected a finite number as value, got {}",
+                        describe(&value)
+                    ),
+                )
+            })?;
             let mut lab = s.lab();
             let event = Event::new(lab.now(), "metric")
                 .with("name", name.as_str())
@@ -58,12 +65,16 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
                 return Ok(default);
             };
             convert_like(&raw, &default).ok_or_else(|| {
+                let what = words::kind(&default);
+                let what = what.split(" (").next().unwrap_or(&what);
+                let shown = if default.is_variant() {
+                    String::new()
+                } else {
+                    format!(" {default}")
+                };
                 at_call(
                     &ctx,
-                    format!(
-                        "--set {name}={raw}: expected {} like the default {default}",
-                        default.type_name()
-                    ),
+                    format!("--set {name}={raw}: expected {what} like the default{shown}"),
                 )
             })
         },

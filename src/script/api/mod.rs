@@ -26,6 +26,7 @@ use crate::controller::{Lab, LabError};
 use crate::experiment::NodeId;
 use crate::script::error::at_call;
 use crate::script::timers::Timers;
+use crate::script::words::describe;
 use crate::units::{self, Nanos, UnitError};
 
 pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
@@ -199,7 +200,7 @@ pub fn expected(
     };
     at_call(
         ctx,
-        format!("{prefix}expected {what}, got {} {got}", got.type_name()),
+        format!("{prefix}expected {what}, got {}", describe(got)),
     )
 }
 
@@ -244,8 +245,8 @@ pub fn targets(
                         at_call(
                             ctx,
                             format!(
-                                "element {i} of the array is a {}, expected a Node",
-                                item.type_name()
+                                "element {i} of the array is {}, expected a Node",
+                                describe(item)
                             ),
                         )
                     })

@@ -9,6 +9,7 @@ use rhai::{Array, Dynamic, Engine, NativeCallContext};
 
 use super::{RhaiResult, ScriptState, number};
 use crate::script::error::at_call;
+use crate::script::words::describe;
 
 pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     let s = state.clone();
@@ -94,7 +95,10 @@ fn positive(ctx: &NativeCallContext, what: &str, v: &Dynamic) -> RhaiResult<f64>
         Some(x) if x > 0.0 && x.is_finite() => Ok(x),
         _ => Err(at_call(
             ctx,
-            format!("{what}: expected a number greater than 0, got {v}"),
+            format!(
+                "{what}: expected a number greater than 0, got {}",
+                describe(v)
+            ),
         )),
     }
 }

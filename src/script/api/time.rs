@@ -225,8 +225,8 @@ fn wait_until(
                 return Err(at_call(
                     ctx,
                     format!(
-                        "the condition returned {} {value}, expected true or false",
-                        value.type_name()
+                        "the condition returned {}, expected true or false",
+                        crate::script::words::describe(&value)
                     ),
                 ));
             }

@@ -166,7 +166,7 @@ fn read(
             format!(
                 "`{key}` takes a trace file's name (a string), or () to go back to the constant \
                  value; found {}",
-                value.type_name()
+                crate::script::words::describe(value)
             ),
         ));
     };
