@@ -212,8 +212,8 @@ fn wrong_argument_kinds_are_said_in_plain_words() {
         (
             "let n = alloc_ip(1)[0];\nspawn(n, 5);\n",
             "2:1: spawn: expected a target (a Node, an array of Nodes or a group name), a \
-             command (a string) and optionally a map of options #{ env, shell, user }, got a \
-             Node and an integer",
+             command (a string) and optionally a map of options #{ env, shell, user, stdout }, got \
+             a Node and an integer",
         ),
         (
             "let n = alloc_ip(1)[0];\nn.wait();\n",
