@@ -32,8 +32,14 @@ const EXPECTS: &[(&str, &str)] = &[
         "a target (a Node, an array of Nodes or a group name), a command (a string) and optionally a map of options #{ env, shell, user, stdout }",
     ),
     ("procs", TARGET),
-    ("read_file", "a Node and a file name in its folder (a string)"),
-    ("read_json", "a Node and a file name in its folder (a string)"),
+    (
+        "read_file",
+        "a Node and a file name in its folder (a string)",
+    ),
+    (
+        "read_json",
+        "a Node and a file name in its folder (a string)",
+    ),
     ("output", "a Proc, as in p.output()"),
     ("parse_json", "text (a string)"),
     ("size_bytes", "a size (\"64kb\" or bytes)"),
