@@ -128,6 +128,21 @@ pub struct Attachment {
     pub env: Vec<(String, String)>,
 }
 
+/// Where node `node` (an address) of the running lab `lab` (or the only one) lives, on this
+/// machine: its ledger, namespace, cgroups and the shim, found where p2plab keeps them.
+pub fn plan_for(node: &str, lab: Option<&str>) -> Result<Attachment, AttachError> {
+    require_root()?;
+    let ip = parse_node(node)?;
+    let lab = choose_lab(running_labs(Path::new(crate::netns::LEDGER_DIR))?, lab)?;
+    plan(
+        &lab,
+        ip,
+        Path::new(crate::netns::NETNS_RUN_DIR),
+        &crate::netns::limits::v1_mount_points(),
+        crate::worker::shim::locate().map_err(|e| e.to_string()),
+    )
+}
+
 /// Where node `ip` of `lab` lives: `netns_dir` holds the lab's namespace, `v1_mounts` are the
 /// v1 hierarchies whose lab cgroups hold node cgroups too, `shim` the bind shim if found
 /// (only a lab without a cgroup needs it).

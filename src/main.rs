@@ -409,29 +409,7 @@ fn attach(
     interactive: bool,
 ) -> ExitCode {
     use p2plab::attach;
-    let planned = attach::require_root()
-        .and_then(|()| attach::parse_node(node))
-        .and_then(|ip| {
-            let labs = attach::running_labs(std::path::Path::new(p2plab::netns::LEDGER_DIR))?;
-            let lab = attach::choose_lab(labs, lab)?;
-            let v1: Vec<PathBuf> = p2plab::netns::limits::v1_mounts()
-                .into_iter()
-                .map(|(_, mount)| mount)
-                .fold(Vec::new(), |mut all, m| {
-                    if !all.contains(&m) {
-                        all.push(m);
-                    }
-                    all
-                });
-            let shim = p2plab::worker::shim::locate().map_err(|e| e.to_string());
-            attach::plan(
-                &lab,
-                ip,
-                std::path::Path::new(p2plab::netns::NETNS_RUN_DIR),
-                &v1,
-                shim,
-            )
-        });
+    let planned = attach::plan_for(node, lab);
     let result = planned.and_then(|a| {
         if interactive {
             eprintln!(

@@ -66,12 +66,7 @@ pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
             }
         }
     }
-    let mut v1: Vec<_> = super::limits::v1_mounts()
-        .into_iter()
-        .map(|(_, m)| m)
-        .collect();
-    v1.dedup();
-    for mount in v1 {
+    for mount in super::limits::v1_mount_points() {
         for name in orphan_cgroups(&mount)? {
             cgroup::remove_v1(&mount.join(&name))?;
             if !removed.contains(&name) {

@@ -131,6 +131,17 @@ pub fn v1_mounts() -> Vec<(&'static str, PathBuf)> {
         .unwrap_or_default()
 }
 
+/// The distinct mount points of [`v1_mounts`], in order (co-mounted controllers once).
+pub fn v1_mount_points() -> Vec<PathBuf> {
+    let mut points: Vec<PathBuf> = Vec::new();
+    for (_, mount) in v1_mounts() {
+        if !points.contains(&mount) {
+            points.push(mount);
+        }
+    }
+    points
+}
+
 fn parse_v1_mounts(mountinfo: &str) -> Vec<(&'static str, PathBuf)> {
     let mut found = Vec::new();
     for line in mountinfo.lines() {
