@@ -80,7 +80,7 @@ nodes differ), the group's link with itself (\"inside\"), and a line per pair of
 topology's) are coloured by latency with a legend, their values in each line's tooltip.
 The same script, seed and --set values give the same bytes.
   p2plab graph scripts/churn.rhai                      writes churn.svg here
-  p2plab graph scripts/world.rhai --set peers=40 -o book/src/img/graph-world.svg
+  p2plab graph scripts/world.rhai --set peers=40 -o /tmp/world.svg
 Exit codes: 1 the script failed (file:line:col), 2 it cannot be read or OUT not written.";
 
 /// What `p2plab exec --help` and `shell --help` add.
