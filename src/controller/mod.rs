@@ -61,6 +61,9 @@ pub enum LabError {
 /// How long `stop_all` waits after the SIGKILL deadline for the last exits.
 const STOP_SLACK: Nanos = 500_000_000;
 
+/// What `Lab::with_end` is given: a look at the experiment state as the run ends.
+type EndOfRun = Box<dyn FnOnce(&Experiment) + Send>;
+
 pub struct Lab {
     state: Experiment,
     executor: Box<dyn Executor>,
@@ -78,7 +81,7 @@ pub struct Lab {
     /// Nodes whose packets are captured.
     captured: BTreeSet<NodeId>,
     /// Shown the experiment state once, as the run ends (`with_end`).
-    end: Option<Box<dyn FnOnce(&Experiment) + Send>>,
+    end: Option<EndOfRun>,
 }
 
 impl Lab {

@@ -335,7 +335,7 @@ fn label_point(
     let apart = link.b - link.a;
     let t = if apart == 1 || apart + 1 == groups {
         0.5
-    } else if index % 2 == 0 {
+    } else if index.is_multiple_of(2) {
         0.35
     } else {
         0.65
