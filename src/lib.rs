@@ -9,8 +9,9 @@
 //! Each module uses only the layers below it (`tests/layers.rs` keeps this true):
 //!
 //! ```text
-//!  attach doctor         a command run as a node of a running lab (`exec`, `shell`);
-//!                        what real mode needs on this machine and a script's programs
+//!  attach doctor graph   a command run as a node of a running lab (`exec`, `shell`);
+//!                        what real mode needs on this machine and a script's programs;
+//!                        a picture of a script's topology from its dry-run
 //!  run report            one run as the command line asks for it (wires the embedded
 //!                        worker); plots and a page from a results folder
 //!  script                Rhai: the primitives, units in scripts, at/every timers, errors
@@ -127,6 +128,14 @@
 //! TUN, cgroups, BPF, the shim, limits) and the programs a script's dry-run spawns, and judges
 //! them, free of I/O, into findings with a fix each (`doctor`).
 //!
+//! ## Graph (`graph`)
+//! `p2plab graph FILE.rhai` dry-runs a script as `check` does (`run::check_state` hands over
+//! the experiment state it left) and draws its topology as SVG: one box per group with its
+//! nodes' shapes (a range or "mixed" where they differ) and the group's link with itself,
+//! a line per pair of linked groups, labelled when few, coloured by latency with a legend
+//! when a topology has many. Everything but the dry-run and the written file is pure: the
+//! same script and seed give the same bytes.
+//!
 //! ## Report
 //! `report` reads a finished or killed run's folder back (`events.jsonl`, `traffic.csv`,
 //! `dataplane.csv`, `summary.json`) into SVG and PNG plots and an `index.html` that opens
@@ -154,6 +163,7 @@ pub mod controller;
 pub mod dataplane;
 pub mod doctor;
 pub mod experiment;
+pub mod graph;
 pub mod interrupt;
 pub mod netns;
 pub mod proto;

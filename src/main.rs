@@ -15,6 +15,7 @@ Examples:
   p2plab script scripts/churn.rhai --dry-run        print the timeline, touch nothing
   p2plab script scripts/churn.rhai --seed 7 --set peers=50
   p2plab check my-experiment.rhai                   find mistakes before running
+  p2plab graph scripts/churn.rhai                   draw its topology into churn.svg
   p2plab report results/churn-20261125-203337       plots and index.html of a run
 
 Many machines: `p2plab token lab.token` once, copy the file to every machine, start
@@ -68,6 +69,19 @@ index.html opens with the run's fidelity verdict (summary.json conformance: clea
 or not measured, its problems, workers and nodes), then shows summary.json and the plots,
 and says which plots were skipped and why (a dry-run has no traffic and no data plane).
 Exit code 2 if a file is missing or malformed (file:line).";
+
+/// What `p2plab graph --help` adds: what the picture shows.
+const GRAPH_HELP: &str = "\
+The script runs on a virtual clock, as `p2plab check` runs it (nothing starts, no root
+needed); the picture shows what it left at its end: one box per group with its nodes' count
+and access links (up, down, latency ± jitter, loss, queue; a range or \"mixed\" where the
+nodes differ), the group's link with itself (\"inside\"), and a line per pair of linked groups
+(latency ± jitter, loss; dashed where lossy). Up to 8 group links are labelled; more (a GML
+topology's) are coloured by latency with a legend, their values in each line's tooltip.
+The same script, seed and --set values give the same bytes.
+  p2plab graph scripts/churn.rhai                      writes churn.svg here
+  p2plab graph scripts/world.rhai --set peers=40 -o /tmp/world.svg
+Exit codes: 1 the script failed (file:line:col), 2 it cannot be read or OUT not written.";
 
 /// What `p2plab exec --help` and `shell --help` add.
 const EXEC_HELP: &str = "\
@@ -199,6 +213,22 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         lab: Option<String>,
     },
+    /// Draw a script's topology as SVG (groups, their shapes, group links), from a dry-run.
+    #[command(after_help = GRAPH_HELP)]
+    Graph {
+        /// The scenario, e.g. scripts/churn.rhai.
+        file: PathBuf,
+        /// Seed of the dry-run's random numbers (default 0), for scripts whose topology
+        /// depends on chance.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// A value for param("name", default) in the script; repeatable.
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// The SVG file to write (default: <script name>.svg in the current folder).
+        #[arg(short, long, value_name = "OUT.svg")]
+        out: Option<PathBuf>,
+    },
     /// Compile and check a script, then run it on a virtual clock without keeping anything.
     Check {
         file: PathBuf,
@@ -326,6 +356,12 @@ fn main() -> ExitCode {
             let shell = std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into());
             return attach(&node, lab.as_deref(), vec![shell], true);
         }
+        Command::Graph {
+            file,
+            seed,
+            params: list,
+            out,
+        } => return graph(file, seed, list, out),
         Command::Check { file, params: list } => {
             let mut cfg = RunConfig::new(&file);
             cfg.params = params(list);
@@ -372,6 +408,30 @@ fn write_report(dir: &std::path::Path) -> ExitCode {
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `p2plab graph FILE`: says where the picture went, or why there is none.
+fn graph(
+    file: PathBuf,
+    seed: Option<u64>,
+    params: Vec<(String, String)>,
+    out: Option<PathBuf>,
+) -> ExitCode {
+    let out = out.unwrap_or_else(|| p2plab::graph::default_output(&file));
+    let mut cfg = RunConfig::new(file);
+    cfg.seed = seed;
+    cfg.params = params.into_iter().collect();
+    match p2plab::graph::write(&cfg, &out) {
+        Ok(outcome) => {
+            eprintln!("wrote {}", out.display());
+            warn_unread(&outcome);
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(err.exit_code() as u8)
         }
     }
 }

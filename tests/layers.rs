@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["controller"],
     &["script"],
     &["run", "report"],
-    &["attach", "doctor"],
+    &["attach", "doctor", "graph"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -61,6 +61,9 @@ pub enum LabError {
 /// How long `stop_all` waits after the SIGKILL deadline for the last exits.
 const STOP_SLACK: Nanos = 500_000_000;
 
+/// What `Lab::with_end` is given: a look at the experiment state as the run ends.
+type EndOfRun = Box<dyn FnOnce(&Experiment) + Send>;
+
 pub struct Lab {
     state: Experiment,
     executor: Box<dyn Executor>,
@@ -77,6 +80,8 @@ pub struct Lab {
     readings: Readings,
     /// Nodes whose packets are captured.
     captured: BTreeSet<NodeId>,
+    /// Shown the experiment state once, as the run ends (`with_end`).
+    end: Option<EndOfRun>,
 }
 
 impl Lab {
@@ -98,6 +103,7 @@ impl Lab {
             live: LiveCounters::default(),
             readings: Readings::default(),
             captured: BTreeSet::new(),
+            end: None,
         }
     }
 
@@ -118,6 +124,13 @@ impl Lab {
     /// Calls `watch` once per second of experiment time, after the second's traffic row.
     pub fn with_watch(mut self, watch: Watch) -> Self {
         self.readings.watch = Some(watch);
+        self
+    }
+
+    /// Shows `end` the experiment state as the run ends (in `finish`): the groups, nodes,
+    /// shapes and group links a script left, which `p2plab graph` draws.
+    pub fn with_end(mut self, end: impl FnOnce(&Experiment) + Send + 'static) -> Self {
+        self.end = Some(Box::new(end));
         self
     }
 
@@ -188,6 +201,9 @@ impl Lab {
 
     /// Ends the run on the workers: node folders collected, labs removed.
     pub fn finish(&mut self) -> Result<(), LabError> {
+        if let Some(end) = self.end.take() {
+            end(&self.state);
+        }
         let result = self.executor.finish();
         self.lost_worker(result)
     }

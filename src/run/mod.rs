@@ -198,11 +198,35 @@ fn dry_lab(cfg: &RunConfig, seed: u64, log: EventLog) -> Lab {
 
 /// Compiles, checks and runs the script on a virtual clock, keeping nothing.
 pub fn check(cfg: &RunConfig) -> Result<RunOutcome, RunError> {
+    check_lab(cfg, |lab| lab)
+}
+
+/// Runs the script as `check` does and gives `inspect` the experiment state the script left
+/// (groups, nodes, shapes, group links): what `p2plab graph` draws.
+pub fn check_state<T: Send + 'static>(
+    cfg: &RunConfig,
+    inspect: impl FnOnce(&Experiment) -> T + Send + 'static,
+) -> Result<(RunOutcome, T), RunError> {
+    let slot = Arc::new(Mutex::new(None));
+    let end = Arc::clone(&slot);
+    let outcome = check_lab(cfg, move |lab| {
+        lab.with_end(move |state| {
+            *end.lock().unwrap_or_else(|p| p.into_inner()) = Some(inspect(state));
+        })
+    })?;
+    let seen = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+    Ok((
+        outcome,
+        seen.expect("a script that ran to its end finished its lab"),
+    ))
+}
+
+fn check_lab(cfg: &RunConfig, lab: impl FnOnce(Lab) -> Lab) -> Result<RunOutcome, RunError> {
     let scenario = load(cfg)?;
     let seed = cfg.seed.unwrap_or(0);
     let report = script::run(
         &scenario,
-        dry_lab(cfg, seed, EventLog::discard()),
+        lab(dry_lab(cfg, seed, EventLog::discard())),
         &options(cfg, seed),
     )?;
     Ok(RunOutcome {
