@@ -1,5 +1,5 @@
 //! The README's "On a fresh machine" section, followed command by command on a clean checkout
-//! of this repository (as root; `sudo` is then a no-op and dropped): the packages it installs
+//! of this repository (as root, where `sudo` changes nothing): the packages it installs
 //! are there, `cargo build --release` builds, the main job runs and ends with the summary the
 //! README shows, the installed layout finds its shim, and the commands its prose names work.
 //! A command in the section this test does not know fails it, so the two stay in step.
@@ -48,14 +48,25 @@ fn shown_summary(readme: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs one command line with `sh`, as root: `sudo` is a no-op there (a machine without sudo,
+/// such as CI's container, gets one that just runs its command).
 fn run(dir: &Path, line: &str) -> Output {
-    let line = line.strip_prefix("sudo ").unwrap_or(line);
-    // The cargo that runs this test first on the PATH, for `cargo build`.
+    // Beside the checkout, in the test's own folder.
+    let bin = dir.parent().expect("the checkout's folder").join("bin");
+    if !bin.join("sudo").exists() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("sudo"), "#!/bin/sh\nexec \"$@\"\n").unwrap();
+        std::fs::set_permissions(bin.join("sudo"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+    // The cargo that runs this test first on the PATH, for `cargo build`; then the no-op sudo
+    // unless the machine has its own.
     let cargo_dir = Path::new(&cargo()).parent().map(Path::to_path_buf);
     let path = std::env::var("PATH").unwrap_or_default();
     let path = match cargo_dir {
-        Some(d) => format!("{}:{path}", d.display()),
-        None => path,
+        Some(d) => format!("{}:{path}:{}", d.display(), bin.display()),
+        None => format!("{path}:{}", bin.display()),
     };
     let out = Command::new("sh")
         .arg("-c")
@@ -191,10 +202,11 @@ fn the_readme_first_real_experiment_works_on_a_clean_checkout() {
     .unwrap();
     let out_dir = tmp.path().join("shim-out");
     run(
-        tmp.path(),
+        &dir,
         &format!(
-            "{}/bin/p2plab script shim.rhai --binding preload -q --out {}",
+            "{}/bin/p2plab script {} --binding preload -q --out {}",
             prefix.display(),
+            tmp.path().join("shim.rhai").display(),
             out_dir.display()
         ),
     );
