@@ -75,7 +75,7 @@ fn partition_lab_lww_diverges_stays_available_and_converges_after_the_heal() {
     // Always available: every write in the east and every read in the west succeed.
     for name in ["east_write_ok", "west_read_ok"] {
         let ok = samples(&events, name);
-        assert!(ok.len() >= 15, "{name}: {ok:?}");
+        assert!(ok.len() >= 10, "{name}: {ok:?}");
         assert!(ok.iter().all(|s| s.1 == 1.0), "{name}: {ok:?}");
     }
     // Before: at most a write or two behind (anti-entropy once a second).
@@ -116,7 +116,7 @@ fn partition_lab_quorum_refuses_the_minority_and_serves_it_again_after_the_heal(
 
     // The majority (east) keeps writing throughout.
     let writes = samples(&events, "east_write_ok");
-    assert!(writes.len() >= 12, "{writes:?}");
+    assert!(writes.len() >= 10, "{writes:?}");
     assert!(writes.iter().all(|s| s.1 == 1.0), "east writes {writes:?}");
     // The minority (west) reads before, cannot during, reads again after.
     let reads = |from, to| between(&events, "west_read_ok", from, to);
