@@ -15,11 +15,7 @@ fn run_lab(out: &Path, mode: &str) -> Vec<Value> {
     let mut cfg = RunConfig::new("scripts/labs/gossip.rhai");
     cfg.out = Some(out.to_path_buf());
     cfg.seed = Some(1);
-    for (k, v) in [
-        ("peers", "12"),
-        ("seconds", "70"),
-        ("mode", mode),
-    ] {
+    for (k, v) in [("peers", "12"), ("seconds", "70"), ("mode", mode)] {
         cfg.params.insert(k.into(), v.into());
     }
     if let Err(e) = run::real(cfg) {
@@ -70,8 +66,8 @@ fn late_reach(events: &[Value]) -> Vec<f64> {
 fn pulled(out: &Path) -> usize {
     let mut n = 0;
     for entry in std::fs::read_dir(out.join("nodes")).unwrap() {
-        let log = std::fs::read_to_string(entry.unwrap().path().join("stdout.log"))
-            .unwrap_or_default();
+        let log =
+            std::fs::read_to_string(entry.unwrap().path().join("stdout.log")).unwrap_or_default();
         n += log
             .lines()
             .filter(|l| l.contains(r#""event": "got""#) && l.contains(r#""via": "pull""#))
@@ -94,7 +90,11 @@ fn gossip_lab_push_pull_keeps_every_online_peer_informed_and_push_only_decays() 
         let b = s.spawn(|| run_lab(&push_out, "push"));
         (a.join().unwrap(), b.join().unwrap())
     });
-    assert_eq!(injections(&pushpull).len(), 3, "three rumours at 10, 30, 50 s");
+    assert_eq!(
+        injections(&pushpull).len(),
+        3,
+        "three rumours at 10, 30, 50 s"
+    );
     assert!(
         of(&pushpull, "fail_node").len() >= 3,
         "the churn should crash peers"

@@ -121,11 +121,20 @@ fn partition_lab_quorum_refuses_the_minority_and_serves_it_again_after_the_heal(
     // The minority (west) reads before, cannot during, reads again after.
     let reads = |from, to| between(&events, "west_read_ok", from, to);
     let before = reads(0.0, cut);
-    assert!(!before.is_empty() && before.iter().all(|&ok| ok == 1.0), "before {before:?}");
+    assert!(
+        !before.is_empty() && before.iter().all(|&ok| ok == 1.0),
+        "before {before:?}"
+    );
     let during = reads(cut + 1.5, heal - 0.5);
-    assert!(during.len() >= 4 && during.iter().all(|&ok| ok == 0.0), "during {during:?}");
+    assert!(
+        during.len() >= 4 && during.iter().all(|&ok| ok == 0.0),
+        "during {during:?}"
+    );
     let after = reads(heal + 2.0, f64::MAX);
-    assert!(!after.is_empty() && after.iter().all(|&ok| ok == 1.0), "after {after:?}");
+    assert!(
+        !after.is_empty() && after.iter().all(|&ok| ok == 1.0),
+        "after {after:?}"
+    );
     // Writes reach every replica at once while they can talk: 0 behind before and after.
     let quiet = between(&events, "behind", 1.5, cut);
     assert!(quiet.iter().all(|&b| b <= 1.0), "before {quiet:?}");
