@@ -90,7 +90,7 @@ fn partition_lab_lww_diverges_stays_available_and_converges_after_the_heal() {
     assert!(drops <= 1, "during {split:?}");
     let last = *split.last().unwrap();
     assert!(
-        last >= 0.5 * SPLIT && last <= SPLIT + 2.0,
+        (0.5 * SPLIT..=SPLIT + 2.0).contains(&last),
         "after {SPLIT} s of writes once a second the west replica should miss about {SPLIT}: {split:?}"
     );
     // After: converged within a sync period (1 s) and the RTT; allow a busy machine 3 s.
@@ -116,7 +116,7 @@ fn partition_lab_quorum_refuses_the_minority_and_serves_it_again_after_the_heal(
 
     // The majority (east) keeps writing throughout.
     let writes = samples(&events, "east_write_ok");
-    assert!(writes.len() >= 10, "{writes:?}");
+    assert!(writes.len() >= 8, "{writes:?}");
     assert!(writes.iter().all(|s| s.1 == 1.0), "east writes {writes:?}");
     // The minority (west) reads before, cannot during, reads again after.
     let reads = |from, to| between(&events, "west_read_ok", from, to);
@@ -127,7 +127,7 @@ fn partition_lab_quorum_refuses_the_minority_and_serves_it_again_after_the_heal(
     );
     let during = reads(cut + 1.5, heal - 0.5);
     assert!(
-        during.len() >= 4 && during.iter().all(|&ok| ok == 0.0),
+        during.len() >= 3 && during.iter().all(|&ok| ok == 0.0),
         "during {during:?}"
     );
     let after = reads(heal + 2.0, f64::MAX);
