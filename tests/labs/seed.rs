@@ -1,1 +1,94 @@
-//! Lab seed (book/src/lab-seed.md).
+//! Lab seed (book/src/lab-seed.md): `scripts/labs/fairness.rhai` as written, at a reduced
+//! size (6 jobs of 4 s), once without limits and once with `cpu: 0.3` per node (9/10 of the
+//! 2 cores shared out by 6). The chapter's observations: without limits the jobs started
+//! first finish sooner than the later ones (whatever runs shares the cores); with limits
+//! every job takes about alone / cpu and the spread of completion times is smaller.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::common::{can_run_real_mode_with, metric, of, read_events};
+use p2plab::run::{self, RunConfig};
+use serde_json::Value;
+
+const JOBS: usize = 6;
+const ALONE: f64 = 4.0;
+const CPU: f64 = 0.3;
+
+fn run_lab(dir: &Path, name: &str, cpu: f64) -> Vec<Value> {
+    let out = dir.join(name);
+    let mut cfg = RunConfig::new("scripts/labs/fairness.rhai");
+    cfg.out = Some(out.clone());
+    cfg.seed = Some(1);
+    cfg.params.insert("jobs".into(), JOBS.to_string());
+    cfg.params.insert("alone".into(), ALONE.to_string());
+    cfg.params.insert("cpu".into(), cpu.to_string());
+    let start = Instant::now();
+    if let Err(e) = run::real(cfg) {
+        panic!("{name}: the lab's run failed: {e}");
+    }
+    let events = read_events(&out.join("events.jsonl"));
+    eprintln!(
+        "{name}: {:.0} s wall, job times {:.1?}, spread {:.2}",
+        start.elapsed().as_secs_f64(),
+        job_times(&events),
+        metric(&events, "spread")
+    );
+    events
+}
+
+/// Each job's completion time, in the order the jobs started (from the `log` lines
+/// `job J took T s`, which carry the job's number).
+fn job_times(events: &[Value]) -> Vec<f64> {
+    let mut times = vec![f64::NAN; JOBS];
+    for e in of(events, "log") {
+        let msg = e["msg"].as_str().unwrap_or_default();
+        let mut words = msg.split_whitespace();
+        if let (Some("job"), Some(j), Some("took"), Some(t)) =
+            (words.next(), words.next(), words.next(), words.next())
+        {
+            times[j.parse::<usize>().unwrap()] = t.parse().unwrap();
+        }
+    }
+    times
+}
+
+#[test]
+fn cpu_limits_make_completion_times_even() {
+    let test = "cpu_limits_make_completion_times_even";
+    if !can_run_real_mode_with(test, &["python3"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let free = run_lab(dir.path(), "no-limits", 0.0);
+    let limited = run_lab(dir.path(), "cpu-limits", CPU);
+    for (name, events) in [("no limits", &free), ("cpu limits", &limited)] {
+        let times = job_times(events);
+        assert!(times.iter().all(|t| t.is_finite()), "{name}: a job has no time: {times:?}");
+        assert_eq!(
+            of(events, "metric").iter().filter(|e| e["name"] == "job_s").count(),
+            JOBS,
+            "{name}: one job_s per job"
+        );
+    }
+
+    // Without limits: the first job ran alone for a second and competed with fewer jobs
+    // than the last, so it finished sooner.
+    let t = job_times(&free);
+    assert!(t[0] < t[JOBS - 1], "no limits: the first job took {:.1} s, the last {:.1} s", t[0], t[JOBS - 1]);
+
+    // With limits: every job is held to CPU of a core, so it takes about ALONE / CPU (13.3 s)
+    // whenever it started; a busy machine makes it longer, never much shorter.
+    let t = job_times(&limited);
+    let floor = 0.6 * ALONE / CPU;
+    assert!(
+        t.iter().all(|&x| x >= floor),
+        "cpu limits: every job should take at least {floor:.1} s: {t:.1?}"
+    );
+    let (spread_free, spread_limited) = (metric(&free, "spread"), metric(&limited, "spread"));
+    assert!(
+        spread_limited < spread_free,
+        "the spread of completion times with cpu limits ({spread_limited:.2}) should be \
+         smaller than without ({spread_free:.2})"
+    );
+}
