@@ -32,9 +32,11 @@ fn run_lab(dir: &Path, name: &str, params: &[(&str, &str)]) -> Vec<Value> {
     let events = read_events(&out.join("events.jsonl"));
     let times = completions(&events);
     eprintln!(
-        "{name}: {:.0} s wall, completion times {times:.1?}, median {:.1} s, bound {:.1} s",
+        "{name}: {:.0} s wall, completion times {times:.1?}, median {:.1} s (transfer {:.1} s), \
+         bound {:.1} s",
         start.elapsed().as_secs_f64(),
         metric(&events, "median_s"),
+        metric(&events, "median_transfer_s"),
         metric(&events, "bound_s"),
     );
     events
@@ -104,8 +106,11 @@ fn a_faster_seed_finishes_the_median_leecher_sooner() {
     // The chapter: the slow seed's median is the seed's bound and some more; the fast one's
     // well under it.
     let slow_bound = metric(&slow, "bound_seed_s");
+    // Measured here: 0.73 of the slow median (0.61 with seeds of 256 kbit/s and 1 Mbit/s):
+    // ctorrent's own start-up, 15 to 35 s whatever the links, is a large part of a 2 MiB
+    // download.
     assert!(
-        fast_median < 0.8 * slow_median,
+        fast_median < 0.85 * slow_median,
         "the 4x faster seed should help clearly: medians {fast_median:.1} s against \
          {slow_median:.1} s (the slow seed's bound {slow_bound:.1} s)"
     );
