@@ -207,9 +207,12 @@ fn the_books_pictures_are_what_graph_draws_today() {
         .collect();
     pictures.sort();
     let regenerate = "regenerate the book's pictures with \
-        `for s in scripts/*.rhai; do p2plab graph $s -o book/src/img/graph-$(basename $s .rhai).svg; done`";
-    // Every example scenario has its picture.
-    for entry in std::fs::read_dir("scripts").unwrap() {
+        `for s in scripts/*.rhai scripts/labs/*.rhai; do p2plab graph $s -o book/src/img/graph-$(basename $s .rhai).svg; done`";
+    // Every example scenario and every lab has its picture.
+    let scripts = ["scripts", "scripts/labs"]
+        .iter()
+        .flat_map(|folder| std::fs::read_dir(folder).unwrap());
+    for entry in scripts {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "rhai") {
             let stem = path.file_stem().unwrap().to_string_lossy().into_owned();

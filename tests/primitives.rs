@@ -536,3 +536,14 @@ fn the_group_limit_of_the_data_plane_is_a_script_error() {
     );
     assert!(err.contains("\"g4096\""), "{err}");
 }
+
+#[test]
+fn script_dir_is_the_scripts_folder_as_an_absolute_path() {
+    let s = Scenario::new("log(script_dir());\n");
+    let events = s.run_ok();
+    let logged = of(&events, "log")[0]["msg"].as_str().unwrap().to_string();
+    assert_eq!(
+        std::path::PathBuf::from(logged),
+        std::fs::canonicalize(s.dir.path()).unwrap()
+    );
+}

@@ -57,8 +57,7 @@ fn run(dir: &Path, line: &str) -> Output {
         use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::write(bin.join("sudo"), "#!/bin/sh\nexec \"$@\"\n").unwrap();
-        std::fs::set_permissions(bin.join("sudo"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(bin.join("sudo"), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     // The cargo that runs this test first on the PATH, for `cargo build`; then the no-op sudo
     // unless the machine has its own.

@@ -1,5 +1,6 @@
 //! What a script tells the results: `log`, `metric`, and what it asks the command line:
-//! `param` (values from `--set name=value`).
+//! `param` (values from `--set name=value`) and `script_dir()` (where the script is, for
+//! the programs and files it ships beside it).
 
 use std::sync::Arc;
 
@@ -11,6 +12,19 @@ use crate::script::error::at_call;
 use crate::script::words::{self, describe};
 
 pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
+    let s = state.clone();
+    engine.register_fn("script_dir", move || -> String {
+        let dir = s.data_file("");
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::PathBuf::from(".")
+        } else {
+            dir
+        };
+        std::fs::canonicalize(&dir)
+            .unwrap_or(dir)
+            .to_string_lossy()
+            .into_owned()
+    });
     // Rhai's math `log(float)` would win over a `Dynamic` parameter and silently compute a
     // logarithm; in a scenario, `log(x)` records x (`log(x, base)` is still the logarithm).
     let s = state.clone();
