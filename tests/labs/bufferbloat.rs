@@ -7,6 +7,7 @@ use p2plab::run::{self, RunConfig};
 
 #[test]
 fn a_larger_queue_adds_delay_not_goodput() {
+    let _one = crate::one_lab_at_a_time();
     if !can_run_real_mode_with("a_larger_queue_adds_delay_not_goodput", &["iperf3", "ping"]) {
         return;
     }

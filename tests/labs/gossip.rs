@@ -78,6 +78,7 @@ fn pulled(out: &Path) -> usize {
 
 #[test]
 fn gossip_lab_push_pull_keeps_every_online_peer_informed_and_push_only_decays() {
+    let _one = crate::one_lab_at_a_time();
     let test = "gossip_lab_push_pull_keeps_every_online_peer_informed_and_push_only_decays";
     if !can_run_real_mode_with(test, &["python3"]) {
         return;

@@ -63,6 +63,7 @@ fn partition_and_heal(events: &[Value]) -> (f64, f64) {
 
 #[test]
 fn partition_lab_lww_diverges_stays_available_and_converges_after_the_heal() {
+    let _one = crate::one_lab_at_a_time();
     let test = "partition_lab_lww_diverges_stays_available_and_converges_after_the_heal";
     if !can_run_real_mode_with(test, &["python3"]) {
         return;
@@ -106,6 +107,7 @@ fn partition_lab_lww_diverges_stays_available_and_converges_after_the_heal() {
 
 #[test]
 fn partition_lab_quorum_refuses_the_minority_and_serves_it_again_after_the_heal() {
+    let _one = crate::one_lab_at_a_time();
     let test = "partition_lab_quorum_refuses_the_minority_and_serves_it_again_after_the_heal";
     if !can_run_real_mode_with(test, &["python3"]) {
         return;

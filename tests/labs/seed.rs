@@ -57,6 +57,7 @@ fn job_times(events: &[Value]) -> Vec<f64> {
 
 #[test]
 fn cpu_limits_make_completion_times_even() {
+    let _one = crate::one_lab_at_a_time();
     let test = "cpu_limits_make_completion_times_even";
     if !can_run_real_mode_with(test, &["python3"]) {
         return;

@@ -76,6 +76,7 @@ fn check_complete(name: &str, events: &[Value]) {
 
 #[test]
 fn a_faster_seed_finishes_the_median_leecher_sooner() {
+    let _one = crate::one_lab_at_a_time();
     let test = "a_faster_seed_finishes_the_median_leecher_sooner";
     let mut programs = swarm::PROGRAMS.to_vec();
     programs.push("timeout");

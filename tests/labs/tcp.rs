@@ -7,6 +7,7 @@ use p2plab::run::{self, RunConfig};
 
 #[test]
 fn tcp_goodput_falls_with_rtt_and_loss_as_mathis_says() {
+    let _one = crate::one_lab_at_a_time();
     if !can_run_real_mode_with(
         "tcp_goodput_falls_with_rtt_and_loss_as_mathis_says",
         &["iperf3"],
