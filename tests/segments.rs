@@ -79,32 +79,42 @@ fn a_gigabit_link_carries_tcp_at_its_rate() {
     if !can_run_real_mode_with("a_gigabit_link_carries_tcp_at_its_rate", &["iperf3"]) {
         return;
     }
+    // Two transfers, judged by the faster: a stall of this shared host (stolen CPU) only ever
+    // slows one down, as it only ever adds to an RTT.
     let s = Scenario::new(
         r#"
 let n = alloc_ip(2);
 shape(n, #{ up: "1gbit", down: "1gbit", latency: "1ms" });
-spawn(n[1], "iperf3 -s -1");
+spawn(n[1], "iperf3 -s");
 sleep("1s");
-spawn(n[0], "iperf3 -J -t 4 -c " + n[1].ip).wait();
+for i in 0..2 {
+    spawn(n[0], "iperf3 -J -t 3 -c " + n[1].ip, #{ stdout: `iperf-${i}.json` }).wait();
+}
 "#,
     );
     real_run(&s);
-    let report: Value = serde_json::from_str(&node_file(&s, "10.0.0.1", "stdout.log")).unwrap();
-    let goodput = report["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap();
+    let goodputs: Vec<f64> = (0..2)
+        .map(|i| {
+            let report: Value =
+                serde_json::from_str(&node_file(&s, "10.0.0.1", &format!("iperf-{i}.json")))
+                    .unwrap();
+            report["end"]["sum_received"]["bits_per_second"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    let goodput = goodputs.iter().cloned().fold(0.0, f64::max);
     // 1448 bytes of payload in each 1500-byte packet (TCP timestamps on).
     let capacity = 1e9 * 1448.0 / 1500.0;
     println!(
-        "goodput {:.3} Gbit/s, {:.1} % of the payload capacity",
+        "goodput {:.3} Gbit/s at best of {goodputs:?}, {:.1} % of the payload capacity",
         goodput / 1e9,
         goodput / capacity * 100.0
     );
-    assert!(
-        goodput <= capacity * 1.01,
-        "faster than the link: {goodput}"
-    );
-    assert!(goodput >= capacity * 0.85, "far below the link: {goodput}");
+    for g in &goodputs {
+        assert!(*g <= capacity * 1.01, "faster than the link: {g}");
+    }
+    assert!(goodput >= capacity * 0.85, "far below the link: {goodputs:?}");
     let dp = dataplane(&s);
     assert!(counter(&dp, "cut_super_packets") > 0, "{dp}");
     assert!(
