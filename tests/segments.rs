@@ -114,7 +114,10 @@ for i in 0..2 {
     for g in &goodputs {
         assert!(*g <= capacity * 1.01, "faster than the link: {g}");
     }
-    assert!(goodput >= capacity * 0.85, "far below the link: {goodputs:?}");
+    assert!(
+        goodput >= capacity * 0.85,
+        "far below the link: {goodputs:?}"
+    );
     let dp = dataplane(&s);
     assert!(counter(&dp, "cut_super_packets") > 0, "{dp}");
     assert!(
