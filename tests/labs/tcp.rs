@@ -29,17 +29,20 @@ fn tcp_goodput_falls_with_rtt_and_loss_as_mathis_says() {
         panic!("lab run failed: {e}");
     }
     let events = read_events(&dir.path().join("out/events.jsonl"));
-    // In the script's order: (20 ms, 0.002), (20 ms, 0.02), (80 ms, 0.002), (80 ms, 0.02).
+    // In the script's order: (20 ms, 0.005), (20 ms, 0.02), (60 ms, 0.005), (60 ms, 0.02).
+    // Losses high enough for a dozen loss events in 10 s even at 60 ms: at 0.2 % and 80 ms a
+    // transfer held so few that it ran at 3 times the formula.
     let goodput = metrics(&events, "goodput_mbit");
     let mathis = metrics(&events, "mathis_mbit");
     let ratio = metrics(&events, "measured_over_mathis");
     assert_eq!(goodput.len(), 4, "{goodput:?}");
     let table = format!("goodput {goodput:?}, Mathis {mathis:?}");
-    // Mathis predicts 4x for 4x the RTT and 3.2x for 10x the loss; half of that must show.
-    assert!(goodput[0] > 2.0 * goodput[2], "RTT: {table}");
-    assert!(goodput[1] > 2.0 * goodput[3], "RTT: {table}");
-    assert!(goodput[0] > 1.6 * goodput[1], "loss: {table}");
-    assert!(goodput[2] > 1.6 * goodput[3], "loss: {table}");
+    // Mathis predicts 3x for 3x the RTT and 2x for 4x the loss (2.2x and 2.0 to 2.4x measured
+    // at the chapter's size); most of that must show.
+    assert!(goodput[0] > 1.8 * goodput[2], "RTT: {table}");
+    assert!(goodput[1] > 1.8 * goodput[3], "RTT: {table}");
+    assert!(goodput[0] > 1.4 * goodput[1], "loss: {table}");
+    assert!(goodput[2] > 1.4 * goodput[3], "loss: {table}");
     for r in &ratio {
         assert!((0.33..3.0).contains(r), "within 3x of Mathis: {table}");
     }
@@ -48,7 +51,7 @@ fn tcp_goodput_falls_with_rtt_and_loss_as_mathis_says() {
         .iter()
         .map(|e| e["msg"].as_str().unwrap().to_string())
         .collect();
-    for (line, rtt) in logs.iter().zip([20.0, 20.0, 80.0, 80.0]) {
+    for (line, rtt) in logs.iter().zip([20.0, 20.0, 60.0, 60.0]) {
         let mean: f64 = line
             .split("mean RTT ")
             .nth(1)
