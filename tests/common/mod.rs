@@ -94,6 +94,15 @@ pub fn metric(events: &[Value], name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// `(t, value)` of each `metric` event called `name`, in order.
+pub fn metric_samples(events: &[Value], name: &str) -> Vec<(f64, f64)> {
+    of(events, "metric")
+        .into_iter()
+        .filter(|e| e["name"] == name)
+        .map(|e| (e["t"].as_f64().unwrap(), e["value"].as_f64().unwrap()))
+        .collect()
+}
+
 /// Every value of the `metric` events called `name`, in order.
 pub fn metrics(events: &[Value], name: &str) -> Vec<f64> {
     of(events, "metric")

@@ -9,7 +9,7 @@ use std::path::Path;
 use p2plab::run::{self, RunConfig};
 use serde_json::Value;
 
-use crate::common::{can_run_real_mode_with, of, read_events};
+use crate::common::{can_run_real_mode_with, metric_samples, of, read_events};
 
 fn run_lab(out: &Path, mode: &str) -> Vec<Value> {
     let mut cfg = RunConfig::new("scripts/labs/gossip.rhai");
@@ -24,15 +24,6 @@ fn run_lab(out: &Path, mode: &str) -> Vec<Value> {
     read_events(&out.join("events.jsonl"))
 }
 
-/// `(t, value)` of each sample of metric `name`.
-fn samples(events: &[Value], name: &str) -> Vec<(f64, f64)> {
-    of(events, "metric")
-        .into_iter()
-        .filter(|e| e["name"] == name)
-        .map(|e| (e["t"].as_f64().unwrap(), e["value"].as_f64().unwrap()))
-        .collect()
-}
-
 /// The injection times of the rumours, from the script's `log` events.
 fn injections(events: &[Value]) -> Vec<f64> {
     of(events, "log")
@@ -45,7 +36,7 @@ fn injections(events: &[Value]) -> Vec<f64> {
 /// For each rumour, the average `reached` over the last 5 s before the next rumour (or the
 /// end): what is left of it once the churn has had time to replace peers.
 fn late_reach(events: &[Value]) -> Vec<f64> {
-    let reached = samples(events, "reached");
+    let reached = metric_samples(events, "reached");
     let starts = injections(events);
     let end = reached.last().map_or(0.0, |s| s.0) + 0.1;
     (0..starts.len())
@@ -105,7 +96,7 @@ fn gossip_lab_push_pull_keeps_every_online_peer_informed_and_push_only_decays() 
     // 4.4 s measured at full size; 10 s allows for a busy machine), and stays there.
     // With 12 peers 90 % means every online peer: one that has just rejoined and not yet
     // swapped keeps a rumour below it, so two rumours of three must make it, the third may not.
-    let t90 = samples(&pushpull, "t90");
+    let t90 = metric_samples(&pushpull, "t90");
     assert!(
         t90.len() >= 2,
         "rumours reach 90 % of the online peers: {t90:?}"

@@ -10,7 +10,7 @@ use std::path::Path;
 use p2plab::run::{self, RunConfig};
 use serde_json::Value;
 
-use crate::common::{can_run_real_mode_with, of, read_events};
+use crate::common::{can_run_real_mode_with, metric_samples, of, read_events};
 
 const BEFORE: f64 = 5.0;
 const SPLIT: f64 = 10.0;
@@ -33,18 +33,9 @@ fn run_lab(out: &Path, mode: &str) -> Vec<Value> {
     read_events(&out.join("events.jsonl"))
 }
 
-/// `(t, value)` of each sample of metric `name`.
-fn samples(events: &[Value], name: &str) -> Vec<(f64, f64)> {
-    of(events, "metric")
-        .into_iter()
-        .filter(|e| e["name"] == name)
-        .map(|e| (e["t"].as_f64().unwrap(), e["value"].as_f64().unwrap()))
-        .collect()
-}
-
 /// The values of `name` sampled between `from` and `to` (experiment seconds).
 fn between(events: &[Value], name: &str, from: f64, to: f64) -> Vec<f64> {
-    samples(events, name)
+    metric_samples(events, name)
         .into_iter()
         .filter(|(t, _)| *t > from && *t < to)
         .map(|s| s.1)
@@ -75,7 +66,7 @@ fn partition_lab_lww_diverges_stays_available_and_converges_after_the_heal() {
 
     // Always available: every write in the east and every read in the west succeed.
     for name in ["east_write_ok", "west_read_ok"] {
-        let ok = samples(&events, name);
+        let ok = metric_samples(&events, name);
         assert!(ok.len() >= 10, "{name}: {ok:?}");
         assert!(ok.iter().all(|s| s.1 == 1.0), "{name}: {ok:?}");
     }
@@ -95,7 +86,7 @@ fn partition_lab_lww_diverges_stays_available_and_converges_after_the_heal() {
         "after {SPLIT} s of writes once a second the west replica should miss about {SPLIT}: {split:?}"
     );
     // After: converged within a sync period (1 s) and the RTT; allow a busy machine 3 s.
-    let converge = samples(&events, "converge_s");
+    let converge = metric_samples(&events, "converge_s");
     assert_eq!(converge.len(), 1, "{converge:?}");
     assert!(converge[0].1 <= 3.0, "converged in {} s", converge[0].1);
     let healed = between(&events, "behind", heal + 3.0, f64::MAX);
@@ -117,7 +108,7 @@ fn partition_lab_quorum_refuses_the_minority_and_serves_it_again_after_the_heal(
     let (cut, heal) = partition_and_heal(&events);
 
     // The majority (east) keeps writing throughout.
-    let writes = samples(&events, "east_write_ok");
+    let writes = metric_samples(&events, "east_write_ok");
     assert!(writes.len() >= 8, "{writes:?}");
     assert!(writes.iter().all(|s| s.1 == 1.0), "east writes {writes:?}");
     // The minority (west) reads before, cannot during, reads again after.
@@ -142,7 +133,7 @@ fn partition_lab_quorum_refuses_the_minority_and_serves_it_again_after_the_heal(
     assert!(quiet.iter().all(|&b| b <= 1.0), "before {quiet:?}");
     let healed = between(&events, "behind", heal + 3.0, f64::MAX);
     assert!(healed.iter().all(|&b| b <= 1.0), "after {healed:?}");
-    let converge = samples(&events, "converge_s");
+    let converge = metric_samples(&events, "converge_s");
     assert!(
         converge.len() == 1 && converge[0].1 <= 3.0,
         "converge {converge:?}"
