@@ -127,13 +127,12 @@ fn iperf_received(s: &Scenario, ip: &str, file: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{ip}: iperf3 JSON: {e}"))
 }
 
-#[test]
-fn iperf3_reaches_the_mean_rate_of_a_trace() {
-    if !can_run_real_mode_with("iperf3_reaches_the_mean_rate_of_a_trace", &["iperf3"]) {
-        return;
-    }
-    let _lab = one_lab();
+/// One run of two saturating iperf3 flows, over a constant trace and the LTE-like one:
+/// each receiver's address, its trace's mean rate and the goodput iperf3 measured.
+fn goodputs_over_traces() -> Vec<(&'static str, f64, f64)> {
     // The LTE-like trace over 20 s (one pass) averages 14.9 Mbit/s, from 1 to 30 Mbit/s.
+    // Any 20 s window of a 20 s periodic trace holds the same opportunities, so the flow's
+    // start time does not change its mean.
     let s = with_traces(
         r#"
         let n = alloc_ip(4);
@@ -151,23 +150,55 @@ fn iperf3_reaches_the_mean_rate_of_a_trace() {
     real_run(&s);
     let lte = std::fs::read_to_string(s.dir.path().join("lte-like.down")).unwrap();
     let lte_mean = lte.lines().count() as f64 * 12_000.0 / 20.0;
-    for (ip, rate) in [("10.0.0.1", 12e6), ("10.0.0.3", lte_mean)] {
-        let json = iperf_received(&s, ip, "iperf.json");
-        let got = json["end"]["sum_received"]["bits_per_second"]
-            .as_f64()
-            .unwrap();
-        let want = goodput(rate);
-        let err = (got - want) / want;
-        eprintln!(
-            "{ip}: trace mean {rate:.0} bit/s, goodput {got:.0}, {:+.2} %",
-            err * 100.0
-        );
-        assert!(
-            err.abs() < 0.03,
-            "{ip}: goodput {got:.0} bit/s over a trace of mean {rate:.0}: want {want:.0} \
-             ({:+.1} %)",
-            err * 100.0
-        );
+    [("10.0.0.1", 12e6), ("10.0.0.3", lte_mean)]
+        .into_iter()
+        .map(|(ip, rate)| {
+            let json = iperf_received(&s, ip, "iperf.json");
+            let got = json["end"]["sum_received"]["bits_per_second"]
+                .as_f64()
+                .unwrap();
+            (ip, rate, got)
+        })
+        .collect()
+}
+
+#[test]
+fn iperf3_reaches_the_mean_rate_of_a_trace() {
+    if !can_run_real_mode_with("iperf3_reaches_the_mean_rate_of_a_trace", &["iperf3"]) {
+        return;
+    }
+    let _lab = one_lab();
+    // A trace's opportunity lapses when the data plane is late for it, so a host stall
+    // (CI once lost 4.5 % of a 20 s run) only ever lowers the goodput. A second run is
+    // allowed when one falls short; going above the trace's mean fails at once.
+    const ATTEMPTS: usize = 2;
+    for attempt in 1..=ATTEMPTS {
+        let mut short = Vec::new();
+        for (ip, rate, got) in goodputs_over_traces() {
+            let want = goodput(rate);
+            let err = (got - want) / want;
+            eprintln!(
+                "run {attempt}: {ip}: trace mean {rate:.0} bit/s, goodput {got:.0}, {:+.2} %",
+                err * 100.0
+            );
+            assert!(
+                err < 0.03,
+                "{ip}: goodput {got:.0} bit/s is above a trace of mean {rate:.0} \
+                 (want {want:.0}, {:+.1} %)",
+                err * 100.0
+            );
+            if err <= -0.03 {
+                short.push(format!(
+                    "{ip}: goodput {got:.0} bit/s over a trace of mean {rate:.0}: want {want:.0} \
+                     ({:+.1} %)",
+                    err * 100.0
+                ));
+            }
+        }
+        if short.is_empty() {
+            return;
+        }
+        assert!(attempt < ATTEMPTS, "{}", short.join("; "));
     }
 }
 
