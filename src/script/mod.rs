@@ -8,6 +8,7 @@ pub mod check;
 pub mod error;
 pub mod limits;
 pub mod modules;
+pub mod rhai_bind;
 pub mod timers;
 pub mod words;
 
@@ -117,6 +118,7 @@ pub fn engine(scenario: &Scenario, state: &Arc<ScriptState>, max_operations: u64
         rhai::Token::Reserved(s) if s.as_str() == "spawn" => rhai::Token::Identifier(s),
         other => other,
     });
+    rhai_bind::register(&mut engine, state);
     api::register(&mut engine, state);
     let s = state.clone();
     let (seen_sleeps, base) = (AtomicU64::new(0), AtomicU64::new(0));

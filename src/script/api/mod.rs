@@ -2,6 +2,8 @@
 //! its functions as closures over the shared `ScriptState`. This file holds that state and the
 //! conversions every primitive shares: targets, unit-bearing values, option maps.
 
+pub mod args;
+pub mod call;
 pub mod capture;
 pub mod limits;
 pub mod log;
@@ -14,6 +16,7 @@ pub mod series;
 pub mod time;
 pub mod topology;
 pub mod traces;
+pub mod value;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,7 +37,7 @@ pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 /// Everything the primitives share during one run.
 pub struct ScriptState {
     lab: Mutex<Lab>,
-    timers: Mutex<Timers<time::Callback>>,
+    timers: Mutex<Timers<value::Func>>,
     params: Mutex<Params>,
     /// Number of `sleep` calls so far; the watchdog resets when it changes.
     pub sleeps: AtomicU64,
@@ -93,7 +96,7 @@ impl ScriptState {
         self.lab.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn timers(&self) -> MutexGuard<'_, Timers<time::Callback>> {
+    pub fn timers(&self) -> MutexGuard<'_, Timers<value::Func>> {
         self.timers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -107,13 +110,13 @@ impl ScriptState {
     }
 }
 
-/// Binds every primitive.
+/// Every primitive, by domain: what the bindings register.
+pub const PRIMS: &[&[call::Prim]] = &[nodes::PRIMS, procs::PRIMS, time::PRIMS];
+
+/// Binds the primitives not yet in `PRIMS` directly to Rhai.
 pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
-    nodes::register(engine, state);
     net::register(engine, state);
-    procs::register(engine, state);
     output::register(engine, state);
-    time::register(engine, state);
     rand::register(engine, state);
     log::register(engine, state);
     capture::register(engine, state);

@@ -1,13 +1,11 @@
 //! Virtual nodes: `alloc_ip`, the `Node` handle and its live traffic counters, `nodes()`,
 //! and the node life cycle (`fail_node`, `revive`, `leave`).
 
-use std::sync::Arc;
-
-use rhai::{Array, Dynamic, Engine, ImmutableString, Map, NativeCallContext};
-
-use super::{RhaiResult, ScriptState, check_keys, duration, expected, lab_err, targets};
+use super::ScriptState;
+use super::args::{check_keys, duration, expected, targets};
+use super::call::{ApiResult, Args, Host, Prim, Prop};
+use super::value::Value;
 use crate::experiment::{Experiment, NodeCounters, NodeId, NodeRecord};
-use crate::script::error::at_call;
 use crate::units::SEC;
 
 /// Default grace period of `leave` between SIGTERM and SIGKILL.
@@ -17,12 +15,15 @@ pub const DEFAULT_GROUP: &str = "default";
 /// Most nodes one `alloc_ip` call may create (one worker's address block).
 const MAX_ALLOC: i64 = crate::experiment::NODES_PER_WORKER as i64;
 
+/// What a target is, in the words of the reference.
+pub const TARGET: &str = "a target (a Node, an array of Nodes or a group name)";
+
 /// A script's handle on a virtual node. Immutable facts only; state is read from the lab.
 #[derive(Debug, Clone)]
 pub struct Node {
     pub id: NodeId,
-    pub ip: ImmutableString,
-    pub group: ImmutableString,
+    pub ip: String,
+    pub group: String,
     pub worker: u32,
 }
 
@@ -30,7 +31,7 @@ impl Node {
     pub fn from_record(r: &NodeRecord, group: &str) -> Self {
         Node {
             id: r.id,
-            ip: r.ip.to_string().into(),
+            ip: r.ip.to_string(),
             group: group.into(),
             worker: r.worker,
         }
@@ -43,153 +44,165 @@ impl Node {
     }
 }
 
-pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
-    engine
-        .register_type_with_name::<Node>("Node")
-        .register_get("ip", |n: &mut Node| n.ip.clone())
-        .register_get("id", |n: &mut Node| n.id.0 as i64)
-        .register_get("group", |n: &mut Node| n.group.clone())
-        .register_get("worker", |n: &mut Node| n.worker as i64)
-        .register_fn("to_string", |n: &mut Node| {
-            format!("node {} ({})", n.id.0, n.ip)
-        })
-        .register_fn("to_debug", |n: &mut Node| {
-            format!("node {} ({})", n.id.0, n.ip)
-        })
-        .register_fn("==", |a: &mut Node, b: Node| a.id == b.id)
-        .register_fn("!=", |a: &mut Node, b: Node| a.id != b.id);
+pub const PRIMS: &[Prim] = &[
+    Prim {
+        name: "alloc_ip",
+        min: 1,
+        max: 2,
+        expects: "a number of nodes (an integer) and optionally a map of options #{ group, worker }",
+        f: alloc,
+    },
+    Prim {
+        name: "nodes",
+        min: 0,
+        max: 1,
+        expects: "no argument, or a group name",
+        f: nodes,
+    },
+    Prim {
+        name: "fail_node",
+        min: 1,
+        max: 1,
+        expects: TARGET,
+        f: |s, _, a| {
+            s.lab().fail(&targets(s, a.at(0))?)?;
+            Ok(Value::Unit)
+        },
+    },
+    Prim {
+        name: "revive",
+        min: 1,
+        max: 1,
+        expects: TARGET,
+        f: |s, _, a| {
+            s.lab().revive(&targets(s, a.at(0))?)?;
+            Ok(Value::Unit)
+        },
+    },
+    Prim {
+        name: "leave",
+        min: 1,
+        max: 2,
+        expects: "a target (a Node, an array of Nodes or a group name) and optionally a map of options #{ grace }",
+        f: leave,
+    },
+];
 
-    let s = state.clone();
-    engine.register_get("failed", move |n: &mut Node| {
-        s.lab().state().node(n.id).failed
-    });
+fn node(v: &Value) -> &Node {
+    match v {
+        Value::Node(n) => n,
+        _ => unreachable!("a Node property is only bound to Nodes"),
+    }
+}
 
-    register_counters(engine, state);
+/// One of a node's traffic counters, live; zero in a dry-run.
+fn counter(s: &ScriptState, v: &Value, count: fn(&NodeCounters) -> u64) -> ApiResult<Value> {
+    let c = s.lab().node_counters(node(v).id);
+    Ok(Value::Int(i64::try_from(count(&c)).unwrap_or(i64::MAX)))
+}
 
-    let s = state.clone();
-    engine.register_fn("alloc_ip", move |ctx: NativeCallContext, n: i64| {
-        alloc(&ctx, &s, n, &Map::new())
-    });
-    let s = state.clone();
-    engine.register_fn(
-        "alloc_ip",
-        move |ctx: NativeCallContext, n: i64, opts: Map| alloc(&ctx, &s, n, &opts),
-    );
+pub const PROPS: &[Prop] = &[
+    Prop {
+        name: "ip",
+        get: |_, v| Ok(Value::str(node(v).ip.clone())),
+    },
+    Prop {
+        name: "id",
+        get: |_, v| Ok(Value::Int(node(v).id.0 as i64)),
+    },
+    Prop {
+        name: "group",
+        get: |_, v| Ok(Value::str(node(v).group.clone())),
+    },
+    Prop {
+        name: "worker",
+        get: |_, v| Ok(Value::Int(node(v).worker as i64)),
+    },
+    Prop {
+        name: "failed",
+        get: |s, v| Ok(Value::Bool(s.lab().state().node(node(v).id).failed)),
+    },
+    Prop {
+        name: "rx_bytes",
+        get: |s, v| counter(s, v, |c| c.recv_bytes),
+    },
+    Prop {
+        name: "tx_bytes",
+        get: |s, v| counter(s, v, |c| c.sent_bytes),
+    },
+    Prop {
+        name: "rx_packets",
+        get: |s, v| counter(s, v, |c| c.recv_packets),
+    },
+    Prop {
+        name: "tx_packets",
+        get: |s, v| counter(s, v, |c| c.sent_packets),
+    },
+    Prop {
+        name: "dropped",
+        get: |s, v| counter(s, v, NodeCounters::dropped),
+    },
+];
 
-    let s = state.clone();
-    engine.register_fn("nodes", move || -> Array {
-        let lab = s.lab();
-        let st = lab.state();
-        st.nodes()
+fn nodes(s: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let lab = s.lab();
+    let st = lab.state();
+    let list = match a.get(0) {
+        None => st
+            .nodes()
             .iter()
-            .map(|r| Dynamic::from(Node::from_record(r, st.group_name(r.group))))
-            .collect()
-    });
-    let s = state.clone();
-    engine.register_fn(
-        "nodes",
-        move |ctx: NativeCallContext, group: &str| -> RhaiResult<Array> {
-            let lab = s.lab();
-            let st = lab.state();
-            let g = st.group(group).map_err(|e| at_call(&ctx, e))?;
-            Ok(st
-                .members(g)
+            .map(|r| Value::Node(Node::from_record(r, st.group_name(r.group))))
+            .collect(),
+        Some(_) => {
+            let group = a.string(0)?;
+            let g = st.group(group)?;
+            st.members(g)
                 .iter()
-                .map(|&id| Dynamic::from(Node::from_record(st.node(id), group)))
-                .collect())
-        },
-    );
-
-    let s = state.clone();
-    engine.register_fn(
-        "fail_node",
-        move |ctx: NativeCallContext, target: Dynamic| -> RhaiResult<()> {
-            let ids = targets(&ctx, &s, &target)?;
-            s.lab().fail(&ids).map_err(|e| lab_err(&ctx, e))
-        },
-    );
-    let s = state.clone();
-    engine.register_fn(
-        "revive",
-        move |ctx: NativeCallContext, target: Dynamic| -> RhaiResult<()> {
-            let ids = targets(&ctx, &s, &target)?;
-            s.lab().revive(&ids).map_err(|e| lab_err(&ctx, e))
-        },
-    );
-    let s = state.clone();
-    engine.register_fn(
-        "leave",
-        move |ctx: NativeCallContext, target: Dynamic| -> RhaiResult<()> {
-            let ids = targets(&ctx, &s, &target)?;
-            s.lab()
-                .leave(&ids, LEAVE_GRACE)
-                .map_err(|e| lab_err(&ctx, e))
-        },
-    );
-    let s = state.clone();
-    engine.register_fn(
-        "leave",
-        move |ctx: NativeCallContext, target: Dynamic, opts: Map| -> RhaiResult<()> {
-            check_keys(&ctx, &opts, &["grace"])?;
-            let grace = match opts.get("grace") {
-                Some(g) => duration(&ctx, "grace", g)?,
-                None => LEAVE_GRACE,
-            };
-            let ids = targets(&ctx, &s, &target)?;
-            s.lab().leave(&ids, grace).map_err(|e| lab_err(&ctx, e))
-        },
-    );
+                .map(|&id| Value::Node(Node::from_record(st.node(id), group)))
+                .collect()
+        }
+    };
+    Ok(Value::Array(list))
 }
 
-/// One of a node's traffic counters.
-type Count = fn(&NodeCounters) -> u64;
-
-/// The live traffic counters of a node, as properties (`node.rx_bytes`); zero in a dry-run.
-fn register_counters(engine: &mut Engine, state: &Arc<ScriptState>) {
-    let counters: [(&str, Count); 5] = [
-        ("rx_bytes", |c| c.recv_bytes),
-        ("tx_bytes", |c| c.sent_bytes),
-        ("rx_packets", |c| c.recv_packets),
-        ("tx_packets", |c| c.sent_packets),
-        ("dropped", NodeCounters::dropped),
-    ];
-    for (name, count) in counters {
-        let s = state.clone();
-        engine.register_get(name, move |n: &mut Node| -> i64 {
-            let c = s.lab().node_counters(n.id);
-            i64::try_from(count(&c)).unwrap_or(i64::MAX)
-        });
-    }
+fn leave(s: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let opts = a.opts(1)?;
+    check_keys(&opts, &["grace"])?;
+    let grace = match opts.get("grace") {
+        Some(g) => duration("grace", g)?,
+        None => LEAVE_GRACE,
+    };
+    let ids = targets(s, a.at(0))?;
+    s.lab().leave(&ids, grace)?;
+    Ok(Value::Unit)
 }
 
-fn alloc(ctx: &NativeCallContext, state: &ScriptState, n: i64, opts: &Map) -> RhaiResult<Array> {
-    check_keys(ctx, opts, &["group", "worker"])?;
+fn alloc(s: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let n = a.int(0)?;
+    let opts = a.opts(1)?;
+    check_keys(&opts, &["group", "worker"])?;
     if !(1..=MAX_ALLOC).contains(&n) {
-        return Err(at_call(
-            ctx,
-            format!("expected a number of nodes between 1 and {MAX_ALLOC}, got {n}"),
-        ));
+        return Err(super::call::ApiError::msg(format!(
+            "expected a number of nodes between 1 and {MAX_ALLOC}, got {n}"
+        )));
     }
-    let group: ImmutableString = match opts.get("group") {
-        None => DEFAULT_GROUP.into(),
-        Some(g) => match g.read_lock::<ImmutableString>() {
-            Some(s) if !s.trim().is_empty() => s.clone(),
-            _ => return Err(expected(ctx, "group", "a non-empty group name", g)),
-        },
+    let group = match opts.get("group") {
+        None => DEFAULT_GROUP.to_string(),
+        Some(Value::Str(g)) if !g.trim().is_empty() => g.clone(),
+        Some(g) => return Err(expected("group", "a non-empty group name", g)),
     };
     let worker = match opts.get("worker") {
         None => None,
         Some(w) => match w.as_int() {
-            Ok(k) if u32::try_from(k).is_ok() => Some(k as u32),
-            _ => return Err(expected(ctx, "worker", "a worker number (0, 1, ...)", w)),
+            Some(k) if u32::try_from(k).is_ok() => Some(k as u32),
+            _ => return Err(expected("worker", "a worker number (0, 1, ...)", w)),
         },
     };
-    let records = state
-        .lab()
-        .alloc(n as usize, &group, worker)
-        .map_err(|e| lab_err(ctx, e))?;
-    Ok(records
-        .iter()
-        .map(|r| Dynamic::from(Node::from_record(r, &group)))
-        .collect())
+    let records = s.lab().alloc(n as usize, &group, worker)?;
+    Ok(Value::Array(
+        records
+            .iter()
+            .map(|r| Value::Node(Node::from_record(r, &group)))
+            .collect(),
+    ))
 }

@@ -2,60 +2,15 @@
 //! which run in time order on the script thread while the script sleeps or waits (cooperative,
 //! never concurrent).
 
-// Rhai marks its context-store API "volatile" through `deprecated`; callbacks need it.
-#![allow(deprecated)]
-
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rhai::{
-    Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, NativeCallContext,
-    NativeCallContextStore,
-};
-
-use super::{CallbackGuard, RhaiResult, ScriptState, duration, lab_err};
-use crate::script::error::{SCHEDULED_CALLBACK, at_call};
+use super::args::duration;
+use super::call::{ApiError, ApiResult, Args, CallKind, Host, Prim, Prop};
+use super::value::{Func, Value};
+use super::{CallbackGuard, ScriptState};
 use crate::script::limits::MAX_CALLBACKS;
 use crate::script::timers::TimerId;
 use crate::units::{self, Nanos};
-
-/// A scheduled callback and the context it was scheduled from. A closure made inside a module
-/// function only resolves against that module's functions, so it must run with the module's
-/// function library, not the library of whoever happens to be sleeping when it falls due.
-#[derive(Clone)]
-pub struct Callback {
-    f: FnPtr,
-    origin: Arc<NativeCallContextStore>,
-}
-
-impl Callback {
-    fn new(ctx: &NativeCallContext, f: FnPtr) -> Self {
-        Callback {
-            f,
-            origin: Arc::new(ctx.store_data()),
-        }
-    }
-
-    fn call(&self, ctx: &NativeCallContext) -> RhaiResult<()> {
-        let mut store = ctx.store_data();
-        store.global.lib = self.origin.global.lib.clone();
-        store.global.source = self.origin.global.source.clone();
-        self.f
-            .call_within_context::<Dynamic>(&store.create_context(ctx.engine()), ())
-            .map(drop)
-            .map_err(|err| {
-                // Say where the callback was scheduled, not only which sleep ran it.
-                let source = self.origin.global.source.clone().unwrap_or_default();
-                EvalAltResult::ErrorInFunctionCall(
-                    SCHEDULED_CALLBACK.into(),
-                    source.to_string(),
-                    err,
-                    self.origin.pos,
-                )
-                .into()
-            })
-    }
-}
 
 /// How often `wait_until` evaluates its condition, in experiment time.
 const POLL: Nanos = 100_000_000;
@@ -66,116 +21,113 @@ pub struct Timer {
     pub id: TimerId,
 }
 
-pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
-    let s = state.clone();
-    engine.register_fn("now", move || units::secs(s.lab().now()));
-
-    // Rhai's standard library has a `sleep(int|float)` that blocks the thread; typed
-    // registrations replace it (a `Dynamic` parameter would only be a fallback).
-    let s = state.clone();
-    engine.register_fn("sleep", move |ctx: NativeCallContext, d: i64| {
-        sleep(&ctx, &s, &Dynamic::from(d))
-    });
-    let s = state.clone();
-    engine.register_fn("sleep", move |ctx: NativeCallContext, d: f64| {
-        sleep(&ctx, &s, &Dynamic::from(d))
-    });
-    let s = state.clone();
-    engine.register_fn(
-        "sleep",
-        move |ctx: NativeCallContext, d: ImmutableString| sleep(&ctx, &s, &Dynamic::from(d)),
-    );
-
-    let s = state.clone();
-    engine.register_fn(
-        "wait_until",
-        move |ctx: NativeCallContext, cond: FnPtr, timeout: Dynamic| {
-            wait_until(&ctx, &s, &cond, &timeout)
+pub const PRIMS: &[Prim] = &[
+    Prim {
+        name: "now",
+        min: 0,
+        max: 0,
+        expects: "no argument",
+        f: |s, _, _| Ok(Value::Float(units::secs(s.lab().now()))),
+    },
+    Prim {
+        name: "sleep",
+        min: 1,
+        max: 1,
+        expects: "a duration (\"30ms\", \"2s\" or seconds)",
+        f: sleep,
+    },
+    Prim {
+        name: "wait_until",
+        min: 2,
+        max: 2,
+        expects: "a condition (a closure such as || node.rx_bytes > 1000) and a timeout (a duration)",
+        f: wait_until,
+    },
+    Prim {
+        name: "at",
+        min: 2,
+        max: 2,
+        expects: "a time (a duration since the start) and a function (a closure such as || fail_node(p), or a function's name)",
+        f: at,
+    },
+    Prim {
+        name: "every",
+        min: 2,
+        max: 2,
+        expects: "a period (a duration) and a function (a closure such as || fail_node(p), or a function's name)",
+        f: every,
+    },
+    Prim {
+        name: "cancel",
+        min: 1,
+        max: 1,
+        expects: "a Timer, as in t.cancel()",
+        f: |s, _, a| match a.at(0) {
+            Value::Timer(t) => Ok(Value::Bool(s.timers().cancel(t.id))),
+            _ => Err(a.mismatch()),
         },
-    );
-    engine.register_fn(
-        "wait_until",
-        |ctx: NativeCallContext, cond: Dynamic, _: Dynamic| -> RhaiResult<bool> {
-            Err(super::expected(
-                &ctx,
-                "",
-                "a condition as a closure, like || node.rx_bytes > 1000",
-                &cond,
-            ))
-        },
-    );
+    },
+];
 
-    engine
-        .register_type_with_name::<Timer>("Timer")
-        .register_fn("to_string", |t: &mut Timer| format!("timer {}", t.id.0));
-    let s = state.clone();
-    engine.register_fn("cancel", move |t: &mut Timer| s.timers().cancel(t.id));
-    let s = state.clone();
-    engine.register_get("pending", move |t: &mut Timer| s.timers().is_pending(t.id));
+pub const PROPS: &[Prop] = &[Prop {
+    name: "pending",
+    get: |s, v| match v {
+        Value::Timer(t) => Ok(Value::Bool(s.timers().is_pending(t.id))),
+        _ => unreachable!("a Timer property is only bound to Timers"),
+    },
+}];
 
-    let s = state.clone();
-    engine.register_fn(
-        "at",
-        move |ctx: NativeCallContext, t: Dynamic, f: FnPtr| -> RhaiResult<Timer> {
-            let due = duration(&ctx, "", &t)?;
-            let now = s.lab().now();
-            if due < now {
-                return Err(at_call(
-                    &ctx,
-                    format!(
-                        "time {} is in the past (now is {}); at() takes an experiment time, \
-                         use at(now() + delay, ...) for a delay",
-                        units::Duration(due),
-                        units::Duration(now)
-                    ),
-                ));
-            }
-            schedule(&ctx, &s, due, None, f)
-        },
-    );
-    let s = state.clone();
-    engine.register_fn(
-        "every",
-        move |ctx: NativeCallContext, period: Dynamic, f: FnPtr| -> RhaiResult<Timer> {
-            let period = duration(&ctx, "", &period)?;
-            if period == 0 {
-                return Err(at_call(&ctx, "expected a period greater than zero"));
-            }
-            let first = s.lab().now().saturating_add(period);
-            schedule(&ctx, &s, first, Some(period), f)
-        },
-    );
+fn callback(a: &Args, i: usize) -> ApiResult<Func> {
+    match a.at(i) {
+        Value::Func(f) => Ok(f.clone()),
+        _ => Err(a.mismatch()),
+    }
+}
+
+fn at(s: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let due = duration("", a.at(0))?;
+    let f = callback(a, 1)?;
+    let now = s.lab().now();
+    if due < now {
+        return Err(ApiError::msg(format!(
+            "time {} is in the past (now is {}); at() takes an experiment time, \
+             use at(now() + delay, ...) for a delay",
+            units::Duration(due),
+            units::Duration(now)
+        )));
+    }
+    schedule(s, due, None, f)
+}
+
+fn every(s: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let period = duration("", a.at(0))?;
+    let f = callback(a, 1)?;
+    if period == 0 {
+        return Err(ApiError::msg("expected a period greater than zero"));
+    }
+    let first = s.lab().now().saturating_add(period);
+    schedule(s, first, Some(period), f)
 }
 
 /// Schedules `f`, unless `MAX_CALLBACKS` are pending already.
-fn schedule(
-    ctx: &NativeCallContext,
-    s: &ScriptState,
-    due: Nanos,
-    period: Option<Nanos>,
-    f: FnPtr,
-) -> RhaiResult<Timer> {
+fn schedule(s: &ScriptState, due: Nanos, period: Option<Nanos>, f: Func) -> ApiResult<Value> {
     let mut timers = s.timers();
     if timers.pending() >= MAX_CALLBACKS {
-        return Err(at_call(
-            ctx,
-            format!(
-                "{MAX_CALLBACKS} callbacks are already pending, the limit (max_callbacks): \
-                 at()/every() in a loop that never sleeps? (a fixed limit; cancel() timers \
-                 that are no longer needed)"
-            ),
-        ));
+        return Err(ApiError::msg(format!(
+            "{MAX_CALLBACKS} callbacks are already pending, the limit (max_callbacks): \
+             at()/every() in a loop that never sleeps? (a fixed limit; cancel() timers \
+             that are no longer needed)"
+        )));
     }
-    let id = timers.schedule(due, period, Callback::new(ctx, f));
-    Ok(Timer { id })
+    let id = timers.schedule(due, period, f);
+    Ok(Value::Timer(Timer { id }))
 }
 
 /// Advances the experiment by `d`, running the callbacks that fall due on the way.
-fn sleep(ctx: &NativeCallContext, s: &ScriptState, d: &Dynamic) -> RhaiResult<()> {
-    let d = duration(ctx, "", d)?;
+fn sleep(s: &ScriptState, host: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let d = duration("", a.at(0))?;
     if in_callback(s) {
-        return Err(at_call(
-            ctx,
+        return Err(ApiError::msg(
             "cannot sleep inside an at()/every() callback: callbacks run while the script \
              sleeps; schedule later work with at(now() + delay, || ...)",
         ));
@@ -184,26 +136,31 @@ fn sleep(ctx: &NativeCallContext, s: &ScriptState, d: &Dynamic) -> RhaiResult<()
     if let Some(horizon) = s.horizon
         && target > horizon
     {
-        return Err(past_horizon(ctx, horizon));
+        return Err(past_horizon(horizon));
     }
     s.sleeps.fetch_add(1, Ordering::Relaxed);
-    run_callbacks_until(ctx, s, target)?;
-    advance(ctx, s, target)
+    run_callbacks_until(host, s, target)?;
+    advance(s, target)?;
+    Ok(Value::Unit)
 }
 
 /// Evaluates `cond` every `POLL` of experiment time, letting time pass in between like
 /// `sleep`, until it is true (returns true) or `timeout` has passed (false). In a dry-run the
 /// clock jumps from one evaluation to the next, so only callbacks can make it true there.
-fn wait_until(
-    ctx: &NativeCallContext,
-    s: &ScriptState,
-    cond: &FnPtr,
-    timeout: &Dynamic,
-) -> RhaiResult<bool> {
-    let timeout = duration(ctx, "timeout", timeout)?;
+fn wait_until(s: &ScriptState, host: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let cond = match a.at(0) {
+        Value::Func(f) => f.clone(),
+        other => {
+            return Err(super::args::expected(
+                "",
+                "a condition as a closure, like || node.rx_bytes > 1000",
+                other,
+            ));
+        }
+    };
+    let timeout = duration("timeout", a.at(1))?;
     if in_callback(s) {
-        return Err(at_call(
-            ctx,
+        return Err(ApiError::msg(
             "cannot wait inside an at()/every() callback: callbacks run while the script \
              sleeps or waits; check the condition in the callback itself, or schedule a \
              later check with at(now() + delay, || ...)",
@@ -214,42 +171,35 @@ fn wait_until(
     if let Some(horizon) = s.horizon
         && deadline > horizon
     {
-        return Err(past_horizon(ctx, horizon));
+        return Err(past_horizon(horizon));
     }
     loop {
-        let value = cond.call_within_context::<Dynamic>(ctx, ())?;
-        match value.as_bool() {
-            Ok(true) => return Ok(true),
-            Ok(false) => {}
-            Err(_) => {
-                return Err(at_call(
-                    ctx,
-                    format!(
-                        "the condition returned {}, expected true or false",
-                        crate::script::words::describe(&value)
-                    ),
-                ));
+        match host.call(&cond, CallKind::Direct)? {
+            Value::Bool(true) => return Ok(Value::Bool(true)),
+            Value::Bool(false) => {}
+            other => {
+                return Err(ApiError::msg(format!(
+                    "the condition returned {}, expected true or false",
+                    other.describe()
+                )));
             }
         }
         let now = s.lab().now();
         if now >= deadline {
-            return Ok(false);
+            return Ok(Value::Bool(false));
         }
         let next = now.saturating_add(POLL).min(deadline);
         s.sleeps.fetch_add(1, Ordering::Relaxed);
-        run_callbacks_until(ctx, s, next)?;
-        advance(ctx, s, next)?;
+        run_callbacks_until(host, s, next)?;
+        advance(s, next)?;
     }
 }
 
-fn past_horizon(ctx: &NativeCallContext, horizon: Nanos) -> Box<EvalAltResult> {
-    at_call(
-        ctx,
-        format!(
-            "the dry-run reached its horizon of {} of experiment time: does the script end?",
-            units::Duration(horizon)
-        ),
-    )
+fn past_horizon(horizon: Nanos) -> ApiError {
+    ApiError::msg(format!(
+        "the dry-run reached its horizon of {} of experiment time: does the script end?",
+        units::Duration(horizon)
+    ))
 }
 
 pub fn in_callback(s: &ScriptState) -> bool {
@@ -258,32 +208,28 @@ pub fn in_callback(s: &ScriptState) -> bool {
 
 /// A short step of experiment time that runs due callbacks, for primitives that wait on the
 /// outside world (`Proc.wait`).
-pub fn step(ctx: &NativeCallContext, s: &ScriptState, d: Nanos) -> RhaiResult<()> {
+pub fn step(host: &mut dyn Host, s: &ScriptState, d: Nanos) -> ApiResult<()> {
     let target = s.lab().now().saturating_add(d);
     s.sleeps.fetch_add(1, Ordering::Relaxed);
-    run_callbacks_until(ctx, s, target)?;
-    advance(ctx, s, target)
+    run_callbacks_until(host, s, target)?;
+    advance(s, target)
 }
 
-fn advance(ctx: &NativeCallContext, state: &ScriptState, t: Nanos) -> RhaiResult<()> {
-    state.lab().advance_to(t).map_err(|e| lab_err(ctx, e))?;
+fn advance(state: &ScriptState, t: Nanos) -> ApiResult<()> {
+    state.lab().advance_to(t)?;
     Ok(())
 }
 
 /// Runs every callback due up to `until`, each at its own time, in order. The lab is not
 /// locked while a callback runs, since callbacks call primitives.
-fn run_callbacks_until(
-    ctx: &NativeCallContext,
-    state: &ScriptState,
-    until: Nanos,
-) -> RhaiResult<()> {
+fn run_callbacks_until(host: &mut dyn Host, state: &ScriptState, until: Nanos) -> ApiResult<()> {
     loop {
         let next = state.timers().pop_due(until);
         let Some((due, _, callback)) = next else {
             return Ok(());
         };
-        advance(ctx, state, due)?;
+        advance(state, due)?;
         let _guard = CallbackGuard::enter(state);
-        callback.call(ctx)?;
+        host.call(&callback, CallKind::Scheduled)?;
     }
 }

@@ -49,6 +49,11 @@ impl Topology {
     fn lock(&self) -> MutexGuard<'_, Topo> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// How the topology prints: its size and kind.
+    pub fn describe(&self) -> String {
+        describe(&self.lock())
+    }
 }
 
 const GML_KEYS: &[&str] = &["names", "shortest_paths"];
@@ -462,3 +467,4 @@ fn place_nodes(
     }
     Ok(nodes)
 }
+pub const PROPS: &[super::call::Prop] = &[];
