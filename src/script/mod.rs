@@ -7,6 +7,7 @@ pub mod api;
 pub mod check;
 pub mod error;
 pub mod limits;
+pub mod lua;
 pub mod modules;
 pub mod rhai_bind;
 pub mod timers;
@@ -131,15 +132,67 @@ pub fn engine(scenario: &Scenario, state: &Arc<ScriptState>, max_operations: u64
             seen_sleeps.store(sleeps, Ordering::Relaxed);
             base.store(ops, Ordering::Relaxed);
         }
-        (ops.saturating_sub(base.load(Ordering::Relaxed)) > max_operations).then(|| {
-            Dynamic::from(format!(
-                "the script ran {max_operations} operations without sleeping: an endless loop? \
-                 (max_operations; loops that wait must call sleep(), or raise the limit with \
-                 --max-operations N)"
-            ))
-        })
+        (ops.saturating_sub(base.load(Ordering::Relaxed)) > max_operations)
+            .then(|| Dynamic::from(runaway_message(max_operations)))
     });
     engine
+}
+
+/// What stops a script that never sleeps, in every language.
+pub fn runaway_message(max_operations: u64) -> String {
+    format!(
+        "the script ran {max_operations} operations without sleeping: an endless loop? \
+         (max_operations; loops that wait must call sleep(), or raise the limit with \
+         --max-operations N)"
+    )
+}
+
+/// The language of a scenario, from its file's extension: `.lua` is Lua, anything else Rhai.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Rhai,
+    Lua,
+}
+
+impl Language {
+    pub fn of(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("lua") => Language::Lua,
+            _ => Language::Rhai,
+        }
+    }
+}
+
+/// A scenario compiled and checked in its language, ready to run.
+enum Compiled {
+    Rhai(Box<Engine>, AST),
+    Lua(lua::LuaScript),
+}
+
+impl Compiled {
+    fn new(
+        scenario: &Scenario,
+        state: &Arc<ScriptState>,
+        max_operations: u64,
+    ) -> Result<Self, ScriptError> {
+        Ok(match Language::of(&scenario.path) {
+            Language::Rhai => {
+                let engine = engine(scenario, state, max_operations);
+                let ast = compile(&engine, scenario)?;
+                Compiled::Rhai(Box::new(engine), ast)
+            }
+            Language::Lua => Compiled::Lua(lua::LuaScript::load(scenario, state, max_operations)?),
+        })
+    }
+
+    fn run(&self, name: &str) -> Result<(), ScriptError> {
+        match self {
+            Compiled::Rhai(engine, ast) => engine
+                .run_ast(ast)
+                .map_err(|e| ScriptError::from_eval(&e, name, &check::known_functions(engine))),
+            Compiled::Lua(script) => script.run(),
+        }
+    }
 }
 
 /// Runs `scenario` against `lab` from start to end and records `start` and `end` events. It
@@ -177,8 +230,7 @@ fn run_here(
         opts.horizon,
         script_dir,
     );
-    let engine = engine(scenario, &state, opts.max_operations);
-    let ast = compile(&engine, scenario)?;
+    let compiled = Compiled::new(scenario, &state, opts.max_operations)?;
     let name = scenario.name();
     let io_err = |e: crate::controller::LabError| ScriptError::new(None, e.to_string());
 
@@ -195,7 +247,7 @@ fn run_here(
         );
     state.lab().record(start).map_err(io_err)?;
 
-    let result = engine.run_ast(&ast);
+    let result = compiled.run(&name);
     let pending_callbacks = state.timers().pending();
     let mut lab = state.lab();
     // Whatever goes wrong while stopping, the node folders are still collected and the labs
@@ -214,7 +266,7 @@ fn run_here(
     // The script's own error, if any, comes first; then one from stopping, from the event
     // log, or from collecting node folders.
     let finished = lab.finish().map_err(io_err);
-    result.map_err(|e| ScriptError::from_eval(&e, &name, &check::known_functions(&engine)))?;
+    result?;
     stopped?;
     recorded?;
     let traffic = traffic?;
