@@ -1,7 +1,8 @@
 //! Dry-run speed: a 1000-node scenario with 10,000 actions, against a baseline of the same
 //! script in a bare Rhai engine whose primitives do nothing (the interpreter's own cost).
 //! Prints medians of several runs and the time per action, the actions counted in the
-//! `events.jsonl` each run wrote; the target is < 1 s for the dry-run.
+//! `events.jsonl` each run wrote; the target is < 1 s for the dry-run. The same scenario in
+//! Lua runs alongside, and must write the same events byte for byte.
 //!
 //!     cargo bench --bench dry_run
 
@@ -28,6 +29,21 @@ for i in 0..3500 {
 }
 "#;
 
+/// The same scenario in Lua.
+const SCENARIO_LUA: &str = r#"
+local peers = alloc_ip(1000, { group = "dsl" })
+for _, p in ipairs(peers) do shape(p, { up = "1mbit", down = "8mbit", latency = "20ms" }) end
+for _, p in ipairs(peers) do spawn(p, "sleep 1000") end
+local ticks = 0
+every("10s", function() ticks = ticks + 1 end)
+for i = 0, 3499 do
+    sleep(0.1)
+    local p = peers[rand_int(0, 999) + 1]
+    fail_node(p)
+    revive(p)
+end
+"#;
+
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
     xs[xs.len() / 2]
@@ -39,10 +55,15 @@ const NOT_ACTIONS: &[&str] = &["start", "end", "exit", "log", "metric"];
 
 /// One timed dry-run: its duration, the events it reports and the actions in its
 /// `events.jsonl`.
-fn dry_run_once(dir: &std::path::Path, i: usize) -> (Duration, u64, usize) {
-    let script = dir.join("bench.rhai");
-    std::fs::write(&script, SCENARIO).unwrap();
-    let out_dir = dir.join(format!("run{i}"));
+fn dry_run_once(dir: &std::path::Path, i: usize, lua: bool) -> (Duration, u64, usize) {
+    let (name, text) = if lua {
+        ("bench.lua", SCENARIO_LUA)
+    } else {
+        ("bench.rhai", SCENARIO)
+    };
+    let script = dir.join(name);
+    std::fs::write(&script, text).unwrap();
+    let out_dir = dir.join(format!("run{i}-{name}"));
     let mut cfg = RunConfig::new(&script);
     cfg.seed = Some(1);
     cfg.out = Some(out_dir.clone());
@@ -94,12 +115,20 @@ fn baseline_once() -> Duration {
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut ours = Vec::new();
+    let mut lua = Vec::new();
     let mut base = Vec::new();
     let mut counted = None;
     // Interleaved so that noise from other work on the machine hits both alike.
     for i in 0..RUNS {
-        let (t, events, actions) = dry_run_once(dir.path(), i);
+        let (t, events, actions) = dry_run_once(dir.path(), i, false);
         ours.push(t);
+        let (t, lua_events, lua_actions) = dry_run_once(dir.path(), i, true);
+        lua.push(t);
+        let read = |name: &str| std::fs::read(dir.path().join(format!("run{i}-{name}/events.jsonl")));
+        assert!(
+            read("bench.rhai").unwrap() == read("bench.lua").unwrap(),
+            "run {i}: the Lua twin wrote other events ({lua_events} events, {lua_actions} actions)"
+        );
         // The seed is fixed: every run does the same.
         assert!(
             counted.is_none_or(|c| c == (events, actions)),
@@ -109,13 +138,18 @@ fn main() {
         base.push(baseline_once());
     }
     let (events, actions) = counted.expect("at least one run");
-    let (ours, base) = (median(ours), median(base));
+    let (ours, lua, base) = (median(ours), median(lua), median(base));
     println!(
         "dry-run of 1000 nodes, {actions} actions ({events} events written), median of {RUNS}:"
     );
     println!(
         "  p2plab dry-run          {:>8.1} ms   (target < 1000 ms)",
         ours.as_secs_f64() * 1e3
+    );
+    println!(
+        "  p2plab dry-run, Lua     {:>8.1} ms   (the same events; {:.2} x the Rhai run)",
+        lua.as_secs_f64() * 1e3,
+        lua.as_secs_f64() / ours.as_secs_f64()
     );
     println!(
         "  bare Rhai, no-op prims  {:>8.1} ms",
@@ -129,7 +163,7 @@ fn main() {
         "  per action              {:>8.1} us",
         ours.as_secs_f64() * 1e6 / actions as f64
     );
-    if ours >= Duration::from_secs(1) {
+    if ours.max(lua) >= Duration::from_secs(1) {
         eprintln!("dry-run slower than the 1 s target");
         std::process::exit(1);
     }

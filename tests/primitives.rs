@@ -518,7 +518,7 @@ fn start_and_end_events_frame_the_run() {
     let events = Scenario::new("every(1, || log(\"x\")); sleep(2.5);").run_ok();
     assert_eq!(events[0]["event"], "start");
     assert_eq!(events[0]["seed"], 1);
-    assert_eq!(events[0]["script"], "main.rhai");
+    assert_eq!(events[0]["script"], "main");
     let end = events.last().unwrap();
     assert_eq!(
         *end,

@@ -234,12 +234,14 @@ fn run_here(
     let name = scenario.name();
     let io_err = |e: crate::controller::LabError| ScriptError::new(None, e.to_string());
 
-    let script_file = scenario
+    // The scenario's name without its language's extension, so that twins in Rhai and Lua
+    // write the same events.
+    let script_name = scenario
         .path
-        .file_name()
+        .file_stem()
         .map_or(name.clone(), |f| f.to_string_lossy().into_owned());
     let start = Event::new(0, "start")
-        .with("script", script_file)
+        .with("script", script_name)
         .with("seed", opts.seed)
         .with(
             "params",

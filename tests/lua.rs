@@ -1,0 +1,300 @@
+//! Lua scenarios: every scenario of `scripts/` and its Lua twin write byte-identical
+//! `events.jsonl` in a dry-run with the same seed; the error cases of the Rhai tests give the
+//! same messages and lines from Lua; `scripts/churn.lua` runs in real mode (root).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{can_run_real_mode_with, read_events};
+use p2plab::run::{self, RunConfig, RunError};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Dry-runs `script` with `seed` and `params` into `out`: the bytes of its events, or the error.
+fn dry_run(script: &Path, out: &Path, seed: u64, params: &[(&str, &str)]) -> Result<Vec<u8>, String> {
+    let mut cfg = RunConfig::new(script);
+    cfg.out = Some(out.to_path_buf());
+    cfg.seed = Some(seed);
+    for (k, v) in params {
+        cfg.params.insert(k.to_string(), v.to_string());
+    }
+    match run::dry_run(cfg) {
+        Ok(_) => Ok(std::fs::read(out.join("events.jsonl")).expect("events.jsonl")),
+        Err(RunError::Script(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("not a script error: {e}")),
+    }
+}
+
+/// Both versions of a scenario, dry-run alike: panics unless their events are the same bytes.
+fn assert_twins(rhai: &Path, lua: &Path, seed: u64, params: &[(&str, &str)]) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dry_run(rhai, &dir.path().join("rhai"), seed, params)
+        .unwrap_or_else(|e| panic!("{}: {e}", rhai.display()));
+    let b = dry_run(lua, &dir.path().join("lua"), seed, params)
+        .unwrap_or_else(|e| panic!("{}: {e}", lua.display()));
+    if a != b {
+        let (a, b) = (String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+        let first = a
+            .lines()
+            .zip(b.lines())
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.lines().count().min(b.lines().count()));
+        panic!(
+            "{} and {} differ from event {first}:\n  rhai: {}\n  lua:  {}",
+            rhai.display(),
+            lua.display(),
+            a.lines().nth(first).unwrap_or("(end)"),
+            b.lines().nth(first).unwrap_or("(end)")
+        );
+    }
+    a.iter().filter(|&&c| c == b'\n').count()
+}
+
+#[test]
+fn every_scenario_has_a_lua_twin_with_the_same_events() {
+    let mut twins = Vec::new();
+    for entry in std::fs::read_dir(repo().join("scripts")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "lua") {
+            twins.push(path);
+        }
+    }
+    twins.sort();
+    let names: Vec<String> = twins
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.contains(&"churn".to_string()), "{names:?}");
+    assert!(names.contains(&"bittorrent".to_string()), "{names:?}");
+    for lua in &twins {
+        let rhai = lua.with_extension("rhai");
+        assert!(rhai.is_file(), "{} has no Rhai twin", lua.display());
+        for seed in [1, 3, 77] {
+            let events = assert_twins(&rhai, lua, seed, &[]);
+            assert!(events > 10, "{}: {events} events", lua.display());
+        }
+    }
+    // Parameters reach both alike.
+    let churn = repo().join("scripts/churn.rhai");
+    assert_twins(
+        &churn,
+        &churn.with_extension("lua"),
+        5,
+        &[("peers", "40"), ("minutes", "20")],
+    );
+}
+
+/// A Rhai scenario and its Lua twin in a fresh folder, named `main.rhai` and `main.lua`.
+struct Pair {
+    dir: tempfile::TempDir,
+}
+
+impl Pair {
+    fn new(rhai: &str, lua: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.rhai"), rhai).unwrap();
+        std::fs::write(dir.path().join("main.lua"), lua).unwrap();
+        Pair { dir }
+    }
+
+    fn path(&self, ext: &str) -> PathBuf {
+        self.dir.path().join(format!("main.{ext}"))
+    }
+
+    fn err(&self, ext: &str, max_operations: Option<u64>) -> String {
+        let mut cfg = RunConfig::new(&self.path(ext));
+        cfg.out = Some(self.dir.path().join(format!("out-{ext}")));
+        cfg.seed = Some(1);
+        if let Some(m) = max_operations {
+            cfg.max_operations = m;
+        }
+        match run::dry_run(cfg) {
+            Ok(_) => panic!("main.{ext} succeeded but should have failed"),
+            Err(e) => e.to_string(),
+        }
+    }
+}
+
+/// `main.EXT:line[:col]: message` split into its line, its column and its message.
+fn place(err: &str, ext: &str) -> (usize, Option<usize>, String) {
+    let rest = err
+        .split_once(&format!("main.{ext}:"))
+        .unwrap_or_else(|| panic!("no place in {err:?}"))
+        .1;
+    let (line, rest) = rest.split_once(':').unwrap();
+    let line = line.parse().unwrap();
+    match rest.split_once(':') {
+        Some((col, msg)) if col.parse::<usize>().is_ok() => {
+            (line, col.parse().ok(), msg.trim().to_string())
+        }
+        _ => (line, None, rest.trim().to_string()),
+    }
+}
+
+#[test]
+fn errors_say_the_same_from_lua_as_from_rhai() {
+    // (Rhai, Lua): the same mistake on the same line.
+    let cases: &[(&str, &str)] = &[
+        (
+            "let n = alloc_ip(1);\nteleport(n);\n",
+            "local n = alloc_ip(1)\nteleport(n)\n",
+        ),
+        (
+            "let n = alloc_ip(1);\nif false { shap(n, #{}); }\n",
+            "local n = alloc_ip(1)\nif false then shap(n, {}) end\n",
+        ),
+        (
+            "let n = alloc_ip(1);\nshape(n, #{ up: \"fast\" });\n",
+            "local n = alloc_ip(1)\nshape(n, { up = \"fast\" })\n",
+        ),
+        (
+            "let n = alloc_ip(1);\nshape(n, #{ latency: -5 });\n",
+            "local n = alloc_ip(1)\nshape(n, { latency = -5 })\n",
+        ),
+        (
+            "let n = alloc_ip(1);\nshape(n, #{ latency: \"-5ms\" });\n",
+            "local n = alloc_ip(1)\nshape(n, { latency = \"-5ms\" })\n",
+        ),
+        (
+            "let n = alloc_ip(1);\nshape(n, #{ loss: 1.5 });\n",
+            "local n = alloc_ip(1)\nshape(n, { loss = 1.5 })\n",
+        ),
+        (
+            "alloc_ip(1, #{ group: \"dsl\" });\nshape(\"cable\", #{ up: \"1mbit\" });\n",
+            "alloc_ip(1, { group = \"dsl\" })\nshape(\"cable\", { up = \"1mbit\" })\n",
+        ),
+        (
+            "alloc_ip(1, #{ group: \"dsl\" });\nlink_groups(\"dsl\", \"fibre\", #{ latency: \"5ms\" });\n",
+            "alloc_ip(1, { group = \"dsl\" })\nlink_groups(\"dsl\", \"fibre\", { latency = \"5ms\" })\n",
+        ),
+        (
+            "let n = alloc_ip(1);\nshape(n, #{ upload: \"1mbit\" });\n",
+            "local n = alloc_ip(1)\nshape(n, { upload = \"1mbit\" })\n",
+        ),
+        (
+            "let n = alloc_ip(1);\nshape(n, 5);\n",
+            "local n = alloc_ip(1)\nshape(n, 5)\n",
+        ),
+        (
+            "let n = alloc_ip(1);\nsleep(\"5 parsecs\");\n",
+            "local n = alloc_ip(1)\nsleep(\"5 parsecs\")\n",
+        ),
+        (
+            "let n = alloc_ip(0);\n",
+            "local n = alloc_ip(0)\n",
+        ),
+        (
+            "let x = param(\"missing\");\nat(-1, || x);\n",
+            "local x = param(\"missing\")\nat(-1, function() return x end)\n",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (rhai, lua) in cases {
+        let pair = Pair::new(rhai, lua);
+        let (r, l) = (pair.err("rhai", None), pair.err("lua", None));
+        let (rl, rc, rm) = place(&r, "rhai");
+        let (ll, lc, lm) = place(&l, "lua");
+        // Lua knows lines; a column when the primitive's name stands once in its line.
+        if rl != ll || rm != lm || lc.is_some_and(|c| Some(c) != rc) {
+            wrong.push(format!("{lua:?}\n  rhai: {r}\n  lua:  {l}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn syntax_errors_and_runaway_loops_are_stopped_at_their_line() {
+    let pair = Pair::new("let n = alloc_ip(1);\nlet x = ;\n", "local n = alloc_ip(1)\nlocal x = = 2\n");
+    let (rl, _, rm) = place(&pair.err("rhai", None), "rhai");
+    let (ll, _, lm) = place(&pair.err("lua", None), "lua");
+    assert_eq!(rl, ll);
+    assert!(rm.starts_with("syntax error") && lm.starts_with("syntax error"), "{rm} / {lm}");
+
+    let pair = Pair::new(
+        "let n = alloc_ip(1);\nloop {\n    let x = 1;\n}\n",
+        "local n = alloc_ip(1)\nwhile true do\n    local x = 1\nend\n",
+    );
+    let r = pair.err("rhai", Some(200_000));
+    let l = pair.err("lua", Some(200_000));
+    let want = "ran 200000 operations without sleeping: an endless loop?";
+    assert!(r.contains(want) && l.contains(want), "{r}\n{l}");
+    let (ll, _, _) = place(&l, "lua");
+    assert!((2..=4).contains(&ll), "{l}");
+}
+
+#[test]
+fn lua_tables_stand_for_arrays_and_maps_and_handles_have_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("main.lua");
+    std::fs::write(
+        &script,
+        r#"
+local n = alloc_ip(3, { group = "g" })
+assert(#n == 3 and n[1].ip == "10.0.0.1" and n[3].group == "g")
+assert(n[1] == nodes("g")[1] and n[1] ~= n[2])
+shape(n, { up = "1mbit" })
+shape("g", { loss = { p = 0.1 } })
+local p = spawn(n[1], "true")
+assert(p:wait() == 0 and p.exit_code == 0 and p.node == n[1])
+local t = every(1, function() metric("x", 1) end)
+sleep(2.5)
+t:cancel()
+assert(not t.pending)
+log({ b = { 1, 2.5, "x" }, a = true })
+local ok, err = pcall(function() shape(n, { up = "fast" }) end)
+assert(not ok and tostring(err):find("is not a rate"))
+sleep(1)
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    dry_run(&script, &out, 1, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let events = read_events(&out.join("events.jsonl"));
+    let kinds = |k: &str| events.iter().filter(|e| e["event"] == k).count();
+    assert_eq!(kinds("shape"), 6, "{events:?}");
+    assert_eq!(kinds("metric"), 2, "{events:?}");
+    let log = events.iter().find(|e| e["event"] == "log").unwrap();
+    assert_eq!(log["msg"], r#"#{"a": true, "b": [1, 2.5, "x"]}"#, "{log}");
+}
+
+#[test]
+fn the_lua_churn_scenario_runs_real_programs() {
+    if !can_run_real_mode_with(
+        "the_lua_churn_scenario_runs_real_programs",
+        &["python3", "curl"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut cfg = RunConfig::new(&repo().join("scripts/churn.lua"));
+    cfg.out = Some(out.clone());
+    cfg.seed = Some(3);
+    cfg.params.insert("peers".into(), "6".into());
+    cfg.params.insert("minutes".into(), "1".into());
+    let outcome = run::real(cfg).unwrap_or_else(|e| panic!("real run failed: {e}"));
+    let events = read_events(&out.join("events.jsonl"));
+    assert_eq!(events.last().unwrap()["outcome"], "ok", "{events:?}");
+    let spawns = events.iter().filter(|e| e["event"] == "spawn").count();
+    assert!(spawns >= 4 + 6, "{spawns} spawns: {events:?}");
+    let fails = events.iter().filter(|e| e["event"] == "fail_node").count();
+    assert!(fails >= 1, "no peer failed in a minute of churn: {events:?}");
+    // The servers answered the peers' fetches: their uplinks carried pages.
+    let served: u64 = outcome
+        .report
+        .traffic
+        .iter()
+        .filter(|(ip, _)| ip.octets()[3] <= 4)
+        .map(|(_, c)| c.sent_bytes)
+        .sum();
+    assert!(served > 10_000, "servers sent {served} bytes");
+    assert!(
+        std::fs::read_to_string(out.join("events.jsonl"))
+            .unwrap()
+            .contains("online_peers"),
+        "no online_peers metric"
+    );
+}
