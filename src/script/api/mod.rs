@@ -111,16 +111,20 @@ impl ScriptState {
 }
 
 /// Every primitive, by domain: what the bindings register.
-pub const PRIMS: &[&[call::Prim]] = &[nodes::PRIMS, procs::PRIMS, time::PRIMS];
+pub const PRIMS: &[&[call::Prim]] = &[
+    nodes::PRIMS,
+    procs::PRIMS,
+    time::PRIMS,
+    net::PRIMS,
+    topology::PRIMS,
+];
 
 /// Binds the primitives not yet in `PRIMS` directly to Rhai.
 pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
-    net::register(engine, state);
     output::register(engine, state);
     rand::register(engine, state);
     log::register(engine, state);
     capture::register(engine, state);
-    topology::register(engine, state);
     series::register(engine, state);
 }
 

@@ -32,7 +32,8 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     engine.register_fn(
         "trace_delays",
         move |ctx: NativeCallContext, file: &str| -> RhaiResult<Map> {
-            let (_, trace) = read_trace(&ctx, &s, "trace_delays", file, Kind::Delay)?;
+            let (_, trace) =
+                read_trace(&s, "trace_delays", file, Kind::Delay).map_err(|e| api_err(&ctx, e))?;
             let LinkTrace::Delay(trace) = trace else {
                 return Err(at_call(&ctx, "trace_delays: expected a delay trace"));
             };
@@ -59,7 +60,7 @@ pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
 }
 
 fn rates(ctx: &NativeCallContext, s: &ScriptState, file: &str, window: Nanos) -> RhaiResult<Map> {
-    let (_, trace) = read_trace(ctx, s, "trace_rates", file, Kind::Rate)?;
+    let (_, trace) = read_trace(s, "trace_rates", file, Kind::Rate).map_err(|e| api_err(ctx, e))?;
     let LinkTrace::Rate(trace) = trace else {
         return Err(at_call(ctx, "trace_rates: expected a rate trace"));
     };
@@ -88,6 +89,15 @@ fn rates(ctx: &NativeCallContext, s: &ScriptState, file: &str, window: Nanos) ->
     let mut map = series(points, units::secs(trace.period()).into());
     map.insert("mean".into(), (trace.mean_rate().round() as i64).into());
     Ok(map)
+}
+
+/// An error of the neutral layer (`read_trace`) at this Rhai call, until this file is
+/// converted too.
+fn api_err(ctx: &NativeCallContext, e: super::call::ApiError) -> Box<rhai::EvalAltResult> {
+    match e {
+        super::call::ApiError::Msg(m) => at_call(ctx, m),
+        super::call::ApiError::Script(_) => at_call(ctx, "an error of the script"),
+    }
 }
 
 fn point(t: f64, value: Dynamic) -> Dynamic {

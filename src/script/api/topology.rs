@@ -6,18 +6,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rhai::{Array, Dynamic, Engine, ImmutableString, Map, NativeCallContext};
 use sha2::{Digest, Sha256};
 
+use super::ScriptState;
+use super::args::{check_keys, duration, expected, probability, rate};
+use super::call::{ApiError, ApiResult, Args, Host, Prim, Prop};
 use super::nodes::Node;
-use super::{
-    RhaiResult, ScriptState, check_keys, duration, expected, lab_err, number, probability, rate,
-};
+use super::value::{Table, Value};
 use crate::experiment::{GroupId, GroupLink, NodeLimits, ShapeUpdate};
 use crate::results::Event;
-use crate::script::error::at_call;
 use crate::topology::graph::Attr;
-use crate::topology::{Graph, Link, Naming, Routing, Vertex, csv, place, shadow};
+use crate::topology::{Graph, Link, Naming, Routing, TopologyError, Vertex, csv, place, shadow};
 use crate::units;
 
 /// A script's handle on a topology; copies share it.
@@ -62,80 +61,104 @@ const PLACE_KEYS: &[&str] = &["vertex", "by", "key"];
 /// Most nodes one `place` makes: the address blocks of 256 workers.
 const MAX_PLACE: usize = 256 * crate::experiment::NODES_PER_WORKER as usize;
 
-pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
-    engine
-        .register_type_with_name::<Topology>("Topology")
-        .register_fn("to_string", |t: &mut Topology| describe(&t.lock()))
-        .register_fn("to_debug", |t: &mut Topology| describe(&t.lock()))
-        .register_get("complete", |t: &mut Topology| t.lock().graph.is_complete())
-        .register_fn("vertices", |t: &mut Topology| -> Array {
-            let t = t.lock();
-            t.graph
-                .vertices()
-                .iter()
-                .map(|v| Dynamic::from(ImmutableString::from(v.name.as_str())))
-                .collect()
-        })
-        .register_fn("graph", || Topology::new(Graph::new(false), false))
-        .register_fn(
-            "add_vertex",
-            |ctx: NativeCallContext, t: &mut Topology, name: &str| {
-                add_vertex(&ctx, t, name, &Map::new())
-            },
-        )
-        .register_fn(
-            "add_vertex",
-            |ctx: NativeCallContext, t: &mut Topology, name: &str, opts: Map| {
-                add_vertex(&ctx, t, name, &opts)
-            },
-        )
-        .register_fn(
-            "add_edge",
-            |ctx: NativeCallContext, t: &mut Topology, a: &str, b: &str| {
-                add_edge(&ctx, t, a, b, &Map::new())
-            },
-        )
-        .register_fn(
-            "add_edge",
-            |ctx: NativeCallContext, t: &mut Topology, a: &str, b: &str, opts: Map| {
-                add_edge(&ctx, t, a, b, &opts)
-            },
-        )
-        .register_fn("path", path);
+pub const PRIMS: &[Prim] = &[
+    Prim {
+        name: "graph",
+        min: 0,
+        max: 0,
+        expects: "no argument",
+        f: |_, _, _| Ok(Value::Topology(Topology::new(Graph::new(false), false))),
+    },
+    Prim {
+        name: "load_gml",
+        min: 1,
+        max: 2,
+        expects: "a file name (a string) and optionally a map of options #{ names, shortest_paths }",
+        f: load_gml,
+    },
+    Prim {
+        name: "load_latency_csv",
+        min: 1,
+        max: 1,
+        expects: "a file name (a string)",
+        f: load_latency_csv,
+    },
+    Prim {
+        name: "vertices",
+        min: 1,
+        max: 1,
+        expects: "a Topology, as in t.vertices()",
+        f: vertices,
+    },
+    Prim {
+        name: "add_vertex",
+        min: 2,
+        max: 3,
+        expects: "a Topology, a vertex name (a string) and optionally a map of options, as in g.add_vertex(name, #{ up })",
+        f: add_vertex,
+    },
+    Prim {
+        name: "add_edge",
+        min: 3,
+        max: 4,
+        expects: "a Topology, two vertex names (strings) and optionally a map of options, as in g.add_edge(a, b, #{ latency })",
+        f: add_edge,
+    },
+    Prim {
+        name: "path",
+        min: 3,
+        max: 3,
+        expects: "a Topology and two vertex names (strings), as in t.path(a, b)",
+        f: path,
+    },
+    Prim {
+        name: "place",
+        min: 2,
+        max: 3,
+        expects: "a Topology, a number of nodes (an integer) and optionally a map of options, as in t.place(n, #{ by: \"random\" })",
+        f: place_nodes,
+    },
+];
 
-    let s = state.clone();
-    engine.register_fn("load_gml", move |ctx: NativeCallContext, path: &str| {
-        load_gml(&ctx, &s, path, &Map::new())
-    });
-    let s = state.clone();
-    engine.register_fn(
-        "load_gml",
-        move |ctx: NativeCallContext, path: &str, opts: Map| load_gml(&ctx, &s, path, &opts),
-    );
-    let s = state.clone();
-    engine.register_fn(
-        "load_latency_csv",
-        move |ctx: NativeCallContext, path: &str| -> RhaiResult<Topology> {
-            let (text, digest) = read(&ctx, &s, path)?;
-            let graph = csv::read(path, &text).map_err(|e| at_call(&ctx, e))?;
-            record_load(&ctx, &s, path, &digest, &graph)?;
-            Ok(Topology::new(graph, false))
-        },
-    );
-    let s = state.clone();
-    engine.register_fn(
-        "place",
-        move |ctx: NativeCallContext, t: &mut Topology, n: i64| {
-            place_nodes(&ctx, &s, t, n, &Map::new())
-        },
-    );
-    let s = state.clone();
-    engine.register_fn(
-        "place",
-        move |ctx: NativeCallContext, t: &mut Topology, n: i64, opts: Map| {
-            place_nodes(&ctx, &s, t, n, &opts)
-        },
-    );
+pub const PROPS: &[Prop] = &[Prop {
+    name: "complete",
+    get: |_, v| match v {
+        Value::Topology(t) => Ok(Value::Bool(t.lock().graph.is_complete())),
+        _ => unreachable!("a Topology property is only bound to Topologies"),
+    },
+}];
+
+/// The Topology argument `i`.
+fn topology(a: &Args, i: usize) -> ApiResult<&Topology> {
+    match a.at(i) {
+        Value::Topology(t) => Ok(t),
+        _ => Err(a.mismatch()),
+    }
+}
+
+impl From<TopologyError> for ApiError {
+    fn from(e: TopologyError) -> Self {
+        ApiError::msg(e)
+    }
+}
+
+fn vertices(_: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let t = topology(a, 0)?.lock();
+    Ok(Value::Array(
+        t.graph
+            .vertices()
+            .iter()
+            .map(|v| Value::str(v.name.as_str()))
+            .collect(),
+    ))
+}
+
+fn load_latency_csv(s: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let path = a.string(0)?;
+    let (text, digest) = read(s, path)?;
+    let graph = csv::read(path, &text)?;
+    record_load(s, path, &digest, &graph)?;
+    Ok(Value::Topology(Topology::new(graph, false)))
 }
 
 fn describe(t: &Topo) -> String {
@@ -147,23 +170,17 @@ fn describe(t: &Topo) -> String {
 }
 
 /// The file's text and its SHA-256, found from the script's folder.
-fn read(ctx: &NativeCallContext, state: &ScriptState, path: &str) -> RhaiResult<(String, String)> {
+fn read(state: &ScriptState, path: &str) -> ApiResult<(String, String)> {
     let file = state.data_file(path);
     let bytes = std::fs::read(&file)
-        .map_err(|e| at_call(ctx, format!("cannot read {}: {e}", file.display())))?;
+        .map_err(|e| ApiError::msg(format!("cannot read {}: {e}", file.display())))?;
     let digest = hex::encode(Sha256::digest(&bytes));
     let text = String::from_utf8(bytes)
-        .map_err(|e| at_call(ctx, format!("{path} is not UTF-8 text: {e}")))?;
+        .map_err(|e| ApiError::msg(format!("{path} is not UTF-8 text: {e}")))?;
     Ok((text, digest))
 }
 
-fn record_load(
-    ctx: &NativeCallContext,
-    state: &ScriptState,
-    path: &str,
-    digest: &str,
-    graph: &Graph,
-) -> RhaiResult<()> {
+fn record_load(state: &ScriptState, path: &str, digest: &str, graph: &Graph) -> ApiResult<()> {
     let mut lab = state.lab();
     let event = Event::new(lab.now(), "topology")
         .with("file", path)
@@ -172,165 +189,136 @@ fn record_load(
         .with("edges", graph.edge_count())
         .with("directed", graph.directed())
         .with("complete", graph.is_complete());
-    lab.record(event).map_err(|e| lab_err(ctx, e))
+    lab.record(event)?;
+    Ok(())
 }
 
-fn load_gml(
-    ctx: &NativeCallContext,
-    state: &ScriptState,
-    path: &str,
-    opts: &Map,
-) -> RhaiResult<Topology> {
-    check_keys(ctx, opts, GML_KEYS)?;
+fn load_gml(s: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let path = a.string(0)?;
+    let opts = a.opts(1)?;
+    check_keys(&opts, GML_KEYS)?;
     let naming = match opts.get("names") {
         None => Naming::Auto,
-        Some(v) => match v
-            .read_lock::<ImmutableString>()
-            .as_deref()
-            .map(|s| s.as_str())
-        {
+        Some(v) => match v.as_str() {
             Some("auto") => Naming::Auto,
             Some("id") => Naming::Id,
             Some("label") => Naming::Label,
-            _ => return Err(expected(ctx, "names", "\"auto\", \"id\" or \"label\"", v)),
+            _ => return Err(expected("names", "\"auto\", \"id\" or \"label\"", v)),
         },
     };
     let shortest = match opts.get("shortest_paths") {
         None => false,
         Some(v) => v
             .as_bool()
-            .map_err(|_| expected(ctx, "shortest_paths", "true or false", v))?,
+            .ok_or_else(|| expected("shortest_paths", "true or false", v))?,
     };
-    let (text, digest) = read(ctx, state, path)?;
-    let graph = shadow::read(path, &text, naming).map_err(|e| at_call(ctx, e))?;
-    record_load(ctx, state, path, &digest, &graph)?;
-    Ok(Topology::new(graph, shortest))
+    let (text, digest) = read(s, path)?;
+    let graph = shadow::read(path, &text, naming)?;
+    record_load(s, path, &digest, &graph)?;
+    Ok(Value::Topology(Topology::new(graph, shortest)))
 }
 
-fn add_vertex(ctx: &NativeCallContext, t: &mut Topology, name: &str, opts: &Map) -> RhaiResult<()> {
+fn add_vertex(_: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let (t, name, opts) = (topology(a, 0)?, a.string(1)?, a.opts(2)?);
     if name.trim().is_empty() {
-        return Err(at_call(ctx, "expected a non-empty vertex name"));
+        return Err(ApiError::msg("expected a non-empty vertex name"));
     }
     let mut vertex = Vertex::named(name);
-    for (key, value) in opts {
+    for (key, value) in &opts {
         match key.as_str() {
-            "up" => vertex.up = Some(rate(ctx, "up", value)?),
-            "down" => vertex.down = Some(rate(ctx, "down", value)?),
+            "up" => vertex.up = Some(rate("up", value)?),
+            "down" => vertex.down = Some(rate("down", value)?),
             other => {
-                let x = number(value).ok_or_else(|| {
-                    expected(
-                        ctx,
-                        other,
-                        "a number (an attribute such as a weight)",
-                        value,
-                    )
+                let x = value.number().ok_or_else(|| {
+                    expected(other, "a number (an attribute such as a weight)", value)
                 })?;
                 vertex.attrs.push((other.to_string(), Attr::Num(x)));
             }
         }
     }
     let mut t = t.lock();
-    t.graph.add_vertex(vertex).map_err(|e| at_call(ctx, e))?;
+    t.graph.add_vertex(vertex)?;
     // Rows are as long as the graph was.
     t.rows.clear();
-    Ok(())
+    Ok(Value::Unit)
 }
 
-fn add_edge(
-    ctx: &NativeCallContext,
-    t: &mut Topology,
-    a: &str,
-    b: &str,
-    opts: &Map,
-) -> RhaiResult<()> {
-    check_keys(ctx, opts, EDGE_KEYS)?;
+fn add_edge(_: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let (t, from, to, opts) = (topology(a, 0)?, a.string(1)?, a.string(2)?, a.opts(3)?);
+    check_keys(&opts, EDGE_KEYS)?;
     let get = |key: &str| opts.get(key);
     let link = Link {
         latency: get("latency")
-            .map(|v| duration(ctx, "latency", v))
+            .map(|v| duration("latency", v))
             .transpose()?
             .unwrap_or(0),
         jitter: get("jitter")
-            .map(|v| duration(ctx, "jitter", v))
+            .map(|v| duration("jitter", v))
             .transpose()?
             .unwrap_or(0),
         loss: get("loss")
-            .map(|v| probability(ctx, "loss", v))
+            .map(|v| probability("loss", v))
             .transpose()?
             .unwrap_or(0.0),
     };
     let mut t = t.lock();
     if !t.used.is_empty() {
-        return Err(at_call(
-            ctx,
+        return Err(ApiError::msg(
             "nodes are placed on this graph already, and their links are set: add edges before place()",
         ));
     }
-    let from = t.graph.find(a).map_err(|e| at_call(ctx, e))?;
-    let to = t.graph.find(b).map_err(|e| at_call(ctx, e))?;
+    let from = t.graph.find(from)?;
+    let to = t.graph.find(to)?;
     t.graph.add_edge(from, to, link);
     t.rows.clear();
-    Ok(())
+    Ok(Value::Unit)
 }
 
 /// `t.path(a, b)`: `#{ latency, jitter, loss }` (seconds, seconds, probability) from a to b.
-fn path(ctx: NativeCallContext, t: &mut Topology, a: &str, b: &str) -> RhaiResult<Map> {
+fn path(_: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let (t, from, to) = (topology(a, 0)?, a.string(1)?, a.string(2)?);
     let mut t = t.lock();
-    let from = t.graph.find(a).map_err(|e| at_call(&ctx, e))?;
-    let to = t.graph.find(b).map_err(|e| at_call(&ctx, e))?;
+    let from = t.graph.find(from)?;
+    let to = t.graph.find(to)?;
     let routing = t.graph.routing(t.shortest);
     if !t.rows.contains_key(&from) {
-        let row = t
-            .graph
-            .paths_from(from, routing)
-            .map_err(|e| at_call(&ctx, e))?;
+        let row = t.graph.paths_from(from, routing)?;
         t.rows.insert(from, row);
     }
-    let link =
-        t.rows[&from][to as usize].ok_or_else(|| at_call(&ctx, t.graph.unreachable(from, to)))?;
-    let mut m = Map::new();
-    m.insert("latency".into(), Dynamic::from(units::secs(link.latency)));
-    m.insert("jitter".into(), Dynamic::from(units::secs(link.jitter)));
-    m.insert("loss".into(), Dynamic::from(link.loss));
-    Ok(m)
+    let link = t.rows[&from][to as usize].ok_or_else(|| t.graph.unreachable(from, to))?;
+    let mut m = Table::new();
+    m.insert("latency".into(), Value::Float(units::secs(link.latency)));
+    m.insert("jitter".into(), Value::Float(units::secs(link.jitter)));
+    m.insert("loss".into(), Value::Float(link.loss));
+    Ok(Value::Map(m))
 }
 
 /// Where `place` puts `n` nodes, as counts per vertex.
-fn counts(
-    ctx: &NativeCallContext,
-    state: &ScriptState,
-    graph: &Graph,
-    n: usize,
-    opts: &Map,
-) -> RhaiResult<place::Counts> {
-    check_keys(ctx, opts, PLACE_KEYS)?;
-    let text = |key: &str| -> RhaiResult<Option<ImmutableString>> {
+fn counts(state: &ScriptState, graph: &Graph, n: usize, opts: &Table) -> ApiResult<place::Counts> {
+    check_keys(opts, PLACE_KEYS)?;
+    let text = |key: &str| -> ApiResult<Option<&str>> {
         opts.get(key)
-            .map(|v| {
-                v.read_lock::<ImmutableString>()
-                    .map(|s| s.clone())
-                    .ok_or_else(|| expected(ctx, key, "a string", v))
-            })
+            .map(|v| v.as_str().ok_or_else(|| expected(key, "a string", v)))
             .transpose()
     };
     let (vertex, by, key) = (text("vertex")?, text("by")?, text("key")?);
     if let Some(name) = vertex {
         if by.is_some() || key.is_some() {
-            return Err(at_call(ctx, "give either vertex or by, not both"));
+            return Err(ApiError::msg("give either vertex or by, not both"));
         }
-        let v = graph.find(&name).map_err(|e| at_call(ctx, e))?;
+        let v = graph.find(name)?;
         return Ok(place::on_vertex(n, v));
     }
-    match by.as_deref() {
+    match by {
         None | Some("random") => {
             if key.is_some() {
-                return Err(at_call(ctx, "key is for by: \"weight\""));
+                return Err(ApiError::msg("key is for by: \"weight\""));
             }
             let vertices = u32::try_from(graph.vertices().len()).unwrap_or(u32::MAX);
-            place::at_random(n, vertices, &mut state.lab().rng).map_err(|e| at_call(ctx, e))
+            Ok(place::at_random(n, vertices, &mut state.lab().rng)?)
         }
         Some("weight") => {
-            let key = key.as_deref().unwrap_or("weight");
+            let key = key.unwrap_or("weight");
             let weights: Vec<(u32, f64)> = graph
                 .vertices()
                 .iter()
@@ -338,23 +326,18 @@ fn counts(
                 .map(|(i, v)| (i as u32, v.number(key).unwrap_or(0.0)))
                 .collect();
             place::by_weight(n, &weights, |v| graph.vertex(v).name.clone())
-                .map_err(|e| at_call(ctx, format!("by weight ({key}): {e}")))
+                .map_err(|e| ApiError::msg(format!("by weight ({key}): {e}")))
         }
-        Some(other) => Err(at_call(
-            ctx,
-            format!("by: expected \"weight\" or \"random\", got {other:?}"),
-        )),
+        Some(other) => Err(ApiError::msg(format!(
+            "by: expected \"weight\" or \"random\", got {other:?}"
+        ))),
     }
 }
 
 /// The paths from `v` to every vertex and, in a directed graph, back.
 type Rows = (Vec<Option<Link>>, Option<Vec<Option<Link>>>);
 
-fn rows_of(
-    graph: &Graph,
-    v: u32,
-    routing: Routing,
-) -> Result<Rows, crate::topology::TopologyError> {
+fn rows_of(graph: &Graph, v: u32, routing: Routing) -> Result<Rows, TopologyError> {
     let from = graph.paths_from(v, routing)?;
     let to = if graph.directed() {
         Some(graph.paths_to(v, routing)?)
@@ -365,12 +348,7 @@ fn rows_of(
 }
 
 /// The symmetric link of `v` with `u`: the slower direction in a directed graph.
-fn pair_link(
-    graph: &Graph,
-    rows: &Rows,
-    v: u32,
-    u: u32,
-) -> Result<GroupLink, crate::topology::TopologyError> {
+fn pair_link(graph: &Graph, rows: &Rows, v: u32, u: u32) -> Result<GroupLink, TopologyError> {
     let ui = u as usize;
     let out = rows.0[ui].ok_or_else(|| graph.unreachable(v, u))?;
     let link = match &rows.1 {
@@ -380,25 +358,19 @@ fn pair_link(
     Ok(link.group_link())
 }
 
-fn place_nodes(
-    ctx: &NativeCallContext,
-    state: &ScriptState,
-    t: &mut Topology,
-    n: i64,
-    opts: &Map,
-) -> RhaiResult<Array> {
+fn place_nodes(state: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let (t, n, opts) = (topology(a, 0)?, a.int(1)?, a.opts(2)?);
     let n = usize::try_from(n)
         .ok()
         .filter(|n| (1..=MAX_PLACE).contains(n))
         .ok_or_else(|| {
-            at_call(
-                ctx,
-                format!("expected a number of nodes between 1 and {MAX_PLACE}, got {n}"),
-            )
+            ApiError::msg(format!(
+                "expected a number of nodes between 1 and {MAX_PLACE}, got {n}"
+            ))
         })?;
     let mut t = t.lock();
     let t = &mut *t;
-    let counts = counts(ctx, state, &t.graph, n, opts)?;
+    let counts = counts(state, &t.graph, n, &opts)?;
     let routing = t.graph.routing(t.shortest);
     let fresh: Vec<u32> = counts
         .iter()
@@ -410,20 +382,18 @@ fn place_nodes(
     let first_rows = match fresh.first() {
         None => None,
         Some(&v) => {
-            let rows = rows_of(&t.graph, v, routing).map_err(|e| at_call(ctx, e))?;
+            let rows = rows_of(&t.graph, v, routing)?;
             for &u in t.group_of.keys().chain(&fresh) {
-                pair_link(&t.graph, &rows, v, u).map_err(|e| at_call(ctx, e))?;
+                pair_link(&t.graph, &rows, v, u)?;
             }
             Some(rows)
         }
     };
-    let mut nodes = Array::new();
+    let mut nodes = Vec::new();
     let mut lab = state.lab();
     for &(v, count) in &counts {
         let vertex = t.graph.vertex(v);
-        let records = lab
-            .alloc(count, &vertex.name, None)
-            .map_err(|e| lab_err(ctx, e))?;
+        let records = lab.alloc(count, &vertex.name, None)?;
         let update = ShapeUpdate {
             up: vertex.up,
             down: vertex.down,
@@ -431,21 +401,17 @@ fn place_nodes(
         };
         if update != ShapeUpdate::default() {
             let ids: Vec<_> = records.iter().map(|r| r.id).collect();
-            lab.shape(&ids, &update, &NodeLimits::default())
-                .map_err(|e| lab_err(ctx, e))?;
+            lab.shape(&ids, &update, &NodeLimits::default())?;
         }
         if let std::collections::btree_map::Entry::Vacant(slot) = t.group_of.entry(v) {
-            let group = lab
-                .state()
-                .group(&vertex.name)
-                .map_err(|e| at_call(ctx, e))?;
+            let group = lab.state().group(&vertex.name)?;
             slot.insert(group);
             t.used.push((v, group));
         }
         nodes.extend(
             records
                 .iter()
-                .map(|r| Dynamic::from(Node::from_record(r, &vertex.name))),
+                .map(|r| Value::Node(Node::from_record(r, &vertex.name))),
         );
     }
     // One row per new vertex, with the vertices used before it and itself. Sent last first,
@@ -455,16 +421,13 @@ fn place_nodes(
     for (i, &v) in fresh.iter().enumerate().rev() {
         let rows = match first_rows.take_if(|_| i == 0) {
             Some(rows) => rows,
-            None => rows_of(&t.graph, v, routing).map_err(|e| at_call(ctx, e))?,
+            None => rows_of(&t.graph, v, routing)?,
         };
         let links = t.used[..before + i + 1]
             .iter()
             .map(|&(u, group)| Ok((group, pair_link(&t.graph, &rows, v, u)?)))
-            .collect::<Result<Vec<_>, crate::topology::TopologyError>>()
-            .map_err(|e| at_call(ctx, e))?;
-        lab.link_group_row(t.group_of[&v], links)
-            .map_err(|e| lab_err(ctx, e))?;
+            .collect::<Result<Vec<_>, TopologyError>>()?;
+        lab.link_group_row(t.group_of[&v], links)?;
     }
-    Ok(nodes)
+    Ok(Value::Array(nodes))
 }
-pub const PROPS: &[super::call::Prop] = &[];

@@ -4,13 +4,13 @@
 
 use std::path::PathBuf;
 
-use rand::{Rng, RngExt};
-use rhai::{Dynamic, Map, NativeCallContext};
-
-use super::{RhaiResult, ScriptState, duration};
+use super::ScriptState;
+use super::args::duration;
+use super::call::{ApiError, ApiResult};
+use super::value::{Table, Value};
 use crate::experiment::{DelayTrace, LinkTrace, RateTrace, ShapeUpdate, TraceId, TraceRef};
-use crate::script::error::at_call;
 use crate::units::Nanos;
+use rand::{Rng, RngExt};
 
 pub const TRACE_KEYS: &[&str] = &["up_trace", "down_trace", "delay_trace", "trace_offset"];
 
@@ -55,37 +55,31 @@ pub struct LoadedTraces {
 }
 
 /// Reads and checks every trace file `opts` names; loads nothing.
-pub fn trace_keys(
-    ctx: &NativeCallContext,
-    state: &ScriptState,
-    opts: &Map,
-) -> RhaiResult<TraceKeys> {
+pub fn trace_keys(state: &ScriptState, opts: &Table) -> ApiResult<TraceKeys> {
     let mut wanted: [Option<Wanted>; 3] = [None, None, None];
     for (slot, (key, constant, kind)) in wanted.iter_mut().zip(TRACES) {
         let value = opts.get(key);
         if opts.contains_key(constant) {
             if value.is_some() {
-                return Err(at_call(
-                    ctx,
-                    format!("give `{constant}` or `{key}`, not both: the trace replaces it"),
-                ));
+                return Err(ApiError::msg(format!(
+                    "give `{constant}` or `{key}`, not both: the trace replaces it"
+                )));
             }
             *slot = Some(Wanted::Clear);
             continue;
         }
         let Some(value) = value else { continue };
-        *slot = Some(read(ctx, state, key, value, kind)?);
+        *slot = Some(read(state, key, value, kind)?);
     }
     let offset = opts
         .get("trace_offset")
-        .map(|v| duration(ctx, "trace_offset", v))
+        .map(|v| duration("trace_offset", v))
         .transpose()?;
     let names_one = wanted
         .iter()
         .any(|w| matches!(w, Some(Wanted::File { .. })));
     if offset.is_some() && !names_one {
-        return Err(at_call(
-            ctx,
+        return Err(ApiError::msg(
             "`trace_offset` without a trace: give `up_trace`, `down_trace` or `delay_trace` too",
         ));
     }
@@ -99,7 +93,7 @@ impl TraceKeys {
     }
 
     /// Loads the named traces (each file once per run).
-    pub fn load(self, ctx: &NativeCallContext, state: &ScriptState) -> RhaiResult<LoadedTraces> {
+    pub fn load(self, state: &ScriptState) -> ApiResult<LoadedTraces> {
         let mut ids = [None, None, None];
         let mut period: Option<Nanos> = None;
         let mut lab = state.lab();
@@ -111,9 +105,7 @@ impl TraceKeys {
                     if let Some(p) = trace.period() {
                         period = Some(period.map_or(p, |q| q.min(p)));
                     }
-                    let id = lab
-                        .load_trace(&name, &path, trace)
-                        .map_err(|e| super::lab_err(ctx, e))?;
+                    let id = lab.load_trace(&name, &path, trace)?;
                     Some(Some(id))
                 }
             };
@@ -150,27 +142,18 @@ impl LoadedTraces {
 }
 
 /// A trace key's value: a file name to read, or `()` to go back to the constant.
-fn read(
-    ctx: &NativeCallContext,
-    state: &ScriptState,
-    key: &str,
-    value: &Dynamic,
-    kind: Kind,
-) -> RhaiResult<Wanted> {
+fn read(state: &ScriptState, key: &str, value: &Value, kind: Kind) -> ApiResult<Wanted> {
     if value.is_unit() {
         return Ok(Wanted::Clear);
     }
-    let Some(name) = value.clone().into_immutable_string().ok() else {
-        return Err(at_call(
-            ctx,
-            format!(
-                "`{key}` takes a trace file's name (a string), or () to go back to the constant \
-                 value; found {}",
-                crate::script::words::describe(value)
-            ),
-        ));
+    let Some(name) = value.as_str() else {
+        return Err(ApiError::msg(format!(
+            "`{key}` takes a trace file's name (a string), or () to go back to the constant \
+             value; found {}",
+            value.describe()
+        )));
     };
-    let (path, trace) = read_trace(ctx, state, key, &name, kind)?;
+    let (path, trace) = read_trace(state, key, name, kind)?;
     Ok(Wanted::File {
         name: name.to_string(),
         path,
@@ -181,18 +164,17 @@ fn read(
 /// Reads and parses the trace file `name` (from the script's folder) for `key`; errors name
 /// the file and line and say what `key` expects. Returns the file's canonical path.
 pub fn read_trace(
-    ctx: &NativeCallContext,
     state: &ScriptState,
     key: &str,
     name: &str,
     kind: Kind,
-) -> RhaiResult<(PathBuf, LinkTrace)> {
+) -> ApiResult<(PathBuf, LinkTrace)> {
     let found = state.data_file(name);
     let text = std::fs::read_to_string(&found).map_err(|e| {
-        at_call(
-            ctx,
-            format!("cannot read the {key} file {}: {e}", found.display()),
-        )
+        ApiError::msg(format!(
+            "cannot read the {key} file {}: {e}",
+            found.display()
+        ))
     })?;
     let trace = match kind {
         Kind::Rate => RateTrace::parse(&text).map(LinkTrace::Rate),
@@ -203,10 +185,10 @@ pub fn read_trace(
             Kind::Rate => "a rate trace (Mahimahi's format: one millisecond timestamp per line)",
             Kind::Delay => "a delay trace (`<time ms> <latency ms>` per line)",
         };
-        at_call(
-            ctx,
-            format!("{}:{}: {} ({key} expects {what})", name, e.line, e.message),
-        )
+        ApiError::msg(format!(
+            "{}:{}: {} ({key} expects {what})",
+            name, e.line, e.message
+        ))
     })?;
     Ok((found.canonicalize().unwrap_or(found), trace))
 }
