@@ -124,7 +124,8 @@ fn main() {
         ours.push(t);
         let (t, lua_events, lua_actions) = dry_run_once(dir.path(), i, true);
         lua.push(t);
-        let read = |name: &str| std::fs::read(dir.path().join(format!("run{i}-{name}/events.jsonl")));
+        let read =
+            |name: &str| std::fs::read(dir.path().join(format!("run{i}-{name}/events.jsonl")));
         assert!(
             read("bench.rhai").unwrap() == read("bench.lua").unwrap(),
             "run {i}: the Lua twin wrote other events ({lua_events} events, {lua_actions} actions)"

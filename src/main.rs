@@ -14,6 +14,7 @@ const AFTER_HELP: &str = "\
 Examples:
   p2plab script scripts/churn.rhai --dry-run        print the timeline, touch nothing
   p2plab script scripts/churn.rhai --seed 7 --set peers=50
+  p2plab script scripts/churn.lua --dry-run         the same scenario in Lua (by extension)
   p2plab check my-experiment.rhai                   find mistakes before running
   p2plab graph scripts/churn.rhai                   draw its topology into churn.svg
   p2plab report results/churn-20261125-203337       plots and index.html of a run
@@ -97,7 +98,7 @@ ICMP sockets are not bound by cgroup-BPF.
   sudo p2plab exec 10.0.0.1 -- ping -c 3 -I 10.0.0.1 10.0.0.2
   sudo p2plab shell 10.0.0.1";
 
-/// p2plab: run real programs on emulated peer-to-peer networks, driven by a Rhai script.
+/// p2plab: run real programs on emulated peer-to-peer networks, driven by a Rhai or Lua script.
 #[derive(Parser)]
 #[command(version, about, after_help = AFTER_HELP)]
 struct Cli {
@@ -114,7 +115,7 @@ enum Command {
     /// Run a scenario script (real mode, or a virtual clock with --dry-run).
     #[command(after_help = SCRIPT_HELP)]
     Script {
-        /// The scenario, e.g. scripts/churn.rhai.
+        /// The scenario, e.g. scripts/churn.rhai; a `.lua` file is a Lua scenario.
         file: PathBuf,
         /// Run on a virtual clock: print every action with its experiment time, start nothing.
         #[arg(long)]
@@ -231,6 +232,7 @@ enum Command {
     },
     /// Compile and check a script, then run it on a virtual clock without keeping anything.
     Check {
+        /// The scenario: `.rhai`, or `.lua` for Lua.
         file: PathBuf,
         /// A value for param("name", default); repeatable.
         #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_param)]

@@ -14,7 +14,12 @@ fn repo() -> &'static Path {
 }
 
 /// Dry-runs `script` with `seed` and `params` into `out`: the bytes of its events, or the error.
-fn dry_run(script: &Path, out: &Path, seed: u64, params: &[(&str, &str)]) -> Result<Vec<u8>, String> {
+fn dry_run(
+    script: &Path,
+    out: &Path,
+    seed: u64,
+    params: &[(&str, &str)],
+) -> Result<Vec<u8>, String> {
     let mut cfg = RunConfig::new(script);
     cfg.out = Some(out.to_path_buf());
     cfg.seed = Some(seed);
@@ -182,10 +187,7 @@ fn errors_say_the_same_from_lua_as_from_rhai() {
             "let n = alloc_ip(1);\nsleep(\"5 parsecs\");\n",
             "local n = alloc_ip(1)\nsleep(\"5 parsecs\")\n",
         ),
-        (
-            "let n = alloc_ip(0);\n",
-            "local n = alloc_ip(0)\n",
-        ),
+        ("let n = alloc_ip(0);\n", "local n = alloc_ip(0)\n"),
         (
             "let x = param(\"missing\");\nat(-1, || x);\n",
             "local x = param(\"missing\")\nat(-1, function() return x end)\n",
@@ -207,11 +209,17 @@ fn errors_say_the_same_from_lua_as_from_rhai() {
 
 #[test]
 fn syntax_errors_and_runaway_loops_are_stopped_at_their_line() {
-    let pair = Pair::new("let n = alloc_ip(1);\nlet x = ;\n", "local n = alloc_ip(1)\nlocal x = = 2\n");
+    let pair = Pair::new(
+        "let n = alloc_ip(1);\nlet x = ;\n",
+        "local n = alloc_ip(1)\nlocal x = = 2\n",
+    );
     let (rl, _, rm) = place(&pair.err("rhai", None), "rhai");
     let (ll, _, lm) = place(&pair.err("lua", None), "lua");
     assert_eq!(rl, ll);
-    assert!(rm.starts_with("syntax error") && lm.starts_with("syntax error"), "{rm} / {lm}");
+    assert!(
+        rm.starts_with("syntax error") && lm.starts_with("syntax error"),
+        "{rm} / {lm}"
+    );
 
     let pair = Pair::new(
         "let n = alloc_ip(1);\nloop {\n    let x = 1;\n}\n",
@@ -281,7 +289,10 @@ fn the_lua_churn_scenario_runs_real_programs() {
     let spawns = events.iter().filter(|e| e["event"] == "spawn").count();
     assert!(spawns >= 4 + 6, "{spawns} spawns: {events:?}");
     let fails = events.iter().filter(|e| e["event"] == "fail_node").count();
-    assert!(fails >= 1, "no peer failed in a minute of churn: {events:?}");
+    assert!(
+        fails >= 1,
+        "no peer failed in a minute of churn: {events:?}"
+    );
     // The servers answered the peers' fetches: their uplinks carried pages.
     let served: u64 = outcome
         .report

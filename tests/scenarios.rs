@@ -40,7 +40,7 @@ fn same_seed_same_bytes_other_seed_other_churn() {
         "churn produced too few events:\n{a}"
     );
     // The seed is recorded so a run can be replayed.
-    assert!(a.starts_with(r#"{"t":0.0,"event":"start","script":"main.rhai","seed":42"#));
+    assert!(a.starts_with(r#"{"t":0.0,"event":"start","script":"main","seed":42"#));
 }
 
 #[test]

@@ -76,6 +76,7 @@ impl LuaScript {
         lua.set_app_data(Sources::default());
         values::register(&lua, state).map_err(setup)?;
         register_require(&lua, scenario).map_err(setup)?;
+        seeded_only(&lua).map_err(setup)?;
         strict_globals(&lua).map_err(setup)?;
         watchdog(&lua, state, max_operations).map_err(setup)?;
         let main = compile(&lua, &scenario.text, &scenario.name())?;
@@ -87,6 +88,25 @@ impl LuaScript {
         self.lua.remove_global_hook();
         result
     }
+}
+
+/// `math.random` draws outside the run's seed: a scenario that used it would not replay.
+fn seeded_only(lua: &Lua) -> mlua::Result<()> {
+    let math: Table = lua.globals().get("math")?;
+    for name in ["random", "randomseed"] {
+        let f = lua.create_function(move |lua, _: mlua::MultiValue| -> mlua::Result<()> {
+            Err(located(
+                lua,
+                None,
+                format!(
+                    "math.{name} is outside the run's seed (--seed): use rand(), rand_int(lo, hi) \
+                     or the other rand_* primitives"
+                ),
+            ))
+        })?;
+        math.raw_set(name, f)?;
+    }
+    Ok(())
 }
 
 /// Reading a global nobody set is an error, as an unknown variable is in Rhai.
