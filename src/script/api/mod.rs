@@ -111,17 +111,21 @@ impl ScriptState {
 }
 
 /// Every primitive, by domain: what the bindings register.
-pub const PRIMS: &[&[call::Prim]] = &[nodes::PRIMS, procs::PRIMS, time::PRIMS];
+pub const PRIMS: &[&[call::Prim]] = &[
+    nodes::PRIMS,
+    procs::PRIMS,
+    time::PRIMS,
+    output::PRIMS,
+    capture::PRIMS,
+    log::PRIMS,
+    rand::PRIMS,
+    series::PRIMS,
+];
 
 /// Binds the primitives not yet in `PRIMS` directly to Rhai.
 pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
     net::register(engine, state);
-    output::register(engine, state);
-    rand::register(engine, state);
-    log::register(engine, state);
-    capture::register(engine, state);
     topology::register(engine, state);
-    series::register(engine, state);
 }
 
 /// A lab error raised inside a primitive, reported at its call site.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use rand::{Rng, RngExt};
 use rhai::{Dynamic, Map, NativeCallContext};
 
+use super::call::{ApiError, ApiResult};
 use super::{RhaiResult, ScriptState, duration};
 use crate::experiment::{DelayTrace, LinkTrace, RateTrace, ShapeUpdate, TraceId, TraceRef};
 use crate::script::error::at_call;
@@ -170,7 +171,10 @@ fn read(
             ),
         ));
     };
-    let (path, trace) = read_trace(ctx, state, key, &name, kind)?;
+    let (path, trace) = read_trace(state, key, &name, kind).map_err(|e| match e {
+        ApiError::Msg(m) => at_call(ctx, m),
+        other => at_call(ctx, format!("{other:?}")),
+    })?;
     Ok(Wanted::File {
         name: name.to_string(),
         path,
@@ -181,18 +185,17 @@ fn read(
 /// Reads and parses the trace file `name` (from the script's folder) for `key`; errors name
 /// the file and line and say what `key` expects. Returns the file's canonical path.
 pub fn read_trace(
-    ctx: &NativeCallContext,
     state: &ScriptState,
     key: &str,
     name: &str,
     kind: Kind,
-) -> RhaiResult<(PathBuf, LinkTrace)> {
+) -> ApiResult<(PathBuf, LinkTrace)> {
     let found = state.data_file(name);
     let text = std::fs::read_to_string(&found).map_err(|e| {
-        at_call(
-            ctx,
-            format!("cannot read the {key} file {}: {e}", found.display()),
-        )
+        ApiError::msg(format!(
+            "cannot read the {key} file {}: {e}",
+            found.display()
+        ))
     })?;
     let trace = match kind {
         Kind::Rate => RateTrace::parse(&text).map(LinkTrace::Rate),
@@ -203,10 +206,10 @@ pub fn read_trace(
             Kind::Rate => "a rate trace (Mahimahi's format: one millisecond timestamp per line)",
             Kind::Delay => "a delay trace (`<time ms> <latency ms>` per line)",
         };
-        at_call(
-            ctx,
-            format!("{}:{}: {} ({key} expects {what})", name, e.line, e.message),
-        )
+        ApiError::msg(format!(
+            "{}:{}: {} ({key} expects {what})",
+            name, e.line, e.message
+        ))
     })?;
     Ok((found.canonicalize().unwrap_or(found), trace))
 }
