@@ -120,7 +120,6 @@ pub fn engine(scenario: &Scenario, state: &Arc<ScriptState>, max_operations: u64
         other => other,
     });
     rhai_bind::register(&mut engine, state);
-    api::register(&mut engine, state);
     let s = state.clone();
     let (seen_sleeps, base) = (AtomicU64::new(0), AtomicU64::new(0));
     engine.on_progress(move |ops| {

@@ -2,119 +2,111 @@
 //! `param` (values from `--set name=value`) and `script_dir()` (where the script is, for
 //! the programs and files it ships beside it).
 
-use std::sync::Arc;
-
-use rhai::{Dynamic, Engine, ImmutableString, NativeCallContext};
-
-use super::{RhaiResult, ScriptState, lab_err, number};
+use super::ScriptState;
+use super::call::{ApiError, ApiResult, Args, Host, Prim};
+use super::value::Value;
 use crate::results::Event;
-use crate::script::error::at_call;
-use crate::script::words::{self, describe};
 
-pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
-    let s = state.clone();
-    engine.register_fn("script_dir", move || -> String {
-        let dir = s.data_file("");
-        let dir = if dir.as_os_str().is_empty() {
-            std::path::PathBuf::from(".")
-        } else {
-            dir
-        };
-        std::fs::canonicalize(&dir)
-            .unwrap_or(dir)
-            .to_string_lossy()
-            .into_owned()
-    });
-    // Rhai's math `log(float)` would win over a `Dynamic` parameter and silently compute a
-    // logarithm; in a scenario, `log(x)` records x (`log(x, base)` is still the logarithm).
-    let s = state.clone();
-    engine.register_fn("log", move |ctx: NativeCallContext, msg: Dynamic| {
-        record_log(&ctx, &s, msg)
-    });
-    let s = state.clone();
-    engine.register_fn("log", move |ctx: NativeCallContext, x: f64| {
-        record_log(&ctx, &s, x.into())
-    });
-    let s = state.clone();
-    engine.register_fn("log", move |ctx: NativeCallContext, x: i64| {
-        record_log(&ctx, &s, x.into())
-    });
-
-    let s = state.clone();
-    engine.register_fn(
-        "metric",
-        move |ctx: NativeCallContext, name: ImmutableString, value: Dynamic| -> RhaiResult<()> {
-            let value = number(&value).filter(|v| v.is_finite()).ok_or_else(|| {
-                at_call(
-                    &ctx,
-                    format!(
-                        "expected a finite number as value, got {}",
-                        describe(&value)
-                    ),
-                )
-            })?;
+pub const PRIMS: &[Prim] = &[
+    Prim {
+        name: "script_dir",
+        min: 0,
+        max: 0,
+        expects: "no argument",
+        f: script_dir,
+    },
+    // Rhai's math `log(float)` would win over a parameter of any kind and silently compute a
+    // logarithm (the binding shadows it); in a scenario, `log(x)` records x (`log(x, base)`
+    // is still the logarithm).
+    Prim {
+        name: "log",
+        min: 1,
+        max: 1,
+        expects: "a message (a string or any value), or a number and a base for a logarithm",
+        f: |s, _, a| {
             let mut lab = s.lab();
-            let event = Event::new(lab.now(), "metric")
-                .with("name", name.as_str())
-                .with("value", value);
-            lab.record(event).map_err(|e| lab_err(&ctx, e))
+            let event = Event::new(lab.now(), "log").with("msg", a.at(0).to_string());
+            lab.record(event)?;
+            Ok(Value::Unit)
         },
-    );
+    },
+    Prim {
+        name: "metric",
+        min: 2,
+        max: 2,
+        expects: "a name (a string) and a value (a number)",
+        f: metric,
+    },
+    Prim {
+        name: "param",
+        min: 1,
+        max: 2,
+        expects: "a parameter name (a string) and optionally a default value",
+        f: param,
+    },
+];
 
-    let s = state.clone();
-    engine.register_fn(
-        "param",
-        move |ctx: NativeCallContext, name: &str| -> RhaiResult<Dynamic> {
-            s.params()
-                .get(name)
-                .map(Dynamic::from)
-                .ok_or_else(|| at_call(&ctx, format!("no value for {name:?}: pass --set {name}=VALUE or give a default: param({name:?}, default)")))
-        },
-    );
-    let s = state.clone();
-    engine.register_fn(
-        "param",
-        move |ctx: NativeCallContext, name: &str, default: Dynamic| -> RhaiResult<Dynamic> {
-            let Some(raw) = s.params().get(name) else {
-                return Ok(default);
-            };
-            convert_like(&raw, &default).ok_or_else(|| {
-                let what = words::kind(&default);
-                let what = what.split(" (").next().unwrap_or(&what);
-                let shown = if default.is_variant() {
-                    String::new()
-                } else {
-                    format!(" {default}")
-                };
-                at_call(
-                    &ctx,
-                    format!("--set {name}={raw}: expected {what} like the default{shown}"),
-                )
-            })
-        },
-    );
-}
-
-fn record_log(ctx: &NativeCallContext, state: &ScriptState, msg: Dynamic) -> RhaiResult<()> {
-    // Handles (Node, Proc, Timer) print through their registered `to_string`.
-    let text = ctx
-        .call_fn::<rhai::ImmutableString>("to_string", (msg.clone(),))
-        .map_or_else(|_| msg.to_string(), |s| s.to_string());
-    let mut lab = state.lab();
-    let event = Event::new(lab.now(), "log").with("msg", text);
-    lab.record(event).map_err(|e| lab_err(ctx, e))
-}
-
-/// Reads a `--set` value as the type of the script's default.
-fn convert_like(raw: &str, default: &Dynamic) -> Option<Dynamic> {
-    if default.is_int() {
-        raw.trim().parse::<i64>().ok().map(Dynamic::from)
-    } else if default.is_float() {
-        raw.trim().parse::<f64>().ok().map(Dynamic::from)
-    } else if default.is_bool() {
-        raw.trim().parse::<bool>().ok().map(Dynamic::from)
+fn script_dir(s: &ScriptState, _: &mut dyn Host, _: &Args) -> ApiResult<Value> {
+    let dir = s.data_file("");
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::PathBuf::from(".")
     } else {
-        Some(Dynamic::from(raw.to_string()))
+        dir
+    };
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    Ok(Value::str(dir.to_string_lossy()))
+}
+
+fn metric(s: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let name = a.string(0)?;
+    let value = a.at(1);
+    let value = value.number().filter(|v| v.is_finite()).ok_or_else(|| {
+        ApiError::msg(format!(
+            "expected a finite number as value, got {}",
+            value.describe()
+        ))
+    })?;
+    let mut lab = s.lab();
+    let event = Event::new(lab.now(), "metric")
+        .with("name", name)
+        .with("value", value);
+    lab.record(event)?;
+    Ok(Value::Unit)
+}
+
+fn param(s: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let name = a.string(0)?;
+    let Some(default) = a.get(1) else {
+        return s.params().get(name).map(Value::Str).ok_or_else(|| {
+            ApiError::msg(format!(
+                "no value for {name:?}: pass --set {name}=VALUE or give a default: \
+                 param({name:?}, default)"
+            ))
+        });
+    };
+    let Some(raw) = s.params().get(name) else {
+        return Ok(default.clone());
+    };
+    convert_like(&raw, default).ok_or_else(|| {
+        let what = default.kind();
+        let what = what.split(" (").next().unwrap_or(what);
+        let shown = match default {
+            Value::Node(_) | Value::Proc(_) | Value::Timer(_) | Value::Topology(_) => String::new(),
+            other => format!(" {other}"),
+        };
+        ApiError::msg(format!(
+            "--set {name}={raw}: expected {what} like the default{shown}"
+        ))
+    })
+}
+
+/// Reads a `--set` value as the kind of the script's default.
+fn convert_like(raw: &str, default: &Value) -> Option<Value> {
+    match default {
+        Value::Int(_) => raw.trim().parse::<i64>().ok().map(Value::Int),
+        Value::Float(_) => raw.trim().parse::<f64>().ok().map(Value::Float),
+        Value::Bool(_) => raw.trim().parse::<bool>().ok().map(Value::Bool),
+        _ => Some(Value::str(raw)),
     }
 }
 
@@ -124,26 +116,16 @@ mod tests {
 
     #[test]
     fn params_follow_default_type() {
-        assert_eq!(
-            convert_like("12", &Dynamic::from(1_i64)).unwrap().as_int(),
-            Ok(12)
-        );
-        assert!(convert_like("x", &Dynamic::from(1_i64)).is_none());
-        assert_eq!(
-            convert_like("0.5", &Dynamic::from(1.0)).unwrap().as_float(),
-            Ok(0.5)
-        );
-        assert_eq!(
-            convert_like("true", &Dynamic::from(false))
-                .unwrap()
-                .as_bool(),
-            Ok(true)
-        );
-        assert_eq!(
-            convert_like("a b", &Dynamic::from("s"))
-                .unwrap()
-                .to_string(),
-            "a b"
-        );
+        let int = convert_like("12", &Value::Int(1)).unwrap();
+        assert_eq!(int.as_int(), Some(12));
+        assert!(convert_like("x", &Value::Int(1)).is_none());
+        assert!(matches!(
+            convert_like("0.5", &Value::Float(1.0)),
+            Some(Value::Float(x)) if x == 0.5
+        ));
+        let b = convert_like("true", &Value::Bool(false)).unwrap();
+        assert_eq!(b.as_bool(), Some(true));
+        let text = convert_like("a b", &Value::str("s")).unwrap();
+        assert_eq!(text.as_str(), Some("a b"));
     }
 }

@@ -2,112 +2,112 @@
 //! (group links) or record them: `trace_rates` and `trace_delays`, and the unit conversions
 //! `rate_bits` and `duration_secs` that such scripts compute with.
 
-use std::sync::Arc;
-
-use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
-
+use super::ScriptState;
+use super::args::{duration, rate, size};
+use super::call::{ApiError, ApiResult, Args, Host, Prim};
 use super::traces::{Kind, read_trace};
-use super::{RhaiResult, ScriptState, duration, rate, size};
+use super::value::{Table, Value};
 use crate::experiment::{LinkTrace, OPPORTUNITY_BYTES, RateTrace};
-use crate::script::error::at_call;
 use crate::units::{self, MS, Nanos, SEC};
 
 /// Windows of one `trace_rates` answer: each is a few values, and an array holds a million.
 const MAX_WINDOWS: u64 = 300_000;
 
-pub fn register(engine: &mut Engine, state: &Arc<ScriptState>) {
-    let s = state.clone();
-    engine.register_fn("trace_rates", move |ctx: NativeCallContext, file: &str| {
-        rates(&ctx, &s, file, SEC)
-    });
-    let s = state.clone();
-    engine.register_fn(
-        "trace_rates",
-        move |ctx: NativeCallContext, file: &str, window: Dynamic| {
-            let window = duration(&ctx, "window", &window)?;
-            rates(&ctx, &s, file, window)
-        },
-    );
-    let s = state.clone();
-    engine.register_fn(
-        "trace_delays",
-        move |ctx: NativeCallContext, file: &str| -> RhaiResult<Map> {
-            let (_, trace) =
-                read_trace(&s, "trace_delays", file, Kind::Delay).map_err(|e| api_err(&ctx, e))?;
-            let LinkTrace::Delay(trace) = trace else {
-                return Err(at_call(&ctx, "trace_delays: expected a delay trace"));
-            };
-            let points = trace
-                .points()
-                .iter()
-                .map(|&(t, latency)| point(units::secs(t), units::secs(latency).into()))
-                .collect();
-            let period = trace
-                .period
-                .map_or(Dynamic::UNIT, |p| units::secs(p).into());
-            Ok(series(points, period))
-        },
-    );
-    engine.register_fn("rate_bits", |ctx: NativeCallContext, v: Dynamic| {
-        rate(&ctx, "", &v).map(|r| r as i64)
-    });
-    engine.register_fn("duration_secs", |ctx: NativeCallContext, v: Dynamic| {
-        duration(&ctx, "", &v).map(units::secs)
-    });
-    engine.register_fn("size_bytes", |ctx: NativeCallContext, v: Dynamic| {
-        size(&ctx, "", &v).map(|b| b as i64)
-    });
+pub const PRIMS: &[Prim] = &[
+    Prim {
+        name: "trace_rates",
+        min: 1,
+        max: 2,
+        expects: "a trace file's name (a string) and optionally a window (a duration)",
+        f: trace_rates,
+    },
+    Prim {
+        name: "trace_delays",
+        min: 1,
+        max: 1,
+        expects: "a trace file's name (a string)",
+        f: trace_delays,
+    },
+    Prim {
+        name: "rate_bits",
+        min: 1,
+        max: 1,
+        expects: "a rate (\"2mbit\", \"128kbit\" or bits/s)",
+        f: |_, _, a| Ok(Value::Int(rate("", a.at(0))? as i64)),
+    },
+    Prim {
+        name: "duration_secs",
+        min: 1,
+        max: 1,
+        expects: "a duration (\"30ms\", \"2s\" or seconds)",
+        f: |_, _, a| Ok(Value::Float(units::secs(duration("", a.at(0))?))),
+    },
+    Prim {
+        name: "size_bytes",
+        min: 1,
+        max: 1,
+        expects: "a size (\"64kb\" or bytes)",
+        f: |_, _, a| Ok(Value::Int(size("", a.at(0))? as i64)),
+    },
+];
+
+fn trace_delays(s: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let file = a.string(0)?;
+    let (_, trace) = read_trace(s, "trace_delays", file, Kind::Delay)?;
+    let LinkTrace::Delay(trace) = trace else {
+        return Err(ApiError::msg("trace_delays: expected a delay trace"));
+    };
+    let points = trace
+        .points()
+        .iter()
+        .map(|&(t, latency)| point(units::secs(t), Value::Float(units::secs(latency))))
+        .collect();
+    let period = trace
+        .period
+        .map_or(Value::Unit, |p| Value::Float(units::secs(p)));
+    Ok(Value::Map(series(points, period)))
 }
 
-fn rates(ctx: &NativeCallContext, s: &ScriptState, file: &str, window: Nanos) -> RhaiResult<Map> {
-    let (_, trace) = read_trace(s, "trace_rates", file, Kind::Rate).map_err(|e| api_err(ctx, e))?;
+fn trace_rates(s: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
+    let file = a.string(0)?;
+    let window = match a.get(1) {
+        None => SEC,
+        Some(v) => duration("window", v)?,
+    };
+    let (_, trace) = read_trace(s, "trace_rates", file, Kind::Rate)?;
     let LinkTrace::Rate(trace) = trace else {
-        return Err(at_call(ctx, "trace_rates: expected a rate trace"));
+        return Err(ApiError::msg("trace_rates: expected a rate trace"));
     };
     if window == 0 {
-        return Err(at_call(
-            ctx,
+        return Err(ApiError::msg(
             "window: expected a duration greater than zero",
         ));
     }
     let windows = trace.period().div_ceil(window);
     if windows > MAX_WINDOWS {
-        return Err(at_call(
-            ctx,
-            format!(
-                "window: {file} lasts {} and would make {windows} windows of {} (at most \
-                 {MAX_WINDOWS}): give a longer window",
-                units::Duration(trace.period()),
-                units::Duration(window)
-            ),
-        ));
+        return Err(ApiError::msg(format!(
+            "window: {file} lasts {} and would make {windows} windows of {} (at most \
+             {MAX_WINDOWS}): give a longer window",
+            units::Duration(trace.period()),
+            units::Duration(window)
+        )));
     }
     let points = rates_per_window(&trace, window)
         .into_iter()
-        .map(|(t, bits)| point(units::secs(t), (bits as i64).into()))
+        .map(|(t, bits)| point(units::secs(t), Value::Int(bits as i64)))
         .collect();
-    let mut map = series(points, units::secs(trace.period()).into());
-    map.insert("mean".into(), (trace.mean_rate().round() as i64).into());
-    Ok(map)
+    let mut map = series(points, Value::Float(units::secs(trace.period())));
+    map.insert("mean".into(), Value::Int(trace.mean_rate().round() as i64));
+    Ok(Value::Map(map))
 }
 
-/// An error of the neutral layer (`read_trace`) at this Rhai call, until this file is
-/// converted too.
-fn api_err(ctx: &NativeCallContext, e: super::call::ApiError) -> Box<rhai::EvalAltResult> {
-    match e {
-        super::call::ApiError::Msg(m) => at_call(ctx, m),
-        super::call::ApiError::Script(_) => at_call(ctx, "an error of the script"),
-    }
+fn point(t: f64, value: Value) -> Value {
+    Value::Array(vec![Value::Float(t), value])
 }
 
-fn point(t: f64, value: Dynamic) -> Dynamic {
-    let p: Array = vec![t.into(), value];
-    p.into()
-}
-
-fn series(points: Array, period: Dynamic) -> Map {
-    let mut map = Map::new();
-    map.insert("points".into(), points.into());
+fn series(points: Vec<Value>, period: Value) -> Table {
+    let mut map = Table::new();
+    map.insert("points".into(), Value::Array(points));
     map.insert("period".into(), period);
     map
 }
