@@ -1,6 +1,8 @@
-//! Every ```rhai block of the script book (`book/src/*.md`) runs through `p2plab check`, the
-//! dry-run a student would use: plain `rhai` blocks must pass, `rhai,should_fail` blocks must
-//! stop with a script error, `rhai,ignore` blocks (fragments) are skipped.
+//! Every ```rhai and ```lua block of the script book (`book/src/*.md`) runs through `p2plab
+//! check`, the dry-run a student would use: plain blocks must pass, `should_fail` blocks must
+//! stop with a script error, `ignore` blocks (fragments) are skipped. A ```lua block right
+//! after a ```rhai block is its twin: both, dry-run with the same seed, must write the same
+//! events byte for byte.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +18,8 @@ enum Expect {
 
 struct Block {
     chapter: PathBuf,
+    /// "rhai" or "lua": the script's extension.
+    lang: &'static str,
     /// Line of the opening fence, from 1.
     line: usize,
     expect: Expect,
@@ -23,14 +27,20 @@ struct Block {
 }
 
 /// Reads the info string of a fence: `rhai`, `rhai,ignore`, `rhai,should_fail` (commas or
-/// spaces between words). `None` for blocks in another language.
+/// spaces between words), and the same for `lua`. `None` for blocks in another language.
 fn expectation(info: &str) -> Option<Expect> {
+    language(info).map(|(_, e)| e)
+}
+
+fn language(info: &str) -> Option<(&'static str, Expect)> {
     let mut words = info
         .split(|c: char| c == ',' || c.is_whitespace())
         .filter(|w| !w.is_empty());
-    if words.next() != Some("rhai") {
-        return None;
-    }
+    let lang = match words.next() {
+        Some("rhai") => "rhai",
+        Some("lua") => "lua",
+        _ => return None,
+    };
     let mut expect = Expect::Pass;
     for word in words {
         match word {
@@ -39,7 +49,7 @@ fn expectation(info: &str) -> Option<Expect> {
             _ => {}
         }
     }
-    Some(expect)
+    Some((lang, expect))
 }
 
 fn blocks_of(chapter: &Path) -> Vec<Block> {
@@ -51,8 +61,9 @@ fn blocks_of(chapter: &Path) -> Vec<Block> {
     for (event, range) in Parser::new(&text).into_offset_iter() {
         match event {
             Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) => {
-                current = expectation(&info).map(|expect| Block {
+                current = language(&info).map(|(lang, expect)| Block {
                     chapter: chapter.to_path_buf(),
+                    lang,
                     line: line_of(range.start),
                     expect,
                     code: String::new(),
@@ -126,7 +137,7 @@ fn check_block(block: &Block, index: usize) -> Result<(), String> {
         .map_or("block".into(), |s| s.to_string_lossy());
     let script = dir
         .path()
-        .join(format!("{stem}-{}-{index}.rhai", block.line));
+        .join(format!("{stem}-{}-{index}.{}", block.line, block.lang));
     std::fs::write(&script, &block.code).map_err(|e| format!("write: {e}"))?;
     let result = run::check(&RunConfig::new(&script));
     match (block.expect, result) {
@@ -146,7 +157,7 @@ fn every_rhai_block_of_the_book_runs_in_dry_run() {
     let blocks: Vec<Block> = chapters().iter().flat_map(|c| blocks_of(c)).collect();
     assert!(
         !blocks.is_empty(),
-        "no ```rhai blocks found under book/src: is the book there?"
+        "no ```rhai or ```lua blocks found under book/src: is the book there?"
     );
     let mut failures = Vec::new();
     let (mut passed, mut failed_as_expected, mut skipped) = (0, 0, 0);
@@ -166,10 +177,12 @@ fn every_rhai_block_of_the_book_runs_in_dry_run() {
             )),
         }
     }
+    let lua = blocks.iter().filter(|b| b.lang == "lua").count();
     eprintln!(
-        "book: {} rhai blocks: {passed} passed, {failed_as_expected} failed as expected, \
-         {skipped} ignored",
-        blocks.len()
+        "book: {} blocks ({} rhai, {lua} lua): {passed} passed, {failed_as_expected} failed as \
+         expected, {skipped} ignored",
+        blocks.len(),
+        blocks.len() - lua
     );
     assert!(
         failures.is_empty(),
@@ -177,6 +190,47 @@ fn every_rhai_block_of_the_book_runs_in_dry_run() {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+/// The events a block writes in a dry-run with seed 1, from a file named `twin.EXT` (the
+/// `start` event names the scenario by its stem, the same for both twins).
+fn events_of(block: &Block) -> Result<Vec<u8>, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    copy_data(dir.path())?;
+    let script = dir.path().join(format!("twin.{}", block.lang));
+    std::fs::write(&script, &block.code).map_err(|e| format!("write: {e}"))?;
+    let mut cfg = RunConfig::new(&script);
+    cfg.seed = Some(1);
+    cfg.out = Some(dir.path().join("out"));
+    run::dry_run(cfg).map_err(|e| e.to_string())?;
+    std::fs::read(dir.path().join("out/events.jsonl")).map_err(|e| e.to_string())
+}
+
+#[test]
+fn twin_blocks_write_the_same_events() {
+    let mut twins = 0;
+    let mut failures = Vec::new();
+    for chapter in chapters() {
+        let blocks = blocks_of(&chapter);
+        for pair in blocks.windows(2) {
+            let (rhai, lua) = (&pair[0], &pair[1]);
+            if rhai.lang != "rhai" || lua.lang != "lua" || lua.expect != Expect::Pass {
+                continue;
+            }
+            twins += 1;
+            let place = format!("{}:{}", chapter.display(), lua.line);
+            match (events_of(rhai), events_of(lua)) {
+                (Ok(a), Ok(b)) if a == b => {}
+                (Ok(_), Ok(_)) => {
+                    failures.push(format!("{place}: other events than its Rhai twin"))
+                }
+                (Err(e), _) | (_, Err(e)) => failures.push(format!("{place}: {e}")),
+            }
+        }
+    }
+    eprintln!("book: {twins} pairs of twin blocks");
+    assert!(twins > 0, "no ```lua block follows a ```rhai block");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
@@ -187,5 +241,6 @@ fn fence_info_strings() {
     assert_eq!(expectation("rhai ignore should_fail"), Some(Expect::Skip));
     assert_eq!(expectation("rust"), None);
     assert_eq!(expectation("rhaix"), None);
+    assert_eq!(language("lua,should_fail"), Some(("lua", Expect::Fail)));
     assert_eq!(expectation(""), None);
 }
