@@ -65,7 +65,9 @@ pub const PRIMS: &[Prim] = &[
         max: 1,
         expects: TARGET,
         f: |s, _, a| {
-            s.lab().fail(&targets(s, a.at(0))?)?;
+            // The target first: a group name is looked up in the lab, which must not be locked.
+            let ids = targets(s, a.at(0))?;
+            s.lab().fail(&ids)?;
             Ok(Value::Unit)
         },
     },
@@ -75,7 +77,8 @@ pub const PRIMS: &[Prim] = &[
         max: 1,
         expects: TARGET,
         f: |s, _, a| {
-            s.lab().revive(&targets(s, a.at(0))?)?;
+            let ids = targets(s, a.at(0))?;
+            s.lab().revive(&ids)?;
             Ok(Value::Unit)
         },
     },
