@@ -86,6 +86,22 @@ fn tcp_goodput_follows_the_rate() {
         return;
     }
     let _lab = one_lab();
+    // A stall of the host only ever slows a flow down (four iperf3 flows share two cores
+    // with the data plane: one run here gave the 100 mbit flow -4.1 %, the next -0.5 %), so
+    // a second run is allowed when one falls short; a flow above its rate fails at once.
+    for attempt in 1..=2 {
+        let short = goodput_shortfalls();
+        if short.is_empty() {
+            return;
+        }
+        eprintln!("run {attempt}: {}", short.join("; "));
+        assert!(attempt < 2, "{}", short.join("; "));
+    }
+}
+
+/// One run of four saturating flows at 128 kbit/s, 2, 10 and 100 Mbit/s: the flows more
+/// than 3 % below their rate. Panics on one more than 3 % above it.
+fn goodput_shortfalls() -> Vec<String> {
     let s = Scenario::new(
         r#"
         let rates = ["128kbit", "2mbit", "10mbit", "100mbit"];
@@ -111,6 +127,7 @@ fn tcp_goodput_follows_the_rate() {
     real_run(&s);
     // TCP payload per 1500-byte packet: 1448 bytes (20 IP + 20 TCP + 12 timestamp option).
     let efficiency = 1448.0 / 1500.0;
+    let mut short = Vec::new();
     for (i, rate) in [128e3, 2e6, 10e6, 100e6].into_iter().enumerate() {
         let ip = format!("10.0.0.{}", 2 * i + 1);
         let json: serde_json::Value = serde_json::from_str(&node_file(&s, &ip, "iperf.json"))
@@ -120,12 +137,16 @@ fn tcp_goodput_follows_the_rate() {
             .unwrap();
         let want = rate * efficiency;
         let err = (got - want) / want;
-        assert!(
-            err.abs() < 0.03,
+        let what = format!(
             "rate {rate}: goodput {got:.0} bit/s, want {want:.0} ({:+.1} %)",
             err * 100.0
         );
+        assert!(err < 0.03, "{what}");
+        if err <= -0.03 {
+            short.push(what);
+        }
     }
+    short
 }
 
 /// 2 % loss on one node applies to each direction once: 4000 pings lose 1 - 0.98² of rounds.
