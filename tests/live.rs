@@ -130,3 +130,48 @@ fn scripts_read_live_counters_and_the_procs_of_a_group_spawn() {
     assert_eq!(metric("sleeper_killed"), 1.0);
     assert_eq!(metric("procs_b_after_kill"), 0.0);
 }
+
+/// Real time runs on while a script step computes, so a time drawn from `now()` may be behind
+/// the clock by the time `at()` sees it (the churn model's tiny sessions did this): it runs at
+/// once. A time before the step began is still refused.
+#[test]
+fn an_at_time_computed_in_this_step_is_never_in_the_past() {
+    if !can_run_real_mode_with("an_at_time_computed_in_this_step_is_never_in_the_past", &[]) {
+        return;
+    }
+    let s = Scenario::new(
+        r#"
+        let n = alloc_ip(1);
+        sleep(0.5);
+        let t = now();
+        let spins = 0;
+        // Bounded: a real run dry-runs its script first, where now() stands still.
+        while spins < 300000 && now() < t + 0.03 { spins += 1; }
+        metric("t", t);
+        metric("asked_at", now());
+        at(t + 0.01, || metric("ran_at", now()));
+        let refused = false;
+        try { at(t - 0.2, || metric("never", 1)); } catch (e) { refused = true; }
+        metric("refused", if refused { 1 } else { 0 });
+        sleep(0.2);
+        "#,
+    );
+    real_run(&s);
+    let events = s.events();
+    let metric = |name: &str| -> Vec<f64> {
+        of(&events, "metric")
+            .iter()
+            .filter(|e| e["name"] == name)
+            .map(|e| e["value"].as_f64().expect("a number"))
+            .collect()
+    };
+    let (asked, ran) = (metric("asked_at"), metric("ran_at"));
+    assert!(
+        asked[0] > metric("t")[0] + 0.01,
+        "the step outlasted the time it asked for: {asked:?}"
+    );
+    assert_eq!(ran.len(), 1, "the callback ran once: {events:?}");
+    assert!(ran[0] >= asked[0], "it ran after it was asked for: {ran:?} {asked:?}");
+    assert_eq!(metric("refused"), [1.0]);
+    assert!(metric("never").is_empty());
+}

@@ -36,6 +36,10 @@ pub struct ScriptState {
     /// Number of `sleep` calls so far; the watchdog resets when it changes.
     pub sleeps: AtomicU64,
     callback_depth: AtomicU32,
+    /// The experiment time the script's current step began: the due time of the running
+    /// callback, or where its last sleep or wait ended. Real time runs on while a step
+    /// computes, so `at()` measures "the past" from here rather than from `now()`.
+    step_began: AtomicU64,
     /// The latest experiment time a run may reach (dry-run), to stop scripts that never end.
     horizon: Option<Nanos>,
     /// Where the script is: data files it names (traces, graphs) are found from there.
@@ -81,6 +85,7 @@ impl ScriptState {
             params: Mutex::new(params),
             sleeps: AtomicU64::new(0),
             callback_depth: AtomicU32::new(0),
+            step_began: AtomicU64::new(0),
             horizon,
         })
     }

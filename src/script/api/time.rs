@@ -87,8 +87,11 @@ fn callback(a: &Args, i: usize) -> ApiResult<Func> {
 fn at(s: &ScriptState, _: &mut dyn Host, a: &Args) -> ApiResult<Value> {
     let due = duration("", a.at(0))?;
     let f = callback(a, 1)?;
-    let now = s.lab().now();
-    if due < now {
+    // A time computed from now() in this step is never in the past, even when the real
+    // clock moved on while the step ran (a tiny session draw in the churn model, say): it is
+    // due at once. Before the step began it is a mistake, most often a delay given as a time.
+    if due < s.step_began.load(Ordering::SeqCst) {
+        let now = s.lab().now();
         return Err(ApiError::msg(format!(
             "time {} is in the past (now is {}); at() takes an experiment time, \
              use at(now() + delay, ...) for a delay",
@@ -217,6 +220,7 @@ pub fn step(host: &mut dyn Host, s: &ScriptState, d: Nanos) -> ApiResult<()> {
 
 fn advance(state: &ScriptState, t: Nanos) -> ApiResult<()> {
     state.lab().advance_to(t)?;
+    state.step_began.fetch_max(t, Ordering::SeqCst);
     Ok(())
 }
 
