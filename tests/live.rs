@@ -171,7 +171,10 @@ fn an_at_time_computed_in_this_step_is_never_in_the_past() {
         "the step outlasted the time it asked for: {asked:?}"
     );
     assert_eq!(ran.len(), 1, "the callback ran once: {events:?}");
-    assert!(ran[0] >= asked[0], "it ran after it was asked for: {ran:?} {asked:?}");
+    assert!(
+        ran[0] >= asked[0],
+        "it ran after it was asked for: {ran:?} {asked:?}"
+    );
     assert_eq!(metric("refused"), [1.0]);
     assert!(metric("never").is_empty());
 }

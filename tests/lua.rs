@@ -59,27 +59,34 @@ fn assert_twins(rhai: &Path, lua: &Path, seed: u64, params: &[(&str, &str)]) -> 
     a.iter().filter(|&&c| c == b'\n').count()
 }
 
-#[test]
-fn every_scenario_has_a_lua_twin_with_the_same_events() {
-    let mut twins = Vec::new();
-    for entry in std::fs::read_dir(repo().join("scripts")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "lua") {
-            twins.push(path);
+/// The scenarios of `scripts/` and `scripts/labs/`, in name order.
+fn rhai_scenarios() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for dir in ["scripts", "scripts/labs"] {
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rhai") {
+                found.push(path);
+            }
         }
     }
-    twins.sort();
-    let names: Vec<String> = twins
+    found.sort();
+    found
+}
+
+#[test]
+fn every_scenario_has_a_lua_twin_with_the_same_events() {
+    let scenarios = rhai_scenarios();
+    assert!(scenarios.len() >= 10, "{scenarios:?}");
+    let missing: Vec<_> = scenarios
         .iter()
-        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .filter(|p| !p.with_extension("lua").is_file())
         .collect();
-    assert!(names.contains(&"churn".to_string()), "{names:?}");
-    assert!(names.contains(&"bittorrent".to_string()), "{names:?}");
-    for lua in &twins {
-        let rhai = lua.with_extension("rhai");
-        assert!(rhai.is_file(), "{} has no Rhai twin", lua.display());
+    assert!(missing.is_empty(), "no Lua twin for {missing:?}");
+    for rhai in &scenarios {
+        let lua = rhai.with_extension("lua");
         for seed in [1, 3, 77] {
-            let events = assert_twins(&rhai, lua, seed, &[]);
+            let events = assert_twins(rhai, &lua, seed, &[]);
             assert!(events > 10, "{}: {events} events", lua.display());
         }
     }
