@@ -339,3 +339,93 @@ fn the_lua_stdlib_modules_are_twins_of_the_rhai_ones() {
         assert!(events > 40, "{events} events");
     }
 }
+
+/// The frames under an error, `called from FILE:line[:col] (what)`, as (file, line, what):
+/// the columns differ where `local` stands for `let`.
+fn frames(err: &str) -> Vec<(String, usize, String)> {
+    err.lines()
+        .filter_map(|l| l.trim().strip_prefix("called from "))
+        .map(|f| {
+            let (place, what) = f.split_once(" (").expect("a frame names what was called");
+            let mut parts = place.split(':');
+            let file = parts
+                .next()
+                .unwrap()
+                .replace(".rhai", "")
+                .replace(".lua", "");
+            let line = parts.next().unwrap().parse().unwrap();
+            (file, line, what.trim_end_matches(')').to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn callbacks_and_modules_trace_their_errors_as_in_rhai() {
+    let cases: &[(&str, &str)] = &[
+        // A scheduled callback that fails in a function, run by a sleep inside a function.
+        (
+            "let n = alloc_ip(2);\nfn boom(p) {\n    shape(p, #{ up: \"fast\" });\n}\n\
+             fn run() {\n    sleep(10);\n}\nat(5, || boom(n[0]));\nrun();\n",
+            "local n = alloc_ip(2)\nfunction boom(p)\n    shape(p, { up = \"fast\" })\nend\n\
+             local function run()\n    sleep(10)\nend\nat(5, function() boom(n[1]) end)\nrun()\n",
+        ),
+        // A condition of wait_until: a direct callback.
+        (
+            "let n = alloc_ip(1);\nlet ok = wait_until(|| n[0].nosuch > 1, 5);\n",
+            "local n = alloc_ip(1)\nlocal ok = wait_until(function() return n[1].nosuch > 1 end, 5)\n",
+        ),
+        // A module's function, and a module that does not compile.
+        (
+            "let n = alloc_ip(1);\nimport \"h\" as h;\nh::setup(n);\n",
+            "local n = alloc_ip(1)\nlocal h = require \"h\"\nh.setup(n)\n",
+        ),
+        (
+            "let n = alloc_ip(1);\nimport \"broken\" as b;\n",
+            "local n = alloc_ip(1)\nlocal b = require \"broken\"\n",
+        ),
+    ];
+    let modules = [
+        (
+            "h.rhai",
+            "fn setup(n) {\n    shape(n, #{ down: \"10 potatoes\" });\n}\n",
+        ),
+        (
+            "h.lua",
+            "local M = {} function M.setup(n)\n    shape(n, { down = \"10 potatoes\" })\nend\nreturn M\n",
+        ),
+        ("broken.rhai", "fn f( {\n"),
+        ("broken.lua", "local function f(\n"),
+    ];
+    let mut wrong = Vec::new();
+    for (rhai, lua) in cases {
+        let pair = Pair::new(rhai, lua);
+        for (name, text) in modules {
+            std::fs::write(pair.dir.path().join(name), text).unwrap();
+        }
+        let (r, l) = (pair.err("rhai", None), pair.err("lua", None));
+        let first = |e: &str| {
+            e.lines()
+                .next()
+                .unwrap_or_default()
+                .replace(".rhai", ".lua")
+        };
+        let same_leaf = if r.contains("syntax error") {
+            l.contains("syntax error")
+        } else {
+            // The place's column may differ; the file, line and message may not.
+            let strip = |e: &str| {
+                let f = first(e);
+                let (file_line, _) = f.split_at(f.find(": ").unwrap_or(0));
+                let msg = &f[f.find(": ").unwrap_or(0)..];
+                let file_line: Vec<_> = file_line.split(':').take(2).collect();
+                format!("{}{msg}", file_line.join(":"))
+            };
+            strip(&r) == strip(&l)
+        };
+        let (rf, lf) = (frames(&r), frames(&l));
+        if !same_leaf || rf != lf || rf.is_empty() {
+            wrong.push(format!("rhai: {r}\nlua:  {l}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}

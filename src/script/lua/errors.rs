@@ -1,7 +1,8 @@
 //! Lua errors as users see them, in the words and places of the Rhai binding's: a primitive's
 //! error at its call (`file:line:col: shape: ...`), Lua's own errors at the line Lua names.
 //! Lua's debug information has lines only; the column is where the primitive's name stands
-//! in that line, when it stands there once.
+//! in that line, when it stands there once. The trace below a message is Rhai's too: the
+//! functions on the way, the sleep that ran a callback and where the callback was scheduled.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -44,13 +45,45 @@ pub fn caller(lua: &Lua, level: usize, name: Option<&str>) -> Option<Location> {
     Some(Location { file, line, col })
 }
 
+/// The Lua functions between a Rust function and the Rust code that called into Lua (the
+/// run, a sleep running a callback, `require`), innermost first: where each was called from,
+/// and its name. `level` 1 is the function that called the Rust function.
+pub fn frames(lua: &Lua, level: usize) -> Vec<(Location, String)> {
+    let mut out = Vec::new();
+    for level in level.. {
+        let frame = lua.inspect_stack(level, |d| {
+            (d.source().what, d.names().name.map(|n| n.to_string()))
+        });
+        // A chunk's own code ("main") or Rust ("C") ends the stretch of Lua.
+        let Some(("Lua", name)) = frame else { break };
+        let Some(at) = caller(lua, level + 1, name.as_deref()) else {
+            break;
+        };
+        let what = match name {
+            Some(n) => format!("in {n}()"),
+            None => "callback".to_string(),
+        };
+        out.push((at, what));
+    }
+    out
+}
+
 /// An error at the caller's place; `name: ` before the message when a primitive raised it.
 pub fn located(lua: &Lua, name: Option<&str>, msg: impl fmt::Display) -> mlua::Error {
     let message = match name {
         Some(n) => format!("{n}: {msg}"),
         None => msg.to_string(),
     };
-    mlua::Error::external(Located(ScriptError::new(caller(lua, 1, name), message)))
+    let mut e = ScriptError::new(caller(lua, 1, name), message);
+    e.trace = frames(lua, 1);
+    mlua::Error::external(Located(e))
+}
+
+/// `err`, which came up from Lua code that Rust called, with the frames `more` outside it.
+pub fn called_from(err: &mlua::Error, more: Vec<(Location, String)>) -> mlua::Error {
+    let mut e = to_script_error(err);
+    e.trace.extend(more);
+    mlua::Error::external(Located(e))
 }
 
 /// An error at the code a hook interrupted.

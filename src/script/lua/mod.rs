@@ -164,8 +164,13 @@ fn register_require(lua: &Lua, scenario: &Scenario) -> mlua::Result<()> {
         }
         let (text, file) =
             find_module(&name, &script, &dir).map_err(|msg| located(lua, Some("require"), msg))?;
-        let chunk =
-            compile(lua, &text, &file).map_err(|e| mlua::Error::external(errors::Located(e)))?;
+        // As in Rhai, a module's error is called from its import.
+        let imported = |e: &mlua::Error| {
+            let at = errors::caller(lua, 1, Some("require")).map(|at| (at, "import".to_string()));
+            errors::called_from(e, at.into_iter().chain(errors::frames(lua, 1)).collect())
+        };
+        let chunk = compile(lua, &text, &file)
+            .map_err(|e| imported(&mlua::Error::external(errors::Located(e))))?;
         loaded.raw_set(name.as_str(), false)?;
         let value = chunk.call::<LuaValue>(());
         let value = match value {
@@ -173,7 +178,7 @@ fn register_require(lua: &Lua, scenario: &Scenario) -> mlua::Result<()> {
             Ok(v) => v,
             Err(e) => {
                 loaded.raw_set(name.as_str(), LuaValue::Nil)?;
-                return Err(e);
+                return Err(imported(&e));
             }
         };
         loaded.raw_set(name.as_str(), value.clone())?;

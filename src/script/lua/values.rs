@@ -9,10 +9,11 @@ use mlua::{
     UserDataMethods, Value as LuaValue,
 };
 
-use super::errors::located;
+use super::errors::{called_from, caller, frames, located};
 use crate::script::api::call::{ApiError, CallKind, Host, Prim, Prop, invoke};
 use crate::script::api::value::{Func, Table, Value};
 use crate::script::api::{self, ScriptState};
+use crate::script::error::Location;
 
 /// Tables nested deeper than this are refused (a table that contains itself would not end).
 const MAX_DEPTH: usize = 64;
@@ -20,8 +21,12 @@ const MAX_DEPTH: usize = 64;
 /// Where the primitives are kept for handles' methods, whatever the script does to globals.
 const PRIMS_KEY: &str = "p2plab.prims";
 
-/// A script's function, to be called back by a primitive.
-pub struct LuaFn(pub Function);
+/// A script's function, to be called back by a primitive, and the call that handed it over
+/// (where a scheduled callback was scheduled).
+pub struct LuaFn {
+    pub function: Function,
+    origin: Option<Location>,
+}
 
 /// A handle (Node, Proc, Timer, Topology) in Lua.
 #[derive(Clone)]
@@ -97,10 +102,13 @@ fn prim_function(lua: &Lua, prim: &'static Prim) -> mlua::Result<Function> {
     lua.create_function(move |lua, args: MultiValue| {
         let values = args
             .iter()
-            .map(|v| from_lua(lua, v, 0))
+            .map(|v| from_lua(lua, v, Some(prim.name)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|m| located(lua, Some(prim.name), m))?;
-        let mut host = LuaHost { lua };
+        let mut host = LuaHost {
+            lua,
+            prim: prim.name,
+        };
         match invoke(prim, &state(lua), &mut host, values) {
             Ok(v) => to_lua(lua, v),
             Err(e) => Err(api_err(lua, prim.name, e)),
@@ -111,39 +119,60 @@ fn prim_function(lua: &Lua, prim: &'static Prim) -> mlua::Result<Function> {
 fn api_err(lua: &Lua, name: &str, e: ApiError) -> mlua::Error {
     match e {
         ApiError::Msg(m) => located(lua, Some(name), m),
+        // A callback's error: the functions around this call are outside it.
         ApiError::Script(inner) => match inner.downcast::<mlua::Error>() {
-            Ok(e) => *e,
+            Ok(e) => called_from(&e, frames(lua, 1)),
             Err(_) => located(lua, Some(name), "an error from another script language"),
         },
     }
 }
 
+/// Calls a script's functions back for the primitive `prim`.
 struct LuaHost<'a> {
     lua: &'a Lua,
+    prim: &'static str,
 }
 
 impl Host for LuaHost<'_> {
-    fn call(&mut self, f: &Func, _: CallKind) -> Result<Value, ApiError> {
-        let Some(LuaFn(function)) = f.get::<LuaFn>() else {
+    fn call(&mut self, f: &Func, kind: CallKind) -> Result<Value, ApiError> {
+        let Some(LuaFn { function, origin }) = f.get::<LuaFn>() else {
             return Err(ApiError::msg("a function from another script language"));
         };
         match function.call::<LuaValue>(()) {
-            Ok(v) => from_lua(self.lua, &v, 0).map_err(ApiError::Msg),
-            Err(e) => Err(ApiError::Script(Box::new(e))),
+            Ok(v) => from_lua(self.lua, &v, None).map_err(ApiError::Msg),
+            Err(e) => {
+                // As in Rhai: the callback ran from this call, and was scheduled there.
+                let mut more: Vec<_> = caller(self.lua, 1, Some(self.prim))
+                    .map(|at| (at, "callback".to_string()))
+                    .into_iter()
+                    .collect();
+                if let (CallKind::Scheduled, Some(at)) = (kind, origin) {
+                    more.push((at.clone(), "scheduled by at()/every()".to_string()));
+                }
+                Err(ApiError::Script(Box::new(called_from(&e, more))))
+            }
         }
     }
 }
 
-/// A Lua value as a primitive sees it; a table neither a sequence nor a map is refused.
-pub fn from_lua(lua: &Lua, v: &LuaValue, depth: usize) -> Result<Value, String> {
+/// A Lua value as the primitive `prim` sees it (`None`: a value a callback returned); a table
+/// neither a sequence nor a map is refused.
+pub fn from_lua(lua: &Lua, v: &LuaValue, prim: Option<&str>) -> Result<Value, String> {
+    value(lua, v, prim, 0)
+}
+
+fn value(lua: &Lua, v: &LuaValue, prim: Option<&str>, depth: usize) -> Result<Value, String> {
     Ok(match v {
         LuaValue::Nil => Value::Unit,
         LuaValue::Boolean(b) => Value::Bool(*b),
         LuaValue::Integer(i) => Value::Int(*i),
         LuaValue::Number(x) => Value::Float(*x),
         LuaValue::String(s) => Value::Str(s.to_string_lossy()),
-        LuaValue::Table(t) => table(lua, t, depth)?,
-        LuaValue::Function(f) => Value::Func(Func::new(LuaFn(f.clone()))),
+        LuaValue::Table(t) => table(lua, t, prim, depth)?,
+        LuaValue::Function(f) => Value::Func(Func::new(LuaFn {
+            function: f.clone(),
+            origin: prim.and_then(|name| caller(lua, 1, Some(name))),
+        })),
         LuaValue::UserData(u) => match u.borrow::<Handle>() {
             Ok(h) => h.0.clone(),
             Err(_) => return Err("a userdata that is not a p2plab handle".to_string()),
@@ -157,7 +186,7 @@ pub fn from_lua(lua: &Lua, v: &LuaValue, depth: usize) -> Result<Value, String> 
     })
 }
 
-fn table(lua: &Lua, t: &LuaTable, depth: usize) -> Result<Value, String> {
+fn table(lua: &Lua, t: &LuaTable, prim: Option<&str>, depth: usize) -> Result<Value, String> {
     if depth >= MAX_DEPTH {
         return Err(format!(
             "a table nested more than {MAX_DEPTH} deep (does it contain itself?)"
@@ -168,7 +197,7 @@ fn table(lua: &Lua, t: &LuaTable, depth: usize) -> Result<Value, String> {
     let mut map = Table::new();
     for pair in t.clone().pairs::<LuaValue, LuaValue>() {
         let (k, v) = pair.map_err(|e| e.to_string())?;
-        let v = from_lua(lua, &v, depth + 1)?;
+        let v = value(lua, &v, prim, depth + 1)?;
         match k {
             LuaValue::Integer(i) if i >= 1 && (i as usize) <= len => items.push((i, v)),
             LuaValue::String(s) => {
@@ -218,7 +247,7 @@ pub fn to_lua(lua: &Lua, v: Value) -> mlua::Result<LuaValue> {
             LuaValue::Table(t)
         }
         Value::Func(f) => match f.get::<LuaFn>() {
-            Some(LuaFn(function)) => LuaValue::Function(function.clone()),
+            Some(LuaFn { function, .. }) => LuaValue::Function(function.clone()),
             None => LuaValue::Nil,
         },
         handle => LuaValue::UserData(lua.create_userdata(Handle(handle))?),
