@@ -1,128 +1,18 @@
 //! Plain words for what scripts handle: "an integer", "a string", "a Node" instead of Rust's
 //! and Rhai's type names (`i64`, `&str | ImmutableString | String`,
-//! `p2plab::script::api::nodes::Node`), and what each primitive expects, for the errors of a
-//! call with arguments of the wrong kinds. Nothing here touches the lab.
+//! `p2plab::script::api::nodes::Node`), for the errors of a call with arguments of the wrong
+//! kinds. Nothing here touches the lab.
 
 use rhai::Dynamic;
 
-/// What a target is, in the words of the reference.
-const TARGET: &str = "a target (a Node, an array of Nodes or a group name)";
-
-/// What each primitive takes, for a call none of its forms accepts. Functions missing here
-/// (Rhai's own, or new ones) get "exists, but not for ...".
-const EXPECTS: &[(&str, &str)] = &[
-    (
-        "alloc_ip",
-        "a number of nodes (an integer) and optionally a map of options #{ group, worker }",
-    ),
-    ("nodes", "no argument, or a group name"),
-    (
-        "shape",
-        "a target (a Node, an array of Nodes or a group name) and a map of options",
-    ),
-    ("link_groups", "two group names and a map of options"),
-    ("group_link", "two group names"),
-    (
-        "capture",
-        "a target (a Node, an array of Nodes or a group name) and optionally a map of options #{ snaplen, max_size }",
-    ),
-    ("stop_capture", TARGET),
-    (
-        "spawn",
-        "a target (a Node, an array of Nodes or a group name), a command (a string) and optionally a map of options #{ env, shell, user, stdout }",
-    ),
-    ("procs", TARGET),
-    (
-        "read_file",
-        "a Node and a file name in its folder (a string)",
-    ),
-    (
-        "read_json",
-        "a Node and a file name in its folder (a string)",
-    ),
-    ("output", "a Proc, as in p.output()"),
-    ("parse_json", "text (a string)"),
-    ("size_bytes", "a size (\"64kb\" or bytes)"),
-    ("wait", "a Proc, as in p.wait()"),
-    ("kill", "a Proc, as in p.kill()"),
-    ("fail_node", TARGET),
-    ("revive", TARGET),
-    (
-        "leave",
-        "a target (a Node, an array of Nodes or a group name) and optionally a map of options #{ grace }",
-    ),
-    ("sleep", "a duration (\"30ms\", \"2s\" or seconds)"),
-    ("now", "no argument"),
-    (
-        "wait_until",
-        "a condition (a closure such as || node.rx_bytes > 1000) and a timeout (a duration)",
-    ),
-    (
-        "at",
-        "a time (a duration since the start) and a function (a closure such as || fail_node(p), or a function's name)",
-    ),
-    (
-        "every",
-        "a period (a duration) and a function (a closure such as || fail_node(p), or a function's name)",
-    ),
-    ("cancel", "a Timer, as in t.cancel()"),
-    (
-        "param",
-        "a parameter name (a string) and optionally a default value",
-    ),
-    ("rand", "no argument"),
-    ("rand_int", "two integers, lo and hi"),
-    ("rand_exp", "a mean (a number greater than 0)"),
-    (
-        "rand_pareto",
-        "a scale and a shape (two numbers greater than 0)",
-    ),
-    (
-        "rand_weibull",
-        "a scale and a shape (two numbers greater than 0)",
-    ),
-    ("shuffle", "an array"),
-    ("pick", "an array"),
-    (
-        "log",
-        "a message (a string or any value), or a number and a base for a logarithm",
-    ),
-    ("metric", "a name (a string) and a value (a number)"),
-    (
-        "load_gml",
-        "a file name (a string) and optionally a map of options #{ names, shortest_paths }",
-    ),
-    ("load_latency_csv", "a file name (a string)"),
-    ("graph", "no argument"),
-    (
-        "add_vertex",
-        "a Topology, a vertex name (a string) and optionally a map of options, as in g.add_vertex(name, #{ up })",
-    ),
-    (
-        "add_edge",
-        "a Topology, two vertex names (strings) and optionally a map of options, as in g.add_edge(a, b, #{ latency })",
-    ),
-    (
-        "place",
-        "a Topology, a number of nodes (an integer) and optionally a map of options, as in t.place(n, #{ by: \"random\" })",
-    ),
-    (
-        "path",
-        "a Topology and two vertex names (strings), as in t.path(a, b)",
-    ),
-    ("vertices", "a Topology, as in t.vertices()"),
-    (
-        "trace_rates",
-        "a trace file's name (a string) and optionally a window (a duration)",
-    ),
-    ("trace_delays", "a trace file's name (a string)"),
-    ("duration_secs", "a duration (\"30ms\", \"2s\" or seconds)"),
-    ("rate_bits", "a rate (\"2mbit\", \"128kbit\" or bits/s)"),
-];
-
-/// What `name` takes, if it is a primitive.
+/// What `name` takes, if it is a primitive: its `expects`, for a call none of its forms
+/// accepts.
 pub fn expects(name: &str) -> Option<&'static str> {
-    EXPECTS.iter().find(|(n, _)| *n == name).map(|(_, e)| *e)
+    super::api::PRIMS
+        .iter()
+        .flat_map(|t| t.iter())
+        .find(|p| p.name == name)
+        .map(|p| p.expects)
 }
 
 /// A type, named by Rust (`i64`, `alloc::string::String`, `p2plab::...::Node`) or by Rhai
