@@ -135,7 +135,7 @@ const CASES: &[(&str, &str, &str)] = &[
         "2:1",
         "wait_until: timeout: \"soon\" is not a duration",
     ),
-    ("print(y);\n", "1:7", "Undefined variable: y"),
+    ("print(y);\n", "1:7", "unknown variable y"),
     (
         "sleep(10);\nshape(\"nobody\", #{ up: \"1mbit\" });\n",
         "2:1",

@@ -143,6 +143,10 @@ fn leaf_message(err: &EvalAltResult, known_fns: &[String]) -> String {
         }
         EvalAltResult::ErrorRuntime(msg, _) => msg.to_string(),
         EvalAltResult::ErrorTerminated(msg, _) => msg.to_string(),
+        // Strict variables find this before the run: the same words as at run time (and Lua).
+        EvalAltResult::ErrorParsing(rhai::ParseErrorType::VariableUndefined(name), _) => {
+            format!("unknown variable {name}")
+        }
         EvalAltResult::ErrorParsing(p, _) => format!("syntax error: {p}"),
         EvalAltResult::ErrorFunctionNotFound(sig, _) => not_found(sig, known_fns),
         EvalAltResult::ErrorDotExpr(text, _) => property_message(text, known_fns),
