@@ -22,9 +22,10 @@ use errors::{Sources, located, located_here, to_script_error};
 const HOOK_EVERY: u32 = 1000;
 
 /// Modules shipped in `stdlib/`, in Lua: twins of the Rhai modules of the same names, which
-/// `tests/lua.rs` checks give the same events. (`conditions` has no Lua twin yet.)
+/// `tests/lua.rs` checks give the same events.
 pub const STDLIB: &[(&str, &str)] = &[
     ("churn", include_str!("../../../stdlib/churn.lua")),
+    ("conditions", include_str!("../../../stdlib/conditions.lua")),
     ("topology", include_str!("../../../stdlib/topology.lua")),
 ];
 
