@@ -267,3 +267,53 @@ pub fn from_value(v: Value) -> Dynamic {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `log` and `str` write a float as Rhai's `${x}` does, whichever language called them.
+    #[test]
+    fn floats_print_as_rhai_prints_them() {
+        let mut xs = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -2.0,
+            0.1,
+            0.3,
+            2.5,
+            1.0 / 3.0,
+            0.1 + 0.2,
+            1e12,
+            1e13,
+            1.5e13,
+            9_999_999_827_968.0,
+            9_999_999_827_969.0,
+            1e14,
+            1e-13,
+            9.99e-14,
+            1e-14,
+            1e300,
+            -1e300,
+            123_456.789,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::INFINITY,
+            f64::NAN,
+        ];
+        let mut x = 1.234_567_890_123e-17;
+        while x < 1e18 {
+            xs.push(x);
+            xs.push(-x * 7.0);
+            x *= 3.7;
+        }
+        for x in xs {
+            assert_eq!(
+                Value::Float(x).to_string(),
+                Dynamic::from_float(x).to_string(),
+                "{x:?}"
+            );
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! What a script tells the results: `log`, `metric`, and what it asks the command line:
+//! What a script tells the results: `log`, `metric` (and `str`, a value as `log` writes it),
+//! and what it asks the command line:
 //! `param` (values from `--set name=value`) and `script_dir()` (where the script is, for
 //! the programs and files it ships beside it).
 
@@ -29,6 +30,15 @@ pub const PRIMS: &[Prim] = &[
             lab.record(event)?;
             Ok(Value::Unit)
         },
+    },
+    // Lua's own `tostring` and `..` write floats with 14 digits; this is the text `log` and
+    // Rhai's `${v}` write, so that twins' commands and messages are the same bytes.
+    Prim {
+        name: "str",
+        min: 1,
+        max: 1,
+        expects: "a value",
+        f: |_, _, a| Ok(Value::str(a.at(0).to_string())),
     },
     Prim {
         name: "metric",

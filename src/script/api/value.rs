@@ -238,10 +238,18 @@ fn write_nested(f: &mut fmt::Formatter<'_>, v: &Value) -> fmt::Result {
     }
 }
 
-/// Rhai's way with floats, kept for both languages: `2.0`, `0.25`, `1e-7`.
+/// Rhai's way with floats, kept for both languages: `2.0`, `0.25`, and the exponent form
+/// beyond 1e13 or below 1e-13 (`1e14`, `1e-14`), its thresholds (f32 constants) included.
 fn write_float(f: &mut fmt::Formatter<'_>, x: f64) -> fmt::Result {
-    if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 {
-        write!(f, "{x:.1}")
+    const MAX_NATURAL: f32 = 10_000_000_000_000.0;
+    const MIN_NATURAL: f32 = 0.000_000_000_000_1;
+    let abs = x.abs();
+    if abs == 0.0 {
+        f.write_str("0.0")
+    } else if abs > f64::from(MAX_NATURAL) || abs < f64::from(MIN_NATURAL) {
+        write!(f, "{x:e}")
+    } else if x.fract() == 0.0 {
+        write!(f, "{x}.0")
     } else {
         write!(f, "{x}")
     }
