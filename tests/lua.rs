@@ -1,4 +1,4 @@
-//! Lua scenarios: every scenario of `scripts/` and its Lua twin write byte-identical
+//! Lua scenarios: every scenario of `scripts/` and `scripts/labs/` and its Lua twin write byte-identical
 //! `events.jsonl` in a dry-run with the same seed; the error cases of the Rhai tests give the
 //! same messages and lines from Lua; the stdlib modules in Lua are twins of the Rhai ones;
 //! `scripts/churn.lua` runs in real mode (root).
@@ -332,7 +332,23 @@ fn the_lua_churn_scenario_runs_real_programs() {
 
 #[test]
 fn the_lua_stdlib_modules_are_twins_of_the_rhai_ones() {
-    // Every function of `churn` and `topology`, in both languages (tests/lua_twins/).
+    // Every module of stdlib/ has its twin, and every function of each is called, in both
+    // languages, by tests/lua_twins/.
+    let twins = std::fs::read_to_string(repo().join("tests/lua_twins/stdlib.lua")).unwrap();
+    for entry in std::fs::read_dir(repo().join("stdlib")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rhai") {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            assert!(
+                path.with_extension("lua").is_file(),
+                "stdlib/{name} has no Lua twin"
+            );
+            assert!(
+                twins.contains(&format!("require \"{name}\"")),
+                "tests/lua_twins/stdlib.lua does not require {name}"
+            );
+        }
+    }
     let dir = repo().join("tests/lua_twins");
     for seed in [1, 2, 9] {
         let events = assert_twins(&dir.join("stdlib.rhai"), &dir.join("stdlib.lua"), seed, &[]);
