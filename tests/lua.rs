@@ -1,5 +1,5 @@
-//! Lua scenarios: every scenario of `scripts/` and `scripts/labs/` and its Lua twin write byte-identical
-//! `events.jsonl` in a dry-run with the same seed; the error cases of the Rhai tests give the
+//! Lua scenarios: every scenario of `scripts/` and `scripts/labs/` and its Lua twin write
+//! byte-identical `events.jsonl` in a dry-run with the same seed; the error cases of the Rhai tests give the
 //! same messages and lines from Lua; the stdlib modules in Lua are twins of the Rhai ones;
 //! `scripts/churn.lua` runs in real mode (root).
 
