@@ -1,6 +1,7 @@
 -- conditions: network conditions that change over time (stdlib module of p2plab), the twin of
 -- stdlib/conditions.rhai: the same shape() and link_groups() calls at the same times, so the
--- same scenario gives the same events from either language, and the same errors.
+-- same scenario gives the same events from either language, and the same errors (the values
+-- in them written by str(), as Rhai's `${v}` writes them).
 --
 --   local cond = require "conditions"
 --   cond.ramp(peers, "down", "10mbit", "1mbit", 30, 60, 9)   -- 10 -> 1 Mbit/s from 30 s to 90 s
@@ -13,80 +14,6 @@
 -- target is what shape() takes: a Node, a table of Nodes or a group name.
 
 local conditions = {}
-
--- Rhai prints a float in full below these and with an exponent beyond them (its limits are
--- f32s: 1e13 and 1e-13 as f32).
-local NATURAL_MAX, NATURAL_MIN = 0x1.2309cep+43, 0x1.c25c26p-44
-
--- The shortest decimal digits that read back as x (finite, not 0), and the power of ten of
--- the first: 12.5 is "125", 1.
-local function digits(x)
-  for p = 0, 16 do
-    local s = string.format("%." .. p .. "e", x)
-    if p == 16 or tonumber(s) == x then
-      local first, rest, e = s:match("^-?(%d)%.?(%d*)e([-+]%d+)$")
-      return (first .. rest):gsub("0+$", ""), tonumber(e)
-    end
-  end
-end
-
--- x as Rust writes it: positional ("0.0001", "120.0") or with an exponent ("1e300").
-local function float_text(x, exponent)
-  local d, e = digits(x)
-  local sign = x < 0 and "-" or ""
-  if exponent then
-    return sign .. d:sub(1, 1) .. (#d > 1 and "." .. d:sub(2) or "") .. "e" .. e
-  end
-  if e < 0 then
-    return sign .. "0." .. string.rep("0", -e - 1) .. d
-  elseif #d <= e + 1 then
-    return sign .. d .. string.rep("0", e + 1 - #d) .. ".0"
-  end
-  return sign .. d:sub(1, e + 1) .. "." .. d:sub(e + 2)
-end
-
-local text
-
--- A float, or a value inside a table, as Rhai's debug form prints it.
-local function nested(v)
-  if math.type(v) == "float" then
-    local a = math.abs(v)
-    if v ~= v then return "NaN" end
-    if a == math.huge then return v < 0 and "-inf" or "inf" end
-    if a == 0 then return (1 / v < 0) and "-0.0" or "0.0" end
-    return float_text(v, a < 1e-4 or a >= 1e16)
-  elseif type(v) == "string" then
-    return '"' .. v:gsub('[\\"]', "\\%0"):gsub("\n", "\\n"):gsub("\t", "\\t"):gsub("\r", "\\r")
-      .. '"'
-  end
-  return text(v)
-end
-
--- A value as Rhai's `${v}` prints it, so that messages read the same from both languages:
--- nil is empty, floats keep a decimal point, tables are [a, b] or #{"k": v}.
-text = function(v)
-  if math.type(v) == "float" then
-    local a = math.abs(v)
-    if v ~= v then return "NaN" end
-    if a == 0 then return "0.0" end
-    if a == math.huge then return v < 0 and "-inf" or "inf" end
-    return float_text(v, a > NATURAL_MAX or a < NATURAL_MIN)
-  elseif v == nil then
-    return ""
-  elseif type(v) ~= "table" then
-    return tostring(v)
-  end
-  local parts = {}
-  if #v > 0 or next(v) == nil then
-    for i, item in ipairs(v) do parts[i] = nested(item) end
-    return "[" .. table.concat(parts, ", ") .. "]"
-  end
-  local keys = {}
-  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  for i, k in ipairs(keys) do parts[i] = nested(k) .. ": " .. nested(v[k]) end
-  return "#{" .. table.concat(parts, ", ") .. "}"
-end
 
 -- Rust's f64::round, half away from zero, as an integer.
 local function round(v)
@@ -114,9 +41,9 @@ local function value_of(key, v)
     return duration_secs(v)
   elseif key == "loss" then
     if type(v) == "number" then return v + 0.0 end
-    error("conditions: loss is a number between 0.0 and 1.0, got " .. text(v))
+    error("conditions: loss is a number between 0.0 and 1.0, got " .. str(v))
   end
-  error('conditions: key must be "up", "down", "latency", "jitter" or "loss", got ' .. text(key))
+  error('conditions: key must be "up", "down", "latency", "jitter" or "loss", got ' .. str(key))
 end
 
 -- A value between a and b (fraction f of the way), rates rounded to whole bits/s.
@@ -145,7 +72,7 @@ end
 local function check_opts(what, opts, allowed)
   if not is_map(opts) then
     error("conditions: " .. what .. " takes its options as a map, like { start = 10 }, got "
-      .. text(opts))
+      .. str(opts))
   end
   local known = {}
   for _, k in ipairs(allowed) do known[k] = true end
@@ -154,7 +81,7 @@ local function check_opts(what, opts, allowed)
   table.sort(keys)
   for _, key in ipairs(keys) do
     if not known[key] then
-      error("conditions: " .. what .. ": unknown option " .. key .. " (expected " .. text(allowed)
+      error("conditions: " .. what .. ": unknown option " .. key .. " (expected " .. str(allowed)
         .. ")")
     end
   end
@@ -165,7 +92,7 @@ local function window(what, start, stop)
   local s = duration_secs(start)
   local e = duration_secs(stop)
   if e < s then
-    error("conditions: " .. what .. ": end (" .. text(e) .. " s) is before start (" .. text(s)
+    error("conditions: " .. what .. ": end (" .. str(e) .. " s) is before start (" .. str(s)
       .. " s)")
   end
   return { s, e }
@@ -188,7 +115,7 @@ function conditions.ramp(target, key, from, to, start, duration, steps)
   local t0 = duration_secs(start)
   local d = duration_secs(duration)
   if math.type(steps) ~= "integer" or steps < 1 then
-    error("conditions: ramp: steps must be a whole number ≥ 1, got " .. text(steps))
+    error("conditions: ramp: steps must be a whole number ≥ 1, got " .. str(steps))
   end
   for i = 0, steps do
     local f = i / steps
@@ -215,7 +142,7 @@ function conditions.square(target, key, low, high, period, start, stop)
   local hi = change(key, value_of(key, high))
   local p = duration_secs(period)
   if p <= 0.0 then
-    error("conditions: square: period must be longer than 0, got " .. text(period))
+    error("conditions: square: period must be longer than 0, got " .. str(period))
   end
   local w = window("square", start, stop)
   if w[1] < w[2] then
@@ -250,8 +177,8 @@ function conditions.on_off(target, on, off, start, stop)
   local up = duration_secs(on)
   local down = duration_secs(off)
   if up <= 0.0 or down <= 0.0 then
-    error("conditions: on_off: on and off must be longer than 0, got " .. text(on) .. " and "
-      .. text(off))
+    error("conditions: on_off: on and off must be longer than 0, got " .. str(on) .. " and "
+      .. str(off))
   end
   local w = window("on_off", start, stop)
   if w[1] + up < w[2] then
@@ -304,8 +231,8 @@ local function replay_window(what, opts, period)
     stop = 1e300
   end
   if stop < start then
-    error("conditions: " .. what .. ": end (" .. text(stop) .. " s) is before start ("
-      .. text(start) .. " s)")
+    error("conditions: " .. what .. ": end (" .. str(stop) .. " s) is before start ("
+      .. str(start) .. " s)")
   end
   return { start, offset, stop }
 end
@@ -329,7 +256,7 @@ function conditions.replay_rate(target, file, opts)
   local key = "down"
   if opts.key ~= nil then key = opts.key end
   if key ~= "down" and key ~= "up" then
-    error('conditions: replay_rate: key must be "down" or "up", got ' .. text(key))
+    error('conditions: replay_rate: key must be "down" or "up", got ' .. str(key))
   end
   local series
   if opts.window ~= nil then

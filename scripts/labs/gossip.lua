@@ -4,7 +4,8 @@
 -- empty state.
 -- Every `gap` seconds one rumour is injected at a random online peer, and every `probe`
 -- seconds an observer asks every online peer whether it holds the latest rumour.
--- The twin of gossip.rhai: the same seed gives the same events.jsonl.
+-- The twin of gossip.rhai: the same seed gives the same events.jsonl (str(x) writes x as
+-- Rhai's `${x}` does: `..` would keep only 14 digits of a float).
 --   sudo p2plab script scripts/labs/gossip.lua --set mode=push --set session=20
 --   sudo p2plab script scripts/labs/gossip.lua --set peers=12 --set seconds=60   (reduced)
 local churn = require "churn"
@@ -24,42 +25,6 @@ local warmup = param("warmup", 10.0)        -- seconds before the first rumour
 local py = param("py", script_dir() .. "/gossip.py")
 if mode ~= "push" and mode ~= "pushpull" then error('mode: "' .. mode .. '": use push or pushpull') end
 
--- `x` as Rhai's `${x}` writes it. Lua's tostring keeps 14 digits of a float; Rhai writes the
--- fewest digits that read back as x (a tie rounded up), `.0` when x is whole, and e-notation
--- beyond 1e13 and below 1e-13 (Rhai's bounds, as f32).
-local function show(x)
-  if math.type(x) ~= "float" then return tostring(x) end
-  if x ~= x then return "NaN" end
-  if x == 0 then return "0.0" end
-  local sign, a = "", x
-  if x < 0 then sign, a = "-", -x end
-  if a == math.huge then return sign .. "inf" end
-  local function digits_of(n)        -- the digits of a in %e with n after the point
-    local lead, rest, e = string.format("%." .. n .. "e", a):match("^(%d)%.?(%d*)e([-+]%d+)$")
-    return lead .. rest, math.tointeger(tonumber(e))
-  end
-  local p = 1
-  while p < 17 and tonumber(string.format("%." .. (p - 1) .. "e", a)) ~= a do p = p + 1 end
-  local digits, e = digits_of(p - 1)
-  -- Exactly halfway between two p-digit numbers, C rounds to the even one and Rust up.
-  local half = digits_of(p)
-  local exact = digits_of(98):gsub("0+$", "")
-  if half == exact and half:sub(-1) == "5" then
-    local last = tonumber(half:sub(p, p))
-    if last % 2 == 0 then digits = half:sub(1, p - 1) .. (last + 1) end
-  end
-  if a > 9999999827968.0 or a < 9.9999998245167e-14 then
-    local frac = digits:sub(2)
-    return sign .. digits:sub(1, 1) .. (frac ~= "" and "." .. frac or "") .. "e" .. e
-  elseif e < 0 then
-    return sign .. "0." .. string.rep("0", -e - 1) .. digits
-  elseif #digits <= e + 1 then
-    return sign .. digits .. string.rep("0", e + 1 - #digits) .. ".0"
-  else
-    return sign .. digits:sub(1, e + 1) .. "." .. digits:sub(e + 2)
-  end
-end
-
 local prog = '"' .. py .. '"'
 local infra = alloc_ip(2, { group = "infra" })
 local bootstrap = infra[1]
@@ -69,7 +34,7 @@ shape("peers", { up = "1mbit", down = "8mbit", latency = "20ms" })
 shape("infra", { up = "100mbit", down = "100mbit", latency = "5ms" })
 
 local node_cmd = "exec python3 -u " .. prog .. " node " .. bootstrap.ip .. " --mode " .. mode
-  .. " --fanout " .. fanout .. " --rounds " .. rounds .. " --period " .. show(period)
+  .. " --fanout " .. fanout .. " --rounds " .. rounds .. " --period " .. str(period)
 spawn(bootstrap, node_cmd, { shell = true })
 sleep(0.5)
 -- Each peer starts the prototype when it joins: at once, and again after every crash (a
@@ -116,7 +81,7 @@ local every_probe = every(probe, function()
   if not reached_90 and fraction >= 0.9 then
     reached_90 = true
     metric("t90", now() - injected_at)
-    log("r" .. rumour .. " reached 90 % of the online peers " .. show(now() - injected_at)
+    log("r" .. rumour .. " reached 90 % of the online peers " .. str(now() - injected_at)
         .. " s after injection")
   end
 end)

@@ -3,7 +3,8 @@
 -- scripts/labs/replica.py (python3, UDP port 7100). Every `tick` seconds a client in the east
 -- writes the next integer to key x, a client in the west reads x from its replica, and an
 -- observer (outside both sides) asks the three replicas how far apart they are.
--- The twin of partition.rhai: the same seed gives the same events.jsonl.
+-- The twin of partition.rhai: the same seed gives the same events.jsonl (str(x) writes x as
+-- Rhai's `${x}` does: `..` would keep only 14 digits of a float).
 --   sudo p2plab script scripts/labs/partition.lua --set mode=quorum --set sync=4
 --   sudo p2plab script scripts/labs/partition.lua --set split=10 --set after=8   (reduced)
 local mode = param("mode", "lww")        -- "lww" (always available) or "quorum" (majority of 3)
@@ -16,42 +17,6 @@ local py = param("py", script_dir() .. "/replica.py")
 if mode ~= "lww" and mode ~= "quorum" then error('mode: "' .. mode .. '": use lww or quorum') end
 -- The service, shipped next to this script (on every worker's machine too).
 local prog = '"' .. py .. '"'
-
--- `x` as Rhai's `${x}` writes it. Lua's tostring keeps 14 digits of a float; Rhai writes the
--- fewest digits that read back as x (a tie rounded up), `.0` when x is whole, and e-notation
--- beyond 1e13 and below 1e-13 (Rhai's bounds, as f32).
-local function show(x)
-  if math.type(x) ~= "float" then return tostring(x) end
-  if x ~= x then return "NaN" end
-  if x == 0 then return "0.0" end
-  local sign, a = "", x
-  if x < 0 then sign, a = "-", -x end
-  if a == math.huge then return sign .. "inf" end
-  local function digits_of(n)        -- the digits of a in %e with n after the point
-    local lead, rest, e = string.format("%." .. n .. "e", a):match("^(%d)%.?(%d*)e([-+]%d+)$")
-    return lead .. rest, math.tointeger(tonumber(e))
-  end
-  local p = 1
-  while p < 17 and tonumber(string.format("%." .. (p - 1) .. "e", a)) ~= a do p = p + 1 end
-  local digits, e = digits_of(p - 1)
-  -- Exactly halfway between two p-digit numbers, C rounds to the even one and Rust up.
-  local half = digits_of(p)
-  local exact = digits_of(98):gsub("0+$", "")
-  if half == exact and half:sub(-1) == "5" then
-    local last = tonumber(half:sub(p, p))
-    if last % 2 == 0 then digits = half:sub(1, p - 1) .. (last + 1) end
-  end
-  if a > 9999999827968.0 or a < 9.9999998245167e-14 then
-    local frac = digits:sub(2)
-    return sign .. digits:sub(1, 1) .. (frac ~= "" and "." .. frac or "") .. "e" .. e
-  elseif e < 0 then
-    return sign .. "0." .. string.rep("0", -e - 1) .. digits
-  elseif #digits <= e + 1 then
-    return sign .. digits .. string.rep("0", e + 1 - #digits) .. ".0"
-  else
-    return sign .. digits:sub(1, e + 1) .. "." .. digits:sub(e + 2)
-  end
-end
 
 local east = alloc_ip(3, { group = "east" })     -- replicas A and B, and the east client
 local west = alloc_ip(2, { group = "west" })     -- replica C, and the west client
@@ -66,7 +31,7 @@ local client_east = east[3]
 local client_west = west[2]
 for _, r in ipairs(replicas) do
   spawn(r, "exec python3 -u " .. prog .. " serve --peers " .. all .. " --mode " .. mode
-    .. " --sync " .. show(every_sync), { shell = true })
+    .. " --sync " .. str(every_sync), { shell = true })
 end
 sleep(1)
 
@@ -110,7 +75,7 @@ while now() < stop do
     local code = converging.exit_code
     if code ~= nil and code <= 120 then
       metric("converge_s", code / 10.0)
-      log("the replicas hold value " .. target .. " or newer " .. show(code / 10.0)
+      log("the replicas hold value " .. target .. " or newer " .. str(code / 10.0)
           .. " s after the heal")
     else
       log("the replicas did not converge within 12 s of the heal")

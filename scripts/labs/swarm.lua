@@ -4,7 +4,8 @@
 -- metric, and so are its start-up (until its first data) and its transfer (from its first
 -- data to its exit); then the medians and the maximum. Compare runs with another seed
 -- upload or peer upload, and the simple bounds the script records.
--- The twin of swarm.rhai: the same seed gives the same events.jsonl.
+-- The twin of swarm.rhai: the same seed gives the same events.jsonl (str(x) writes x as
+-- Rhai's `${x}` does: `..` would keep only 14 digits of a float).
 --   sudo p2plab script scripts/labs/swarm.lua --set seed_up=2mbit --out /dev/shm/swarm-2m
 -- Needs Debian's opentracker and ctorrent (apt-get install opentracker ctorrent).
 local n_peers = param("peers", 10)
@@ -14,42 +15,6 @@ local peer_up = param("peer_up", "1mbit")
 local peer_down = param("peer_down", "8mbit")
 local content = param("content_seed", 42)
 local give_up = param("give_up", 600)       -- a leecher not done by then exits (124)
-
--- `x` as Rhai's `${x}` writes it. Lua's tostring keeps 14 digits of a float; Rhai writes the
--- fewest digits that read back as x (a tie rounded up), `.0` when x is whole, and e-notation
--- beyond 1e13 and below 1e-13 (Rhai's bounds, as f32).
-local function show(x)
-  if math.type(x) ~= "float" then return tostring(x) end
-  if x ~= x then return "NaN" end
-  if x == 0 then return "0.0" end
-  local sign, a = "", x
-  if x < 0 then sign, a = "-", -x end
-  if a == math.huge then return sign .. "inf" end
-  local function digits_of(n)        -- the digits of a in %e with n after the point
-    local lead, rest, e = string.format("%." .. n .. "e", a):match("^(%d)%.?(%d*)e([-+]%d+)$")
-    return lead .. rest, math.tointeger(tonumber(e))
-  end
-  local p = 1
-  while p < 17 and tonumber(string.format("%." .. (p - 1) .. "e", a)) ~= a do p = p + 1 end
-  local digits, e = digits_of(p - 1)
-  -- Exactly halfway between two p-digit numbers, C rounds to the even one and Rust up.
-  local half = digits_of(p)
-  local exact = digits_of(98):gsub("0+$", "")
-  if half == exact and half:sub(-1) == "5" then
-    local last = tonumber(half:sub(p, p))
-    if last % 2 == 0 then digits = half:sub(1, p - 1) .. (last + 1) end
-  end
-  if a > 9999999827968.0 or a < 9.9999998245167e-14 then
-    local frac = digits:sub(2)
-    return sign .. digits:sub(1, 1) .. (frac ~= "" and "." .. frac or "") .. "e" .. e
-  elseif e < 0 then
-    return sign .. "0." .. string.rep("0", -e - 1) .. digits
-  elseif #digits <= e + 1 then
-    return sign .. digits .. string.rep("0", e + 1 - #digits) .. ".0"
-  else
-    return sign .. digits:sub(1, e + 1) .. "." .. digits:sub(e + 2)
-  end
-end
 
 local tracker = alloc_ip(1, { group = "infra" })[1]
 local seed = alloc_ip(1, { group = "seed" })[1]
@@ -157,7 +122,7 @@ if #times > 0 then
     table.sort(transfers)
     metric("median_transfer_s", transfers[#transfers // 2 + 1])
   end
-  log(#times .. " of " .. n_peers .. " done: median " .. show(median) .. " s, max " .. show(max)
-      .. " s; bounds: seed " .. show(bound_seed) .. " s, download " .. show(bound_down)
-      .. " s, swarm " .. show(bound_swarm) .. " s")
+  log(#times .. " of " .. n_peers .. " done: median " .. str(median) .. " s, max " .. str(max)
+      .. " s; bounds: seed " .. str(bound_seed) .. " s, download " .. str(bound_down)
+      .. " s, swarm " .. str(bound_swarm) .. " s")
 end
