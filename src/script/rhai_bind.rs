@@ -314,6 +314,20 @@ mod tests {
                 Dynamic::from_float(x).to_string(),
                 "{x:?}"
             );
+            let nested = vec![Dynamic::from_float(x), Dynamic::from("a"), Dynamic::UNIT];
+            let mut map = rhai::Map::new();
+            map.insert("k".into(), Dynamic::from_float(x));
+            assert_eq!(
+                Value::Array(vec![Value::Float(x), Value::str("a"), Value::Unit]).to_string(),
+                Dynamic::from_array(nested).to_string(),
+                "[{x:?}]"
+            );
+            let ours = Value::Map([("k".to_string(), Value::Float(x))].into_iter().collect());
+            assert_eq!(
+                ours.to_string(),
+                Dynamic::from_map(map).to_string(),
+                "#{{{x:?}}}"
+            );
         }
     }
 }

@@ -229,9 +229,11 @@ impl fmt::Debug for Value {
     }
 }
 
-/// Inside an array or a map, strings are quoted and nothing is `()`.
+/// Inside an array or a map, strings are quoted, nothing is `()` and floats are Rust's
+/// `{:?}` (`1e-5`), as Rhai writes them there.
 fn write_nested(f: &mut fmt::Formatter<'_>, v: &Value) -> fmt::Result {
     match v {
+        Value::Float(x) => write!(f, "{x:?}"),
         Value::Str(s) => write!(f, "{s:?}"),
         Value::Unit => f.write_str("()"),
         other => write!(f, "{other}"),
