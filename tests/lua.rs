@@ -445,3 +445,21 @@ fn callbacks_and_modules_trace_their_errors_as_in_rhai() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
+
+/// Lua would call `function(p)` with p = nil; as Rhai refuses `|p| ...` when it falls due, so
+/// does the Lua binding, at the same place and with the same trace.
+#[test]
+fn a_callback_with_parameters_is_refused_as_in_rhai() {
+    let pair = Pair::new(
+        "let n = alloc_ip(1);\nat(5, |p| fail_node(p));\nsleep(10);\n",
+        "local n = alloc_ip(1)\nat(5, function(p) fail_node(p) end)\nsleep(10)\n",
+    );
+    let (r, l) = (pair.err("rhai", None), pair.err("lua", None));
+    let (rl, _, rm) = place(&r, "rhai");
+    let (ll, _, lm) = place(&l, "lua");
+    assert_eq!(rl, ll, "{r}\n{l}");
+    let words = "a closure was called with no argument, which does not match its parameters";
+    assert!(rm.starts_with(words) && lm.starts_with(words), "{r}\n{l}");
+    assert_eq!(frames(&r), frames(&l));
+    assert!(l.contains("write function() ... end"), "{l}");
+}

@@ -9,11 +9,11 @@ use mlua::{
     UserDataMethods, Value as LuaValue,
 };
 
-use super::errors::{called_from, caller, frames, located};
+use super::errors::{Located, called_from, caller, frames, located};
 use crate::script::api::call::{ApiError, CallKind, Host, Prim, Prop, invoke};
 use crate::script::api::value::{Func, Table, Value};
 use crate::script::api::{self, ScriptState};
-use crate::script::error::Location;
+use crate::script::error::{Location, ScriptError};
 
 /// Tables nested deeper than this are refused (a table that contains itself would not end).
 const MAX_DEPTH: usize = 64;
@@ -138,6 +138,27 @@ impl Host for LuaHost<'_> {
         let Some(LuaFn { function, origin }) = f.get::<LuaFn>() else {
             return Err(ApiError::msg("a function from another script language"));
         };
+        let scheduled = match (kind, origin) {
+            (CallKind::Scheduled, Some(at)) => {
+                Some((at.clone(), "scheduled by at()/every()".to_string()))
+            }
+            _ => None,
+        };
+        // Lua would call `function(p)` with p = nil, and the error would come later and
+        // elsewhere; Rhai refuses a closure with parameters here, and so does this.
+        let info = function.info();
+        if info.num_params > 0 && !info.is_vararg {
+            let mut e = ScriptError::new(
+                caller(self.lua, 1, Some(self.prim)),
+                "a closure was called with no argument, which does not match its parameters \
+                 (at() and every() call theirs with no argument: write function() ... end, \
+                 and capture values)",
+            );
+            e.trace.extend(scheduled);
+            return Err(ApiError::Script(Box::new(mlua::Error::external(Located(
+                e,
+            )))));
+        }
         match function.call::<LuaValue>(()) {
             Ok(v) => from_lua(self.lua, &v, None).map_err(ApiError::Msg),
             Err(e) => {
@@ -146,9 +167,7 @@ impl Host for LuaHost<'_> {
                     .map(|at| (at, "callback".to_string()))
                     .into_iter()
                     .collect();
-                if let (CallKind::Scheduled, Some(at)) = (kind, origin) {
-                    more.push((at.clone(), "scheduled by at()/every()".to_string()));
-                }
+                more.extend(scheduled);
                 Err(ApiError::Script(Box::new(called_from(&e, more))))
             }
         }
