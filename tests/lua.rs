@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{can_run_real_mode_with, read_events};
+use common::{can_run_real_mode_with, example_scripts, read_events};
 use p2plab::run::{self, RunConfig, RunError};
 
 fn repo() -> &'static Path {
@@ -59,24 +59,9 @@ fn assert_twins(rhai: &Path, lua: &Path, seed: u64, params: &[(&str, &str)]) -> 
     a.iter().filter(|&&c| c == b'\n').count()
 }
 
-/// The scenarios of `scripts/` and `scripts/labs/`, in name order.
-fn rhai_scenarios() -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for dir in ["scripts", "scripts/labs"] {
-        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "rhai") {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
 #[test]
 fn every_scenario_has_a_lua_twin_with_the_same_events() {
-    let scenarios = rhai_scenarios();
+    let scenarios = example_scripts();
     assert!(scenarios.len() >= 10, "{scenarios:?}");
     let missing: Vec<_> = scenarios
         .iter()
@@ -356,20 +341,35 @@ fn the_lua_stdlib_modules_are_twins_of_the_rhai_ones() {
     }
 }
 
-/// The frames under an error, `called from FILE:line[:col] (what)`, as (file, line, what):
-/// the columns differ where `local` stands for `let`.
+/// `FILE:line[:col]` as the file without its extension and the line: the columns differ
+/// where `local` stands for `let`.
+fn file_line(place: &str) -> (String, usize) {
+    let mut parts = place.split(':');
+    let file = parts
+        .next()
+        .unwrap()
+        .replace(".rhai", "")
+        .replace(".lua", "");
+    (file, parts.next().unwrap().parse().unwrap())
+}
+
+/// The first line of an error, `FILE:line[:col]: message`, as (file, line, message).
+fn leaf(err: &str) -> (String, usize, String) {
+    let first = err.lines().next().unwrap_or_default();
+    let (place, msg) = first
+        .split_once(": ")
+        .expect("an error starts with its place");
+    let (file, line) = file_line(place);
+    (file, line, msg.to_string())
+}
+
+/// The frames under an error, `called from FILE:line[:col] (what)`, as (file, line, what).
 fn frames(err: &str) -> Vec<(String, usize, String)> {
     err.lines()
         .filter_map(|l| l.trim().strip_prefix("called from "))
         .map(|f| {
             let (place, what) = f.split_once(" (").expect("a frame names what was called");
-            let mut parts = place.split(':');
-            let file = parts
-                .next()
-                .unwrap()
-                .replace(".rhai", "")
-                .replace(".lua", "");
-            let line = parts.next().unwrap().parse().unwrap();
+            let (file, line) = file_line(place);
             (file, line, what.trim_end_matches(')').to_string())
         })
         .collect()
@@ -419,24 +419,10 @@ fn callbacks_and_modules_trace_their_errors_as_in_rhai() {
             std::fs::write(pair.dir.path().join(name), text).unwrap();
         }
         let (r, l) = (pair.err("rhai", None), pair.err("lua", None));
-        let first = |e: &str| {
-            e.lines()
-                .next()
-                .unwrap_or_default()
-                .replace(".rhai", ".lua")
-        };
         let same_leaf = if r.contains("syntax error") {
             l.contains("syntax error")
         } else {
-            // The place's column may differ; the file, line and message may not.
-            let strip = |e: &str| {
-                let f = first(e);
-                let (file_line, _) = f.split_at(f.find(": ").unwrap_or(0));
-                let msg = &f[f.find(": ").unwrap_or(0)..];
-                let file_line: Vec<_> = file_line.split(':').take(2).collect();
-                format!("{}{msg}", file_line.join(":"))
-            };
-            strip(&r) == strip(&l)
+            leaf(&r) == leaf(&l)
         };
         let (rf, lf) = (frames(&r), frames(&l));
         if !same_leaf || rf != lf || rf.is_empty() {

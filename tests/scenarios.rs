@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Scenario, of};
+use common::{Scenario, example_scripts, of};
 use p2plab::run::{self, RunConfig};
 
 fn churn_script() -> &'static str {
@@ -148,21 +148,6 @@ fn a_local_module_wins_and_modules_see_primitives() {
     let s = Scenario::new("import \"churn\" as c;\nlog(c::HELLO);\n")
         .with_module("churn", "export const HELLO = \"local churn\";\n");
     assert_eq!(of(&s.run_ok(), "log")[0]["msg"], "local churn");
-}
-
-/// The example scenarios: `scripts/*.rhai` and the labs' `scripts/labs/*.rhai`.
-fn example_scripts() -> Vec<std::path::PathBuf> {
-    let mut paths = Vec::new();
-    for folder in ["scripts", "scripts/labs"] {
-        for entry in std::fs::read_dir(folder).unwrap_or_else(|e| panic!("{folder}/: {e}")) {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "rhai") {
-                paths.push(path);
-            }
-        }
-    }
-    paths.sort();
-    paths
 }
 
 #[test]

@@ -345,3 +345,19 @@ impl Drop for TunModeLock {
         }
     }
 }
+
+/// The example scenarios: `scripts/*.rhai` and the labs' `scripts/labs/*.rhai`, from the
+/// crate's folder (where cargo runs tests).
+pub fn example_scripts() -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for folder in ["scripts", "scripts/labs"] {
+        for entry in std::fs::read_dir(folder).unwrap_or_else(|e| panic!("{folder}/: {e}")) {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rhai") {
+                paths.push(path);
+            }
+        }
+    }
+    paths.sort();
+    paths
+}

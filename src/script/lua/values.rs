@@ -26,6 +26,8 @@ const PRIMS_KEY: &str = "p2plab.prims";
 pub struct LuaFn {
     pub function: Function,
     origin: Option<Location>,
+    /// It has named parameters, which a callback is never given.
+    takes_params: bool,
 }
 
 /// A handle (Node, Proc, Timer, Topology) in Lua.
@@ -135,7 +137,12 @@ struct LuaHost<'a> {
 
 impl Host for LuaHost<'_> {
     fn call(&mut self, f: &Func, kind: CallKind) -> Result<Value, ApiError> {
-        let Some(LuaFn { function, origin }) = f.get::<LuaFn>() else {
+        let Some(LuaFn {
+            function,
+            origin,
+            takes_params,
+        }) = f.get::<LuaFn>()
+        else {
             return Err(ApiError::msg("a function from another script language"));
         };
         let scheduled = match (kind, origin) {
@@ -146,8 +153,7 @@ impl Host for LuaHost<'_> {
         };
         // Lua would call `function(p)` with p = nil, and the error would come later and
         // elsewhere; Rhai refuses a closure with parameters here, and so does this.
-        let info = function.info();
-        if info.num_params > 0 && !info.is_vararg {
+        if *takes_params {
             let mut e = ScriptError::new(
                 caller(self.lua, 1, Some(self.prim)),
                 "a closure was called with no argument, which does not match its parameters \
@@ -188,10 +194,14 @@ fn value(lua: &Lua, v: &LuaValue, prim: Option<&str>, depth: usize) -> Result<Va
         LuaValue::Number(x) => Value::Float(*x),
         LuaValue::String(s) => Value::Str(s.to_string_lossy()),
         LuaValue::Table(t) => table(lua, t, prim, depth)?,
-        LuaValue::Function(f) => Value::Func(Func::new(LuaFn {
-            function: f.clone(),
-            origin: prim.and_then(|name| caller(lua, 1, Some(name))),
-        })),
+        LuaValue::Function(f) => {
+            let info = f.info();
+            Value::Func(Func::new(LuaFn {
+                function: f.clone(),
+                origin: prim.and_then(|name| caller(lua, 1, Some(name))),
+                takes_params: info.num_params > 0 && !info.is_vararg,
+            }))
+        }
         LuaValue::UserData(u) => match u.borrow::<Handle>() {
             Ok(h) => h.0.clone(),
             Err(_) => return Err("a userdata that is not a p2plab handle".to_string()),
